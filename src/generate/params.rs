@@ -1,0 +1,113 @@
+//! What a caller asks of one generation and what it gets back.
+
+use serde::{Deserialize, Serialize};
+
+/// How the next token is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SamplingParams {
+    /// Softmax temperature; `0` means greedy (argmax), and `top_k` / `top_p` are then unused.
+    pub temperature: f64,
+    /// Keep only the `k` most likely tokens before sampling.
+    pub top_k: Option<usize>,
+    /// Keep the smallest set of most likely tokens whose probability reaches `p` (nucleus).
+    pub top_p: Option<f64>,
+}
+
+impl SamplingParams {
+    /// Greedy decoding.
+    pub const GREEDY: SamplingParams = SamplingParams {
+        temperature: 0.0,
+        top_k: None,
+        top_p: None,
+    };
+
+    /// True when decoding is greedy.
+    pub fn is_greedy(&self) -> bool {
+        self.temperature <= 0.0
+    }
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        Self::GREEDY
+    }
+}
+
+/// Settings of one generation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenerationParams {
+    /// Most tokens to generate (the forced prefix does not count; an EOS does).
+    pub max_new_tokens: usize,
+    /// EOS is suppressed until this many tokens were generated.
+    pub min_new_tokens: usize,
+    /// Token choice.
+    pub sampling: SamplingParams,
+    /// Seed of this row's random generator (unused when greedy). The same seed gives the same
+    /// output whatever else is in the batch.
+    pub seed: u64,
+    /// Generation stops when the decoded text contains one of these; the text is cut before it.
+    pub stop: Vec<String>,
+    /// Return the log-probability of each generated token.
+    pub logprobs: bool,
+}
+
+impl Default for GenerationParams {
+    fn default() -> Self {
+        Self {
+            max_new_tokens: 128,
+            min_new_tokens: 0,
+            sampling: SamplingParams::GREEDY,
+            seed: 0,
+            stop: Vec::new(),
+            logprobs: false,
+        }
+    }
+}
+
+/// One row to generate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerationRequest {
+    /// Encoder input ids (ending with `</s>`).
+    pub input_ids: Vec<u32>,
+    /// Decoder tokens forced after the start token (the control tokens), not returned.
+    pub prefix: Vec<u32>,
+    /// Settings.
+    pub params: GenerationParams,
+}
+
+/// Why a row stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// The model produced `</s>`.
+    Eos,
+    /// `max_new_tokens` were generated.
+    Length,
+    /// The text reached a stop string.
+    Stop,
+}
+
+impl FinishReason {
+    /// The wire name (`eos`, `length`, `stop`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Eos => "eos",
+            Self::Length => "length",
+            Self::Stop => "stop",
+        }
+    }
+}
+
+/// The result of one row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerationOutput {
+    /// Generated ids after the forced prefix, including a final `</s>` if one was produced.
+    pub token_ids: Vec<u32>,
+    /// The decoded text without special tokens, cut before a stop string.
+    pub text: String,
+    /// Why generation ended.
+    pub finish_reason: FinishReason,
+    /// Log-probability of each generated token under the model (temperature 1, no
+    /// filtering), when requested.
+    pub logprobs: Option<Vec<f32>>,
+}
