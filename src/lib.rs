@@ -41,4 +41,5 @@ pub mod device;
 pub mod generate;
 pub mod model;
 pub mod rationale;
+pub mod rewards;
 pub mod tokenize;

@@ -1,17 +1,719 @@
-//! `mario-train`: the MaRio training pipeline (tokenizer, init, SFT, rewards, QUARK loop).
-//!
-//! The stages are being written (see README, "Status"); today the binary only exists so the
-//! workspace layout is in place.
+//! `mario-train`: the MaRio training pipeline.
 
-use clap::Parser;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use candle_core::{DType, Device};
+use clap::{Args, Parser, Subcommand};
+use mario::checkpoint::Checkpoint;
+use mario::control::ControlChoice;
+use mario::device::DeviceChoice;
+use mario_training::config::RunConfig;
+use mario_training::data::{duplicate_report, load_examples, load_teacher};
+use mario_training::eval::{evaluate_model, evaluate_rationale_file, write_eval, EvalOptions};
+use mario_training::init::{init_weights, resolve_arch, write_model_folder};
+use mario_training::report::markdown_table;
+use mario_training::sft::{SftSettings, SftTask};
+use mario_training::teach::{default_demonstrations, teach, Demonstration, TeachOptions};
+use mario_training::tokenizer::{corpus, save_tokenizer, train_tokenizer};
+use mario_training::train::{train, RunDir, TrainableModel};
+use serde_json::json;
 
 /// Train self-rationalizing T5 models with MaRio (multi-reward distillation).
+///
+/// Stages: `tokenizer` → `init` → (`teach`) → `sft` → `eval`. Each reads and writes Hugging
+/// Face folders and JSON Lines, so any stage can be rerun or replaced. Data files default to
+/// `$MARIO_DATA` (else `../shared/data/mario`).
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
-struct Args {}
+#[command(version, about, long_about)]
+struct Cli {
+    /// Threads for tensor work (default: all cores).
+    #[arg(long, global = true, env = "MARIO_THREADS")]
+    threads: Option<usize>,
+    /// Log level: error, warn, info, debug, trace.
+    #[arg(long, global = true, default_value = "info", env = "MARIO_LOG")]
+    log: String,
+    /// No progress bars.
+    #[arg(long, global = true)]
+    no_progress: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Train a Unigram tokenizer with T5's special tokens on questions and rationales.
+    Tokenizer(TokenizerArgs),
+    /// Write a randomly initialised T5 (transformers' initialisation) as a model folder.
+    Init(InitArgs),
+    /// Collect teacher rationales from an OpenAI-compatible chat-completions endpoint.
+    Teach(TeachArgs),
+    /// SFT distillation: train a T5 on teacher rationales.
+    Sft(SftArgs),
+    /// Evaluate a checkpoint on a split, or score an existing rationale file.
+    Eval(EvalArgs),
+    /// Validate data files and report duplicates.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+struct TokenizerArgs {
+    /// Configuration file ([data] datasets and [tokenizer] vocab_size).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Dataset folders under the data directory whose train.jsonl (and teacher file) are read.
+    #[arg(long, value_delimiter = ',')]
+    datasets: Vec<String>,
+    /// Extra data files (split or teacher layout).
+    #[arg(long = "file")]
+    files: Vec<PathBuf>,
+    /// Vocabulary size (specials included) [default: 8000].
+    #[arg(long)]
+    vocab_size: Option<usize>,
+    /// Output tokenizer.json.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct InitArgs {
+    /// Configuration file ([init] arch and seed).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Architecture: tiny, small, base, large, or a config.json [default: tiny].
+    #[arg(long)]
+    arch: Option<String>,
+    /// The tokenizer.json the model will use (sets vocab_size).
+    #[arg(long)]
+    tokenizer: PathBuf,
+    /// Initialisation seed [default: 0].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Output model folder.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct TeachArgs {
+    /// Questions with gold answers (split layout; rationales may be "dummy").
+    #[arg(long)]
+    data: PathBuf,
+    /// Output teacher file (JSON Lines, teacher layout); appended to, and resumable.
+    #[arg(long)]
+    out: PathBuf,
+    /// Also write the kept rationales as a training split (JSON Lines) here.
+    #[arg(long)]
+    train_out: Option<PathBuf>,
+    /// Base URL of the OpenAI-compatible API.
+    #[arg(
+        long,
+        env = "OPENAI_BASE_URL",
+        default_value = "https://api.openai.com/v1"
+    )]
+    url: String,
+    /// Teacher model name.
+    #[arg(long, env = "MARIO_TEACHER_MODEL")]
+    model: String,
+    /// API key (sent as a bearer token).
+    #[arg(
+        long,
+        env = "OPENAI_API_KEY",
+        default_value = "",
+        hide_env_values = true
+    )]
+    api_key: String,
+    /// Samples per question.
+    #[arg(long, default_value_t = 5)]
+    samples: usize,
+    /// Sampling temperature.
+    #[arg(long, default_value_t = 0.7)]
+    temperature: f64,
+    /// Most tokens per reply.
+    #[arg(long, default_value_t = 128)]
+    max_tokens: usize,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Retries of a failed request (429, 5xx, network), with exponential backoff.
+    #[arg(long, default_value_t = 5)]
+    retries: usize,
+    /// First retry delay in milliseconds (doubles each retry).
+    #[arg(long, default_value_t = 1000)]
+    backoff_ms: u64,
+    /// Per-request timeout in seconds.
+    #[arg(long, default_value_t = 60)]
+    timeout_s: u64,
+    /// Few-shot demonstrations (JSON Lines with question, rationale, answer); default:
+    /// built-in ones for the question's answer format.
+    #[arg(long)]
+    demos: Option<PathBuf>,
+    /// Keep samples whose answer is wrong too (e.g. as negatives).
+    #[arg(long)]
+    keep_wrong: bool,
+    /// Only the first N questions.
+    #[arg(long)]
+    limit: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+struct SftArgs {
+    /// Configuration file (its [data] and [sft] sections); flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Initial model folder (from `mario-train init`, or any T5 checkpoint).
+    #[arg(long)]
+    model: PathBuf,
+    /// Training files (default: train.jsonl of the config's datasets).
+    #[arg(long)]
+    train: Vec<PathBuf>,
+    /// Dev files (default: dev.jsonl of the config's datasets).
+    #[arg(long)]
+    dev: Vec<PathBuf>,
+    /// Run directory (checkpoints, metrics.jsonl, curves.png, report.md).
+    #[arg(long)]
+    out: PathBuf,
+    /// Continue the run in --out from its last checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// Stop with a checkpoint after this many updates in this invocation.
+    #[arg(long)]
+    stop_after: Option<u64>,
+    /// Stop (final evaluation and checkpoint) after this many minutes.
+    #[arg(long)]
+    max_minutes: Option<f64>,
+    /// Device: cpu, cuda or auto.
+    #[arg(long, default_value = "cpu")]
+    device: DeviceChoice,
+    #[command(flatten)]
+    overrides: SftOverrides,
+}
+
+/// Flags that override `[sft]` settings (see `SftSettings` for their meaning and defaults).
+#[derive(Debug, Args)]
+struct SftOverrides {
+    /// Peak learning rate [paper: 3e-5].
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Warm-up steps [paper: 1000].
+    #[arg(long)]
+    warmup_steps: Option<u64>,
+    /// Total updates (overrides --epochs).
+    #[arg(long)]
+    steps: Option<u64>,
+    /// Passes over the training data [paper: 25].
+    #[arg(long)]
+    epochs: Option<f64>,
+    /// Examples per micro-batch [paper: 4].
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Micro-batches per update [1].
+    #[arg(long)]
+    grad_accum: Option<usize>,
+    /// Gradient-norm clip [paper: 0.5].
+    #[arg(long)]
+    max_grad_norm: Option<f64>,
+    /// Decoupled weight decay [0].
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    /// Dropout [the model's dropout_rate].
+    #[arg(long)]
+    dropout: Option<f64>,
+    /// Seed of data order and dropout [1].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Evaluate every N updates [1000].
+    #[arg(long)]
+    eval_every: Option<u64>,
+    /// Save a resumable checkpoint every N updates [at evaluations].
+    #[arg(long)]
+    save_every: Option<u64>,
+    /// Log the training loss every N updates [20].
+    #[arg(long)]
+    log_every: Option<u64>,
+    /// Dev questions decoded per evaluation, 0 = all [0].
+    #[arg(long)]
+    eval_limit: Option<usize>,
+    /// Most new tokens when decoding dev questions [128].
+    #[arg(long)]
+    max_new_tokens: Option<usize>,
+}
+
+impl SftOverrides {
+    fn apply(&self, s: &mut SftSettings) {
+        macro_rules! set {
+            ($($f:ident),*) => {$( if let Some(v) = self.$f { s.$f = v; } )*};
+        }
+        set!(
+            lr,
+            warmup_steps,
+            steps,
+            epochs,
+            batch_size,
+            grad_accum,
+            max_grad_norm,
+            weight_decay,
+            seed,
+            eval_every,
+            save_every,
+            log_every,
+            eval_limit,
+            max_new_tokens
+        );
+        if self.dropout.is_some() {
+            s.dropout = self.dropout;
+        }
+        if self.epochs.is_some() && self.steps.is_none() {
+            s.steps = 0;
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct EvalArgs {
+    /// Checkpoint folder to evaluate (with --data).
+    #[arg(
+        long,
+        conflicts_with = "rationales",
+        required_unless_present = "rationales"
+    )]
+    model: Option<PathBuf>,
+    /// Questions with gold answers (split layout).
+    #[arg(long, requires = "model")]
+    data: Option<PathBuf>,
+    /// Score this rationale file (teacher layout) instead of a model.
+    #[arg(long)]
+    rationales: Option<PathBuf>,
+    /// Output folder: metrics.json, metrics.md, examples.jsonl.
+    #[arg(long)]
+    out: PathBuf,
+    /// Questions per generation batch.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Most new tokens per output.
+    #[arg(long, default_value_t = 128)]
+    max_new_tokens: usize,
+    /// Samples per question (1 = greedy; more = majority vote).
+    #[arg(long, default_value_t = 1)]
+    samples: usize,
+    /// Sampling temperature (with --samples > 1).
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f64,
+    /// Nucleus mass (with --samples > 1).
+    #[arg(long, default_value_t = 0.9)]
+    top_p: f64,
+    /// Seed of the sampling.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Only the first N questions.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Control tokens for a MaRio checkpoint: best, worst, or reward=bin,reward=bin.
+    #[arg(long, default_value = "best")]
+    control: String,
+    /// Device: cpu, cuda or auto.
+    #[arg(long, default_value = "cpu")]
+    device: DeviceChoice,
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    /// Split files (train.jsonl, dev.jsonl layout) to validate.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+fn progress(cli: &Cli) -> bool {
+    !cli.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr())
+}
 
 fn main() {
-    let _ = Args::parse();
-    eprintln!("mario-train: no stage is implemented yet; see README.md, \"Status\".");
-    std::process::exit(2);
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    if let Some(n) = cli.threads {
+        if let Err(e) = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+        {
+            eprintln!("mario-train: --threads: {e}");
+        }
+    }
+    if let Err(e) = run(&cli) {
+        eprintln!("mario-train: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: &Cli) -> Result<()> {
+    match &cli.command {
+        Command::Tokenizer(a) => cmd_tokenizer(a),
+        Command::Init(a) => cmd_init(a),
+        Command::Teach(a) => cmd_teach(a, progress(cli)),
+        Command::Sft(a) => cmd_sft(a, progress(cli)),
+        Command::Eval(a) => cmd_eval(a, progress(cli)),
+        Command::Check(a) => cmd_check(a),
+    }
+}
+
+fn load_config(path: &Option<PathBuf>) -> Result<RunConfig> {
+    match path {
+        Some(p) => RunConfig::from_file(p),
+        None => Ok(RunConfig::default()),
+    }
+}
+
+fn cmd_tokenizer(a: &TokenizerArgs) -> Result<()> {
+    let mut cfg = load_config(&a.config)?;
+    if !a.datasets.is_empty() {
+        cfg.data.datasets = a.datasets.clone();
+    }
+    let mut files: Vec<PathBuf> = cfg.data.files("train.jsonl");
+    files.extend(cfg.data.files("teacher_gpt3_train.jsonl"));
+    files.extend(a.files.iter().cloned());
+    if files.is_empty() {
+        bail!(
+            "no data: pass --datasets NAME[,NAME] (folders under {}) or --file FILE",
+            cfg.data.dir().display()
+        );
+    }
+    let mut texts: Vec<String> = Vec::new();
+    for f in &files {
+        // split layout or teacher layout
+        match load_examples(f) {
+            Ok(ex) => {
+                for e in ex {
+                    texts.push(e.question);
+                    texts.extend(e.rationale);
+                }
+            }
+            Err(split_err) => match load_teacher(f) {
+                Ok(recs) => {
+                    for r in recs {
+                        texts.push(r.question);
+                        texts.push(r.predicted_rationale);
+                    }
+                }
+                Err(_) => return Err(split_err.into()),
+            },
+        }
+    }
+    let texts = corpus(texts.iter().map(String::as_str));
+    let vocab = a.vocab_size.unwrap_or(cfg.tokenizer.vocab_size);
+    tracing::info!(
+        files = files.len(),
+        strings = texts.len(),
+        vocab,
+        "training tokenizer"
+    );
+    let tok = train_tokenizer(&texts, vocab)?;
+    save_tokenizer(&tok, &a.out)?;
+    println!(
+        "wrote {} ({} pieces)",
+        a.out.display(),
+        tok.get_vocab_size(true)
+    );
+    Ok(())
+}
+
+fn cmd_init(a: &InitArgs) -> Result<()> {
+    let cfg = load_config(&a.config)?;
+    let tok = mario::tokenize::TextTokenizer::from_file(&a.tokenizer)?;
+    let arch = a.arch.clone().unwrap_or(cfg.init.arch);
+    let model_cfg = resolve_arch(&arch, tok.vocab_size())?;
+    let seed = a.seed.unwrap_or(cfg.init.seed);
+    let weights = init_weights(&model_cfg, seed)?;
+    write_model_folder(&a.out, &model_cfg, &weights, &a.tokenizer)?;
+    let params: usize = weights.values().map(|t| t.elem_count()).sum();
+    println!(
+        "wrote {} ({arch}: {:.1}M parameters, vocab {}, seed {seed})",
+        a.out.display(),
+        params as f64 / 1e6,
+        model_cfg.vocab_size
+    );
+    Ok(())
+}
+
+fn cmd_teach(a: &TeachArgs, progress: bool) -> Result<()> {
+    let mut examples = load_examples(&a.data)?;
+    if let Some(n) = a.limit {
+        examples.truncate(n);
+    }
+    let demos: Vec<Demonstration> = match &a.demos {
+        Some(p) => load_examples(p)?
+            .into_iter()
+            .map(|e| {
+                Ok(Demonstration {
+                    rationale: e.rationale.ok_or_else(|| {
+                        anyhow!("{}: record {} has no rationale", p.display(), e.id)
+                    })?,
+                    question: e.question,
+                    answer: e.answer,
+                })
+            })
+            .collect::<Result<_>>()?,
+        None => default_demonstrations(
+            examples
+                .first()
+                .is_some_and(|e| e.choices().labels == ["no", "yes"]),
+        ),
+    };
+    let opts = TeachOptions {
+        url: a.url.clone(),
+        model: a.model.clone(),
+        api_key: a.api_key.clone(),
+        samples: a.samples,
+        temperature: a.temperature,
+        max_tokens: a.max_tokens,
+        concurrency: a.concurrency,
+        retries: a.retries,
+        backoff: Duration::from_millis(a.backoff_ms),
+        timeout: Duration::from_secs(a.timeout_s),
+        keep_wrong: a.keep_wrong,
+        progress,
+    };
+    let summary = teach(&examples, &demos, &opts, &a.out)?;
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    if let Some(train_out) = &a.train_out {
+        let n = mario_training::teach::write_training_split(&a.out, &examples, train_out)?;
+        println!("wrote {} training rows to {}", n, train_out.display());
+    }
+    Ok(())
+}
+
+fn cmd_sft(a: &SftArgs, progress: bool) -> Result<()> {
+    let cfg = load_config(&a.config)?;
+    let mut settings = cfg.sft.clone();
+    a.overrides.apply(&mut settings);
+    let train_files = if a.train.is_empty() {
+        cfg.data.files("train.jsonl")
+    } else {
+        a.train.clone()
+    };
+    let dev_files = if a.dev.is_empty() {
+        cfg.data.files("dev.jsonl")
+    } else {
+        a.dev.clone()
+    };
+    if train_files.is_empty() {
+        bail!("no training data: pass --train FILE or a --config with [data] datasets");
+    }
+    if dev_files.is_empty() {
+        bail!("no dev data: pass --dev FILE or a --config with [data] datasets");
+    }
+    let device = a.device.open().map_err(|e| anyhow!("--device: {e}"))?;
+    let mut model = TrainableModel::load(&a.model, &device)
+        .with_context(|| format!("loading the initial model {}", a.model.display()))?;
+    let task = SftTask::load(
+        &train_files,
+        &dev_files,
+        &model.tokenizer,
+        settings.clone(),
+        &device,
+    )?;
+    let mut opts = settings.train_options(task.train.len());
+    opts.stop_after = a.stop_after;
+    opts.max_minutes = a.max_minutes;
+    opts.progress = progress;
+    tracing::info!(
+        params = model.num_params(),
+        steps = opts.total_steps,
+        batch = opts.batch_size,
+        lr = opts.lr,
+        "SFT"
+    );
+    let run = RunDir(a.out.clone());
+    let summary = train(&task, &mut model, &opts, &run, a.resume)?;
+    write_sft_report(
+        a,
+        &settings,
+        &task,
+        &summary,
+        &train_files,
+        &dev_files,
+        model.num_params(),
+    )?;
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
+}
+
+fn write_sft_report(
+    a: &SftArgs,
+    settings: &SftSettings,
+    task: &SftTask,
+    summary: &mario_training::train::TrainSummary,
+    train_files: &[PathBuf],
+    dev_files: &[PathBuf],
+    params: usize,
+) -> Result<()> {
+    let mut rows = vec![
+        vec!["initial model".into(), a.model.display().to_string()],
+        vec!["parameters".into(), format!("{:.2}M", params as f64 / 1e6)],
+        vec!["train files".into(), list(train_files)],
+        vec!["dev files".into(), list(dev_files)],
+        vec!["training pairs".into(), task.train.len().to_string()],
+        vec!["dev questions".into(), task.dev.len().to_string()],
+        vec![
+            "updates".into(),
+            format!(
+                "{} ({})",
+                summary.steps,
+                if summary.completed {
+                    "completed"
+                } else {
+                    "stopped early"
+                }
+            ),
+        ],
+        vec![
+            "training time".into(),
+            format!("{:.1} min", summary.elapsed_s / 60.0),
+        ],
+        vec![
+            "throughput (this invocation)".into(),
+            format!("{:.0} tokens/s", summary.tokens_per_s),
+        ],
+    ];
+    if let Some((v, step)) = summary.best {
+        rows.push(vec![
+            "best dev accuracy".into(),
+            format!("{:.2} % at update {step}", 100.0 * v),
+        ]);
+    }
+    for (k, v) in &summary.last_eval {
+        rows.push(vec![format!("final {k}"), format!("{v:.4}")]);
+    }
+    let md = format!(
+        "# SFT run `{}`\n\nWritten by `mario-train sft` on {}.\n\n{}\n## Settings\n\n```json\n{}\n```\n\n![curves](curves.png)\n",
+        a.out.display(),
+        chrono_like_now(),
+        markdown_table(&["", ""], &rows),
+        serde_json::to_string_pretty(settings)?
+    );
+    std::fs::write(a.out.join("report.md"), md)?;
+    Ok(())
+}
+
+fn list(files: &[PathBuf]) -> String {
+    files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The current UTC date and time, formatted without a date library.
+fn chrono_like_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let days = secs / 86_400;
+    let (h, m) = ((secs % 86_400) / 3600, (secs % 3600) / 60);
+    // civil-from-days (Howard Hinnant)
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(mo <= 2);
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{m:02} UTC")
+}
+
+fn parse_control(spec: &str) -> Result<ControlChoice> {
+    match spec {
+        "best" => Ok(ControlChoice::Best),
+        "worst" => Ok(ControlChoice::Worst),
+        other => {
+            let mut map = std::collections::BTreeMap::new();
+            for part in other.split(',') {
+                let (k, v) = part.split_once('=').ok_or_else(|| {
+                    anyhow!(
+                        "--control: expected best, worst or reward=bin[,reward=bin], got {part:?}"
+                    )
+                })?;
+                let bin: usize = v
+                    .trim()
+                    .parse()
+                    .map_err(|_| anyhow!("--control: bin {v:?} is not a number"))?;
+                map.insert(k.trim().to_string(), bin);
+            }
+            Ok(ControlChoice::Bins(map))
+        }
+    }
+}
+
+fn cmd_eval(a: &EvalArgs, progress: bool) -> Result<()> {
+    if let Some(path) = &a.rationales {
+        let records = load_teacher(path)?;
+        let (metrics, results) = evaluate_rationale_file(&records);
+        let title = format!("Rationale file {}", path.display());
+        write_eval(&a.out, &title, &metrics, &json!({"source": path}), &results)?;
+        println!("{}", serde_json::to_string_pretty(&metrics)?);
+        return Ok(());
+    }
+    let model_dir = a
+        .model
+        .as_ref()
+        .expect("clap requires --model or --rationales");
+    let data = a
+        .data
+        .as_ref()
+        .ok_or_else(|| anyhow!("--model needs --data FILE"))?;
+    let device: Device = a.device.open().map_err(|e| anyhow!("--device: {e}"))?;
+    let ckpt = Checkpoint::load(model_dir, DType::F32, &device)?;
+    let examples = load_examples(data)?;
+    let prefix = match &ckpt.control {
+        Some(table) => {
+            let bins = table.resolve(&parse_control(&a.control)?)?;
+            table.prefix_ids(&bins, &ckpt.tokenizer)
+        }
+        None if a.control != "best" => {
+            bail!("--control: {} has no mario.json", model_dir.display())
+        }
+        None => Vec::new(),
+    };
+    let opts = EvalOptions {
+        batch_size: a.batch_size,
+        max_new_tokens: a.max_new_tokens,
+        samples: a.samples,
+        temperature: a.temperature,
+        top_p: a.top_p,
+        seed: a.seed,
+        limit: a.limit,
+        prefix,
+        progress,
+    };
+    let started = std::time::Instant::now();
+    let (metrics, results) = evaluate_model(&ckpt.model, &ckpt.tokenizer, &examples, &opts)?;
+    let title = format!("{} on {}", model_dir.display(), data.display());
+    let extra = json!({
+        "model": model_dir, "data": data, "decoding": if a.samples > 1 { "sampled, majority vote" } else { "greedy" },
+        "samples": a.samples, "control": a.control, "seconds": started.elapsed().as_secs_f64(),
+    });
+    write_eval(&a.out, &title, &metrics, &extra, &results)?;
+    println!("{}", serde_json::to_string_pretty(&metrics)?);
+    Ok(())
+}
+
+fn cmd_check(a: &CheckArgs) -> Result<()> {
+    for f in &a.files {
+        let ex = load_examples(f)?;
+        let report = duplicate_report(&ex);
+        println!(
+            "{}: {}",
+            f.display(),
+            serde_json::to_string_pretty(&report)?
+        );
+    }
+    Ok(())
 }

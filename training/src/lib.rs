@@ -1,0 +1,24 @@
+//! # mario-training
+//!
+//! The MaRio training pipeline behind the `mario-train` binary:
+//!
+//! - [`data`]: dataset files (the paper's layout and JSON Lines), validation, choices,
+//!   duplicate reports;
+//! - [`tokenizer`]: a deterministic Unigram tokenizer with T5's special tokens;
+//! - [`init`]: a randomly initialised T5 written as a Hugging Face folder;
+//! - [`teach`]: teacher rationales from an OpenAI-compatible endpoint;
+//! - [`train`]: the shared training loop (optimizer, schedule, batches, checkpoints);
+//! - [`sft`]: SFT distillation;
+//! - [`eval`]: evaluation of a checkpoint or of a rationale file;
+//! - [`report`]: markdown tables and PNG plots;
+//! - [`config`]: run configuration files.
+
+pub mod config;
+pub mod data;
+pub mod eval;
+pub mod init;
+pub mod report;
+pub mod sft;
+pub mod teach;
+pub mod tokenizer;
+pub mod train;

@@ -1,0 +1,424 @@
+//! The training loop shared by every stage that fine-tunes a T5: seeded length-bucketed
+//! batches, AdamW, warm-up + linear decay, global-norm clipping, gradient accumulation,
+//! periodic evaluation, best-checkpoint selection, exact resume, a progress bar and a JSONL
+//! metrics log.
+//!
+//! A run directory holds:
+//! - `last/`: the latest checkpoint (a Hugging Face folder plus `optimizer.safetensors` and
+//!   `trainer_state.json`), from which `--resume` continues;
+//! - `best/`: the checkpoint with the best evaluation metric so far;
+//! - `metrics.jsonl`: one line per logged training window or evaluation;
+//! - `curves.png`: the curves of that log.
+
+pub mod batches;
+pub mod loss;
+pub mod model;
+pub mod optim;
+pub mod schedule;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context, Result};
+use candle_core::Tensor;
+use indicatif::{ProgressBar, ProgressStyle};
+use mario::model::{DropoutRng, DropoutRngState, Mode, T5Model};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+pub use model::TrainableModel;
+pub use optim::{AdamW, AdamWConfig};
+pub use schedule::LinearSchedule;
+
+/// Settings of a training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainOptions {
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Warm-up steps.
+    pub warmup_steps: u64,
+    /// Optimizer updates in the whole run (the schedule reaches 0 there).
+    pub total_steps: u64,
+    /// Examples per micro-batch.
+    pub batch_size: usize,
+    /// Micro-batches per update.
+    pub grad_accum: usize,
+    /// Global gradient-norm clip (0 = none).
+    pub max_grad_norm: f64,
+    /// Optimizer.
+    pub optimizer: AdamWConfig,
+    /// Dropout probability (the model's `dropout_rate` when absent).
+    pub dropout: Option<f64>,
+    /// Seed of the data order and dropout.
+    pub seed: u64,
+    /// Evaluate every this many updates (0 = only at the end).
+    pub eval_every: u64,
+    /// Save `last/` every this many updates (0 = only at evaluations and the end).
+    pub save_every: u64,
+    /// Log a training line every this many updates.
+    pub log_every: u64,
+    /// Stop (with a checkpoint) after this many updates in this invocation.
+    pub stop_after: Option<u64>,
+    /// Stop (with a final evaluation and checkpoint) after this many minutes.
+    pub max_minutes: Option<f64>,
+    /// Draw a progress bar.
+    pub progress: bool,
+}
+
+/// What a task reports from an evaluation: named metrics.
+pub type Metrics = Vec<(String, f64)>;
+
+/// The checkpoint-selection rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Selection {
+    /// The metric compared.
+    pub metric: String,
+    /// Whether larger is better.
+    pub higher_is_better: bool,
+}
+
+/// A trainable objective over indexed examples.
+pub trait TrainTask {
+    /// Length of each training example (for bucketing).
+    fn lengths(&self) -> Vec<usize>;
+    /// The loss of a micro-batch and its token count.
+    fn loss(&self, model: &T5Model, indices: &[usize], mode: Mode) -> Result<(Tensor, usize)>;
+    /// Evaluates the current model.
+    fn evaluate(&self, model: &TrainableModel) -> Result<Metrics>;
+    /// How the best checkpoint is chosen.
+    fn selection(&self) -> Selection;
+}
+
+/// Everything needed to continue a run exactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainerState {
+    /// Updates done.
+    pub step: u64,
+    /// Current epoch.
+    pub epoch: u64,
+    /// Next micro-batch of the epoch.
+    pub batch_in_epoch: usize,
+    /// Best selection metric so far and its step.
+    pub best: Option<(f64, u64)>,
+    /// Dropout generator state.
+    pub dropout: DropoutRngState,
+    /// Training tokens processed.
+    pub tokens: u64,
+    /// Seconds of training so far (all invocations).
+    pub elapsed_s: f64,
+    /// The options the run started with.
+    pub options: TrainOptions,
+}
+
+/// Paths of a run directory.
+#[derive(Debug, Clone)]
+pub struct RunDir(pub PathBuf);
+
+impl RunDir {
+    /// `last/`.
+    pub fn last(&self) -> PathBuf {
+        self.0.join("last")
+    }
+    /// `best/`.
+    pub fn best(&self) -> PathBuf {
+        self.0.join("best")
+    }
+    /// `metrics.jsonl`.
+    pub fn metrics(&self) -> PathBuf {
+        self.0.join("metrics.jsonl")
+    }
+    /// `curves.png`.
+    pub fn curves(&self) -> PathBuf {
+        self.0.join("curves.png")
+    }
+    fn state(&self) -> PathBuf {
+        self.last().join("trainer_state.json")
+    }
+    fn optimizer(&self) -> PathBuf {
+        self.last().join("optimizer.safetensors")
+    }
+    /// Whether a checkpoint to resume from exists.
+    pub fn has_checkpoint(&self) -> bool {
+        self.state().is_file()
+    }
+}
+
+/// Summary of a finished (or stopped) run.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainSummary {
+    /// Updates done.
+    pub steps: u64,
+    /// Whether the run reached `total_steps`.
+    pub completed: bool,
+    /// Best selection metric and its step.
+    pub best: Option<(f64, u64)>,
+    /// Last evaluation.
+    pub last_eval: Metrics,
+    /// Seconds of training.
+    pub elapsed_s: f64,
+    /// Training tokens per second (this invocation).
+    pub tokens_per_s: f64,
+}
+
+/// Appends one JSON line to the metrics log.
+fn log_line(path: &Path, value: serde_json::Value) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    writeln!(f, "{value}")?;
+    Ok(())
+}
+
+/// Drops log lines after `step` (written after the checkpoint a run resumes from).
+fn truncate_log(path: &Path, step: u64) -> Result<()> {
+    if !path.is_file() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(path)?;
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v["step"].as_u64())
+                .is_some_and(|s| s <= step)
+        })
+        .collect();
+    let mut out = kept.join("\n");
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    std::fs::write(path, out)?;
+    Ok(())
+}
+
+fn save_last(
+    run: &RunDir,
+    model: &TrainableModel,
+    opt: &AdamW,
+    state: &TrainerState,
+) -> Result<()> {
+    model.save(&run.last())?;
+    opt.save(&run.optimizer())?;
+    let tmp = run.last().join("trainer_state.json.tmp");
+    std::fs::write(&tmp, serde_json::to_string_pretty(state)?)?;
+    std::fs::rename(tmp, run.state())?;
+    Ok(())
+}
+
+/// Runs (or resumes) training of `model` on `task`, writing the run directory `run`.
+pub fn train<T: TrainTask>(
+    task: &T,
+    model: &mut TrainableModel,
+    opts: &TrainOptions,
+    run: &RunDir,
+    resume: bool,
+) -> Result<TrainSummary> {
+    std::fs::create_dir_all(&run.0).with_context(|| format!("creating {}", run.0.display()))?;
+    let lengths = task.lengths();
+    if lengths.is_empty() {
+        bail!("no training examples");
+    }
+    let dropout_rate = opts.dropout.unwrap_or(model.config.dropout_rate);
+    let mut opt = AdamW::new(model.vars(), opts.optimizer)?;
+    let mut state = if resume {
+        if !run.has_checkpoint() {
+            bail!("--resume: {} has no checkpoint", run.state().display());
+        }
+        let state: TrainerState = serde_json::from_str(&std::fs::read_to_string(run.state())?)
+            .with_context(|| format!("reading {}", run.state().display()))?;
+        *model = TrainableModel::load(&run.last(), model.model.device())?;
+        opt = AdamW::new(model.vars(), opts.optimizer)?;
+        opt.load(&run.optimizer())?;
+        truncate_log(&run.metrics(), state.step)?;
+        tracing::info!(step = state.step, "resuming from {}", run.last().display());
+        state
+    } else {
+        if run.has_checkpoint() {
+            bail!(
+                "{} already holds a checkpoint: pass --resume to continue it, or choose another --out",
+                run.0.display()
+            );
+        }
+        if run.metrics().exists() {
+            std::fs::remove_file(run.metrics())?;
+        }
+        TrainerState {
+            step: 0,
+            epoch: 0,
+            batch_in_epoch: 0,
+            best: None,
+            dropout: DropoutRngState {
+                seed: opts.seed,
+                word_pos: 0,
+            },
+            tokens: 0,
+            elapsed_s: 0.0,
+            options: opts.clone(),
+        }
+    };
+    let dropout = DropoutRng::restore(dropout_rate, state.dropout);
+    let schedule = LinearSchedule {
+        peak: opts.lr,
+        warmup_steps: opts.warmup_steps,
+        total_steps: opts.total_steps,
+    };
+    let selection = task.selection();
+    let pb = if opts.progress {
+        let pb = ProgressBar::new(opts.total_steps);
+        pb.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps {msg} ETA {eta}",
+            )
+            .expect("valid template"),
+        );
+        pb.set_position(state.step);
+        pb
+    } else {
+        ProgressBar::hidden()
+    };
+
+    let started = Instant::now();
+    let elapsed_before = state.elapsed_s;
+    let mut epoch_batches =
+        batches::epoch_batches(&lengths, opts.batch_size, opts.seed, state.epoch);
+    let mut window = (0f64, 0usize, 0usize, 0f64); // loss sum, updates, tokens, grad-norm sum
+    let mut window_start = Instant::now();
+    let mut tokens_this_run = 0usize;
+    let mut last_eval: Metrics = Vec::new();
+    let mut steps_this_run = 0u64;
+
+    let evaluate = |model: &TrainableModel,
+                    state: &mut TrainerState,
+                    last_eval: &mut Metrics,
+                    pb: &ProgressBar|
+     -> Result<()> {
+        let metrics = pb.suspend(|| task.evaluate(model))?;
+        let mut line = json!({"step": state.step, "kind": "eval"});
+        for (k, v) in &metrics {
+            line[k] = json!(v);
+        }
+        log_line(&run.metrics(), line)?;
+        let value = metrics
+            .iter()
+            .find(|(k, _)| *k == selection.metric)
+            .map(|(_, v)| *v)
+            .ok_or_else(|| anyhow!("evaluation did not report `{}`", selection.metric))?;
+        let better = match state.best {
+            None => true,
+            Some((b, _)) if selection.higher_is_better => value > b,
+            Some((b, _)) => value < b,
+        };
+        pb.suspend(|| {
+            tracing::info!(
+                step = state.step,
+                "eval {}{}",
+                metrics
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v:.4}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                if better { " (best so far)" } else { "" }
+            )
+        });
+        if better {
+            state.best = Some((value, state.step));
+            model.save(&run.best())?;
+        }
+        *last_eval = metrics;
+        Ok(())
+    };
+
+    while state.step < opts.total_steps {
+        // one update = grad_accum micro-batches
+        let mut losses = Vec::with_capacity(opts.grad_accum);
+        let mut tokens = 0;
+        for _ in 0..opts.grad_accum.max(1) {
+            if state.batch_in_epoch >= epoch_batches.len() {
+                state.epoch += 1;
+                state.batch_in_epoch = 0;
+                epoch_batches =
+                    batches::epoch_batches(&lengths, opts.batch_size, opts.seed, state.epoch);
+            }
+            let batch = &epoch_batches[state.batch_in_epoch];
+            state.batch_in_epoch += 1;
+            let (loss, n) = task.loss(&model.model, batch, Mode::Training(&dropout))?;
+            losses.push(loss);
+            tokens += n;
+        }
+        let total = Tensor::stack(&losses, 0)?.mean(0)?;
+        let loss_value = total.to_scalar::<f32>()? as f64;
+        if !loss_value.is_finite() {
+            bail!("loss became {loss_value} at step {}", state.step);
+        }
+        let grads = total.backward()?;
+        let norm = opt.grad_norm(&grads)?;
+        let lr = schedule.lr(state.step);
+        opt.step(&grads, lr, optim::clip_factor(norm, opts.max_grad_norm))?;
+        state.step += 1;
+        steps_this_run += 1;
+        state.tokens += tokens as u64;
+        tokens_this_run += tokens;
+        window.0 += loss_value;
+        window.1 += 1;
+        window.2 += tokens;
+        window.3 += norm;
+        pb.set_position(state.step);
+
+        if state.step % opts.log_every.max(1) == 0 || state.step == opts.total_steps {
+            let secs = window_start.elapsed().as_secs_f64().max(1e-9);
+            let mean = window.0 / window.1 as f64;
+            let tps = window.2 as f64 / secs;
+            pb.set_message(format!("loss {mean:.4} | {tps:.0} tok/s"));
+            log_line(
+                &run.metrics(),
+                json!({
+                    "step": state.step, "kind": "train", "loss": mean, "lr": lr,
+                    "grad_norm": window.3 / window.1 as f64, "tokens_per_s": tps,
+                    "epoch": state.epoch,
+                    "elapsed_s": elapsed_before + started.elapsed().as_secs_f64(),
+                }),
+            )?;
+            window = (0.0, 0, 0, 0.0);
+            window_start = Instant::now();
+        }
+        let out_of_time = opts
+            .max_minutes
+            .is_some_and(|m| elapsed_before + started.elapsed().as_secs_f64() >= m * 60.0);
+        let stopping = opts.stop_after.is_some_and(|n| steps_this_run >= n);
+        let finished = state.step >= opts.total_steps;
+        let eval_now =
+            (opts.eval_every > 0 && state.step % opts.eval_every == 0) || finished || out_of_time;
+        if eval_now {
+            evaluate(model, &mut state, &mut last_eval, &pb)?;
+        }
+        if eval_now || stopping || (opts.save_every > 0 && state.step % opts.save_every == 0) {
+            state.dropout = dropout.state(opts.seed);
+            state.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
+            save_last(run, model, &opt, &state)?;
+        }
+        if out_of_time {
+            pb.suspend(|| tracing::warn!(step = state.step, "time limit reached; stopping"));
+            break;
+        }
+        if stopping {
+            break;
+        }
+    }
+    pb.finish_and_clear();
+    let elapsed = started.elapsed().as_secs_f64();
+    if let Err(e) = crate::report::plot::training_curves(&run.metrics(), &run.curves()) {
+        tracing::warn!("could not draw {}: {e:#}", run.curves().display());
+    }
+    Ok(TrainSummary {
+        steps: state.step,
+        completed: state.step >= opts.total_steps,
+        best: state.best,
+        last_eval,
+        elapsed_s: elapsed_before + elapsed,
+        tokens_per_s: tokens_this_run as f64 / elapsed.max(1e-9),
+    })
+}
