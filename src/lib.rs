@@ -42,4 +42,5 @@ pub mod generate;
 pub mod model;
 pub mod rationale;
 pub mod rewards;
+pub mod server;
 pub mod tokenize;

@@ -1,87 +1,78 @@
-//! `mario-server`: serves a MaRio checkpoint over HTTP.
-//!
-//! The HTTP layer is not written yet (see README, "Status"). Today this binary loads and
-//! checks a checkpoint folder and reports what it found, so a folder can be validated before
-//! the server exists.
+//! `mario-server`: serves a MaRio checkpoint over HTTP (see README, "Serving").
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use candle_core::DType;
 use clap::Parser;
-use mario::checkpoint::Checkpoint;
-use mario::device::DeviceChoice;
+use mario::server::{serve, ServerConfig};
 
-/// Serve a MaRio self-rationalization model.
+/// Serve a MaRio self-rationalization model over HTTP.
+///
+/// Every flag can also be set with its MARIO_* environment variable. With no flags the
+/// embedded default model (models/default/) is served on 127.0.0.1:8080.
 #[derive(Debug, Parser)]
-#[command(version, about)]
-struct Args {
-    /// Checkpoint folder (config.json, model.safetensors, tokenizer.json, optional mario.json).
-    #[arg(long, env = "MARIO_MODEL", default_value = "models/default")]
-    model: PathBuf,
-    /// Where the model runs: cpu, cuda or auto.
-    #[arg(long, env = "MARIO_DEVICE", default_value = "cpu")]
-    device: DeviceChoice,
-    /// Weight precision: f32 or bf16.
-    #[arg(long, env = "MARIO_DTYPE", default_value = "f32", value_parser = parse_dtype)]
-    dtype: DType,
-}
-
-fn parse_dtype(s: &str) -> Result<DType, String> {
-    match s {
-        "f32" | "float32" => Ok(DType::F32),
-        "bf16" | "bfloat16" => Ok(DType::BF16),
-        other => Err(format!("unknown dtype `{other}`: use f32 or bf16")),
-    }
+#[command(version, about, long_about)]
+struct Cli {
+    #[command(flatten)]
+    server: ServerConfig,
+    /// Print the OpenAPI document and exit.
+    #[arg(long)]
+    print_openapi: bool,
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    if !args.model.join("config.json").exists()
-        && args.model.as_path() == std::path::Path::new("models/default")
-    {
+    let cli = Cli::parse();
+    if cli.print_openapi {
+        print!("{}", mario::server::openapi::openapi_json());
+        return ExitCode::SUCCESS;
+    }
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MARIO_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if cli.server.json_logs {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    if let Some(n) = cli.server.threads {
+        if let Err(e) = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+        {
+            eprintln!("mario-server: --threads: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    if let Err(e) = cli.server.validate() {
+        eprintln!("mario-server: invalid configuration: {e}");
+        return ExitCode::from(2);
+    }
+    if !cli.server.model.join("config.json").is_file() {
         eprintln!(
-            "mario-server: no default model is shipped yet (models/default/ is empty; see \
-             models/README.md), and the HTTP server is not written yet. Pass --model DIR to \
-             check a checkpoint folder."
+            "mario-server: {} is not a model folder (no config.json). The default model is \
+             models/default/; pass --model DIR (or MARIO_MODEL) for another checkpoint.",
+            cli.server.model.display()
         );
         return ExitCode::from(2);
     }
-    let device = match args.device.open() {
-        Ok(d) => d,
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
         Err(e) => {
-            eprintln!("mario-server: --device: {e}");
-            return ExitCode::from(2);
+            eprintln!("mario-server: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
         }
     };
-    match Checkpoint::load(&args.model, args.dtype, &device) {
-        Ok(ckpt) => {
-            let cfg = ckpt.model.config();
-            println!(
-                "{}: T5 d_model={} layers={}+{} heads={} vocab={} ff={} ({} head); control \
-                 rewards: {}",
-                args.model.display(),
-                cfg.d_model,
-                cfg.num_layers,
-                cfg.decoder_layers(),
-                cfg.num_heads,
-                cfg.vocab_size,
-                cfg.feed_forward_proj,
-                if cfg.tie_word_embeddings {
-                    "tied"
-                } else {
-                    "untied"
-                },
-                ckpt.control
-                    .as_ref()
-                    .map(|c| c.reward_names().join(", "))
-                    .unwrap_or_else(|| "none (no mario.json)".into())
-            );
-            println!("The HTTP server is not written yet; the checkpoint is valid.");
-            ExitCode::SUCCESS
-        }
+    match rt.block_on(serve(cli.server, |addr| {
+        eprintln!("mario-server listening on http://{addr} (docs: http://{addr}/docs)")
+    })) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("mario-server: {e}");
+            eprintln!("mario-server: {e:#}");
             ExitCode::from(1)
         }
     }

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use candle_core::{DType, Tensor, D};
 
-use super::params::{FinishReason, GenerationOutput, GenerationParams, GenerationRequest};
+use super::params::{
+    banned_ngram_tokens, FinishReason, GenerationOutput, GenerationParams, GenerationRequest,
+};
 use super::sampling::{log_softmax_at, Sampler};
 use super::GenerateError;
 use crate::model::{DecoderCache, EncoderInput, Mode, T5Model};
@@ -258,6 +260,7 @@ impl DecodingBatch {
         let host_needed = self.rows.iter().any(|r| {
             !r.params.sampling.is_greedy()
                 || r.params.logprobs
+                || r.params.no_repeat_ngram_size > 0
                 || r.generated.len() < r.params.min_new_tokens
         });
         // Greedy rows without log-probs only need the argmax: compute it on the device.
@@ -282,6 +285,9 @@ impl DecodingBatch {
                         for &e in &eos {
                             l[e as usize] = f32::NEG_INFINITY;
                         }
+                    }
+                    for t in banned_ngram_tokens(&row.generated, row.params.no_repeat_ngram_size) {
+                        l[t as usize] = f32::NEG_INFINITY;
                     }
                     let t = row.sampler.choose(&l);
                     (t, lp_source.map(|src| log_softmax_at(&src, t)))

@@ -31,7 +31,8 @@ mod sampling;
 
 pub use batch::{find_stop, DecodingBatch, RowEvent, RowId};
 pub use params::{
-    FinishReason, GenerationOutput, GenerationParams, GenerationRequest, SamplingParams,
+    banned_ngram_tokens, FinishReason, GenerationOutput, GenerationParams, GenerationRequest,
+    SamplingParams,
 };
 pub use sampling::{argmax, log_softmax_at, Sampler};
 

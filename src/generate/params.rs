@@ -49,6 +49,9 @@ pub struct GenerationParams {
     pub stop: Vec<String>,
     /// Return the log-probability of each generated token.
     pub logprobs: bool,
+    /// Never repeat an n-gram of this size within the generated text (0 = off), as
+    /// transformers' `no_repeat_ngram_size`.
+    pub no_repeat_ngram_size: usize,
 }
 
 impl Default for GenerationParams {
@@ -60,7 +63,42 @@ impl Default for GenerationParams {
             seed: 0,
             stop: Vec::new(),
             logprobs: false,
+            no_repeat_ngram_size: 0,
         }
+    }
+}
+
+/// Tokens that would complete an n-gram already present in `history` (`n >= 1`).
+pub fn banned_ngram_tokens(history: &[u32], n: usize) -> Vec<u32> {
+    if n == 0 || history.len() < n {
+        return Vec::new();
+    }
+    let prefix = &history[history.len() + 1 - n..];
+    let mut banned = Vec::new();
+    for start in 0..=history.len() - n {
+        if &history[start..start + n - 1] == prefix {
+            banned.push(history[start + n - 1]);
+        }
+    }
+    banned
+}
+
+#[cfg(test)]
+mod tests {
+    use super::banned_ngram_tokens;
+
+    #[test]
+    fn ngram_blocking_like_transformers() {
+        // history "a b c a b": the 3-gram "a b c" exists, so after "a b" the token c is banned
+        assert_eq!(banned_ngram_tokens(&[1, 2, 3, 1, 2], 3), vec![3]);
+        assert_eq!(banned_ngram_tokens(&[1, 2, 3, 1, 2], 2), vec![3]);
+        assert_eq!(banned_ngram_tokens(&[5, 5], 2), vec![5]);
+        assert_eq!(banned_ngram_tokens(&[1, 2], 3), Vec::<u32>::new());
+        assert_eq!(banned_ngram_tokens(&[1, 2, 3], 0), Vec::<u32>::new());
+        // n = 1: no token may repeat
+        let mut b = banned_ngram_tokens(&[4, 7, 4], 1);
+        b.sort();
+        assert_eq!(b, vec![4, 4, 7]);
     }
 }
 

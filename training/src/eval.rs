@@ -36,6 +36,8 @@ pub struct EvalOptions {
     pub limit: Option<usize>,
     /// Forced decoder prefix (control tokens).
     pub prefix: Vec<u32>,
+    /// Never repeat an n-gram of this many tokens (0 = plain decoding).
+    pub no_repeat_ngram_size: usize,
     /// Draw a progress bar.
     pub progress: bool,
 }
@@ -51,6 +53,7 @@ impl Default for EvalOptions {
             seed: 0,
             limit: None,
             prefix: Vec::new(),
+            no_repeat_ngram_size: 0,
             progress: false,
         }
     }
@@ -194,6 +197,7 @@ pub fn evaluate_model(
                         max_new_tokens: opts.max_new_tokens,
                         sampling,
                         seed: opts.seed.wrapping_add((q * samples + s) as u64),
+                        no_repeat_ngram_size: opts.no_repeat_ngram_size,
                         ..Default::default()
                     },
                 });

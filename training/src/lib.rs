@@ -9,6 +9,7 @@
 //! - [`teach`]: teacher rationales from an OpenAI-compatible endpoint;
 //! - [`train`]: the shared training loop (optimizer, schedule, batches, checkpoints);
 //! - [`sft`]: SFT distillation;
+//! - [`quark`]: quantile bins and the QUARK objective (the MaRio loop is to come);
 //! - [`eval`]: evaluation of a checkpoint or of a rationale file;
 //! - [`report`]: markdown tables and PNG plots;
 //! - [`config`]: run configuration files.
@@ -17,6 +18,7 @@ pub mod config;
 pub mod data;
 pub mod eval;
 pub mod init;
+pub mod quark;
 pub mod report;
 pub mod sft;
 pub mod teach;

@@ -55,6 +55,21 @@ enum Command {
     Eval(EvalArgs),
     /// Validate data files and report duplicates.
     Check(CheckArgs),
+    /// Copy a checkpoint for shipping, with its weights converted (e.g. to bf16).
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+struct ExportArgs {
+    /// Source model folder.
+    #[arg(long)]
+    model: PathBuf,
+    /// Destination folder.
+    #[arg(long)]
+    out: PathBuf,
+    /// Weight type: f32, bf16 or f16.
+    #[arg(long, default_value = "bf16")]
+    dtype: String,
 }
 
 #[derive(Debug, Args)]
@@ -312,6 +327,9 @@ struct EvalArgs {
     /// Control tokens for a MaRio checkpoint: best, worst, or reward=bin,reward=bin.
     #[arg(long, default_value = "best")]
     control: String,
+    /// Never repeat an n-gram of this many tokens (0 = plain greedy/sampling).
+    #[arg(long, default_value_t = 0)]
+    no_repeat_ngram_size: usize,
     /// Device: cpu, cuda or auto.
     #[arg(long, default_value = "cpu")]
     device: DeviceChoice,
@@ -336,6 +354,7 @@ fn main() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     if let Some(n) = cli.threads {
         if let Err(e) = rayon::ThreadPoolBuilder::new()
@@ -359,6 +378,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Sft(a) => cmd_sft(a, progress(cli)),
         Command::Eval(a) => cmd_eval(a, progress(cli)),
         Command::Check(a) => cmd_check(a),
+        Command::Export(a) => cmd_export(a),
     }
 }
 
@@ -691,6 +711,7 @@ fn cmd_eval(a: &EvalArgs, progress: bool) -> Result<()> {
         seed: a.seed,
         limit: a.limit,
         prefix,
+        no_repeat_ngram_size: a.no_repeat_ngram_size,
         progress,
     };
     let started = std::time::Instant::now();
@@ -698,7 +719,8 @@ fn cmd_eval(a: &EvalArgs, progress: bool) -> Result<()> {
     let title = format!("{} on {}", model_dir.display(), data.display());
     let extra = json!({
         "model": model_dir, "data": data, "decoding": if a.samples > 1 { "sampled, majority vote" } else { "greedy" },
-        "samples": a.samples, "control": a.control, "seconds": started.elapsed().as_secs_f64(),
+        "samples": a.samples, "control": a.control, "no_repeat_ngram_size": a.no_repeat_ngram_size,
+        "seconds": started.elapsed().as_secs_f64(),
     });
     write_eval(&a.out, &title, &metrics, &extra, &results)?;
     println!("{}", serde_json::to_string_pretty(&metrics)?);
@@ -715,5 +737,42 @@ fn cmd_check(a: &CheckArgs) -> Result<()> {
             serde_json::to_string_pretty(&report)?
         );
     }
+    Ok(())
+}
+
+fn cmd_export(a: &ExportArgs) -> Result<()> {
+    let dtype = match a.dtype.as_str() {
+        "f32" => DType::F32,
+        "bf16" => DType::BF16,
+        "f16" => DType::F16,
+        other => bail!("--dtype {other}: use f32, bf16 or f16"),
+    };
+    // loading checks every file first
+    Checkpoint::load(&a.model, DType::F32, &Device::Cpu)
+        .with_context(|| format!("checking {}", a.model.display()))?;
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    for f in ["config.json", "tokenizer.json", "mario.json"] {
+        let src = a.model.join(f);
+        if src.is_file() {
+            std::fs::copy(&src, a.out.join(f))
+                .with_context(|| format!("copying {}", src.display()))?;
+        }
+    }
+    let mut tensors = std::collections::HashMap::new();
+    for file in mario::model::weight_files(&a.model)? {
+        for (name, t) in candle_core::safetensors::load(&file, &Device::Cpu)? {
+            tensors.insert(name, t.to_dtype(dtype)?);
+        }
+    }
+    let dest = a.out.join(mario::model::WEIGHTS_FILE);
+    candle_core::safetensors::save(&tensors, &dest)
+        .with_context(|| format!("writing {}", dest.display()))?;
+    let bytes = std::fs::metadata(&dest)?.len();
+    println!(
+        "wrote {} ({:.1} MB of {} weights)",
+        a.out.display(),
+        bytes as f64 / 1e6,
+        a.dtype
+    );
     Ok(())
 }

@@ -1,0 +1,242 @@
+//! The router: routes, shared state, middleware (request id, metrics, tracing, body limit).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::HeaderName;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::sync::Semaphore;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::trace::TraceLayer;
+
+use super::api::{Info, Limits, RewardInfo};
+use super::config::ServerConfig;
+use super::metrics::Metrics;
+use super::routes;
+use super::scheduler::Backend;
+use super::validation::{ValidationLimits, Validator};
+use crate::checkpoint::Checkpoint;
+use crate::control::RewardKind;
+use crate::rewards::{Diversity, Reward, TaskAccuracy};
+use crate::tokenize::TextTokenizer;
+
+/// Every route: (method, path). The OpenAPI drift test checks that each is documented.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("post", "/rationalize"),
+    ("post", "/rationalize/stream"),
+    ("get", "/info"),
+    ("get", "/health"),
+    ("get", "/ready"),
+    ("get", "/metrics"),
+    ("get", "/openapi.json"),
+    ("get", "/docs"),
+];
+
+/// The request-id header, set when absent and echoed in the response.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// State shared by the handlers.
+pub struct AppState {
+    /// The engine.
+    pub backend: Arc<dyn Backend>,
+    /// Request checks.
+    pub validator: Validator,
+    /// For streamed text.
+    pub tokenizer: Arc<TextTokenizer>,
+    /// Rewards `score: true` computes.
+    pub rewards: Vec<Box<dyn Reward>>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Limits.
+    pub limits: Limits,
+    /// `GET /info`.
+    pub info: Info,
+    /// In-flight requests.
+    pub concurrency: Arc<Semaphore>,
+    /// The model's name.
+    pub model_name: String,
+}
+
+impl AppState {
+    /// State for a loaded checkpoint and a backend.
+    pub fn new(
+        cfg: &ServerConfig,
+        ckpt: &Checkpoint,
+        backend: Arc<dyn Backend>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let tokenizer = Arc::new(ckpt.tokenizer.clone());
+        let limits = Limits {
+            max_client_batch_size: cfg.max_client_batch_size,
+            max_input_tokens: cfg.max_input_tokens,
+            max_new_tokens: cfg.max_new_tokens,
+            max_batch_size: cfg.max_batch_size,
+            max_batch_tokens: cfg.max_batch_tokens,
+            max_queue: cfg.max_queue,
+            max_concurrent_requests: cfg.max_concurrent_requests,
+            max_body_bytes: cfg.max_body_bytes,
+            request_timeout_s: cfg.request_timeout_s,
+        };
+        let validator = Validator::new(
+            tokenizer.clone(),
+            ckpt.control.clone(),
+            ValidationLimits {
+                max_client_batch_size: cfg.max_client_batch_size,
+                max_input_tokens: cfg.max_input_tokens,
+                max_new_tokens: cfg.max_new_tokens,
+                default_max_new_tokens: cfg.default_max_new_tokens,
+                max_stop_sequences: cfg.max_stop_sequences,
+            },
+        );
+        let rewards: Vec<Box<dyn Reward>> = vec![Box::new(Diversity), Box::new(TaskAccuracy)];
+        let mc = ckpt.model.config();
+        let model_name = ckpt
+            .dir
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_else(|| ckpt.dir.display().to_string());
+        let architecture: BTreeMap<String, serde_json::Value> = [
+            (
+                "variant",
+                serde_json::json!(if mc.activation().map(|a| a.1).unwrap_or(false) {
+                    "t5 v1.1 (gated)"
+                } else {
+                    "t5 v1.0"
+                }),
+            ),
+            ("d_model", serde_json::json!(mc.d_model)),
+            ("d_ff", serde_json::json!(mc.d_ff)),
+            ("encoder_layers", serde_json::json!(mc.num_layers)),
+            ("decoder_layers", serde_json::json!(mc.decoder_layers())),
+            ("heads", serde_json::json!(mc.num_heads)),
+            ("vocab_size", serde_json::json!(mc.vocab_size)),
+            ("tied_head", serde_json::json!(mc.tie_word_embeddings)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let info = Info {
+            model: model_name.clone(),
+            architecture,
+            rewards: ckpt
+                .control
+                .as_ref()
+                .map(|t| {
+                    t.rewards
+                        .iter()
+                        .map(|r| RewardInfo {
+                            name: r.name.clone(),
+                            kind: match r.kind {
+                                RewardKind::Quantile => "quantile".into(),
+                                RewardKind::Binary => "binary".into(),
+                            },
+                            tokens: r.tokens.clone(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            scores: rewards.iter().map(|r| r.name().to_string()).collect(),
+            limits: limits.clone(),
+            device: if ckpt.model.device().is_cuda() {
+                "cuda"
+            } else {
+                "cpu"
+            }
+            .into(),
+            dtype: format!("{:?}", ckpt.model.dtype()).to_lowercase(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        };
+        Self {
+            backend,
+            validator,
+            tokenizer,
+            rewards,
+            metrics,
+            concurrency: Arc::new(Semaphore::new(cfg.max_concurrent_requests)),
+            limits,
+            info,
+            model_name,
+        }
+    }
+}
+
+/// Request ids: a per-process random prefix and a counter.
+#[derive(Clone)]
+struct RequestIds {
+    prefix: u32,
+    next: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, _req: &axum::http::Request<B>) -> Option<RequestId> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = format!("{:08x}-{n:06}", self.prefix);
+        Some(RequestId::new(id.parse().ok()?))
+    }
+}
+
+/// Counts requests by route and status, and their duration.
+async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let started = Instant::now();
+    state.metrics.in_flight.inc();
+    let resp = next.run(req).await;
+    state.metrics.in_flight.dec();
+    state
+        .metrics
+        .requests
+        .with_label_values(&[route.as_str(), resp.status().as_str()])
+        .inc();
+    state
+        .metrics
+        .request_duration
+        .with_label_values(&[route.as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    resp
+}
+
+/// The application router.
+pub fn router(state: Arc<AppState>) -> Router {
+    let header = HeaderName::from_static(REQUEST_ID_HEADER);
+    let ids = RequestIds {
+        prefix: rand::random(),
+        next: Arc::new(std::sync::atomic::AtomicU64::new(1)),
+    };
+    let body_limit = state.limits.max_body_bytes;
+    Router::new()
+        .route("/rationalize", post(routes::rationalize))
+        .route("/rationalize/stream", post(routes::rationalize_stream))
+        .route("/info", get(routes::info))
+        .route("/health", get(routes::health))
+        .route("/ready", get(routes::ready))
+        .route("/metrics", get(routes::metrics))
+        .route("/openapi.json", get(routes::openapi_json))
+        .route("/docs", get(routes::docs))
+        .fallback(routes::not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                let id = req
+                    .headers()
+                    .get(REQUEST_ID_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(header.clone()))
+        .layer(SetRequestIdLayer::new(header, ids))
+        .with_state(state)
+}

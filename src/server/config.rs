@@ -1,0 +1,138 @@
+//! Server configuration: command-line flags, each with a `MARIO_*` environment variable,
+//! checked against each other at start-up.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::device::DeviceChoice;
+
+/// Everything `mario-server` can be configured with.
+#[derive(Debug, Clone, Args)]
+pub struct ServerConfig {
+    /// Checkpoint folder (config.json, model.safetensors, tokenizer.json, mario.json).
+    #[arg(long, env = "MARIO_MODEL", default_value = "models/default")]
+    pub model: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "MARIO_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0 = any free port).
+    #[arg(long, env = "MARIO_PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// Where the model runs: cpu, cuda or auto.
+    #[arg(long, env = "MARIO_DEVICE", default_value = "cpu")]
+    pub device: DeviceChoice,
+    /// Weight precision: f32 or bf16.
+    #[arg(long, env = "MARIO_DTYPE", default_value = "f32")]
+    pub dtype: String,
+    /// Most rows (questions) decoded together.
+    #[arg(long, env = "MARIO_MAX_BATCH_SIZE", default_value_t = 32)]
+    pub max_batch_size: usize,
+    /// Token budget of a batch: sum over rows of (input tokens + max_new_tokens).
+    #[arg(long, env = "MARIO_MAX_BATCH_TOKENS", default_value_t = 16384)]
+    pub max_batch_tokens: usize,
+    /// How long the first request of an idle server waits for others to batch with (ms).
+    #[arg(long, env = "MARIO_MAX_BATCH_WAIT_MS", default_value_t = 5)]
+    pub max_batch_wait_ms: u64,
+    /// Rows waiting for the model; beyond it requests get 503.
+    #[arg(long, env = "MARIO_MAX_QUEUE", default_value_t = 256)]
+    pub max_queue: usize,
+    /// Requests accepted at once; beyond it requests get 429.
+    #[arg(long, env = "MARIO_MAX_CONCURRENT_REQUESTS", default_value_t = 128)]
+    pub max_concurrent_requests: usize,
+    /// Questions in one request.
+    #[arg(long, env = "MARIO_MAX_CLIENT_BATCH_SIZE", default_value_t = 8)]
+    pub max_client_batch_size: usize,
+    /// Tokens of one question (its encoding, `</s>` included).
+    #[arg(long, env = "MARIO_MAX_INPUT_TOKENS", default_value_t = 256)]
+    pub max_input_tokens: usize,
+    /// Largest `max_new_tokens` a request may ask for.
+    #[arg(long, env = "MARIO_MAX_NEW_TOKENS", default_value_t = 256)]
+    pub max_new_tokens: usize,
+    /// `max_new_tokens` when a request does not say.
+    #[arg(long, env = "MARIO_DEFAULT_MAX_NEW_TOKENS", default_value_t = 128)]
+    pub default_max_new_tokens: usize,
+    /// Stop strings per request.
+    #[arg(long, env = "MARIO_MAX_STOP_SEQUENCES", default_value_t = 4)]
+    pub max_stop_sequences: usize,
+    /// Request body limit in bytes.
+    #[arg(long, env = "MARIO_MAX_BODY_BYTES", default_value_t = 65536)]
+    pub max_body_bytes: usize,
+    /// Seconds before a request is abandoned with 504.
+    #[arg(long, env = "MARIO_REQUEST_TIMEOUT_S", default_value_t = 120)]
+    pub request_timeout_s: u64,
+    /// Threads for tensor work (default: all cores).
+    #[arg(long, env = "MARIO_THREADS")]
+    pub threads: Option<usize>,
+    /// Log as JSON lines.
+    #[arg(long, env = "MARIO_JSON_LOGS")]
+    pub json_logs: bool,
+}
+
+#[derive(clap::Parser)]
+struct Wrapper {
+    #[command(flatten)]
+    cfg: ServerConfig,
+}
+
+impl ServerConfig {
+    /// Parses flags as the binary would (e.g. `["--model", "dir", "--port", "0"]`).
+    pub fn from_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::Parser;
+        let argv = std::iter::once(std::ffi::OsString::from("mario-server"))
+            .chain(args.into_iter().map(Into::into));
+        Ok(Wrapper::try_parse_from(argv)?.cfg)
+    }
+
+    /// Cross-checks the limits; the message names the flags.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("--max-batch-size", self.max_batch_size),
+            ("--max-batch-tokens", self.max_batch_tokens),
+            ("--max-queue", self.max_queue),
+            ("--max-concurrent-requests", self.max_concurrent_requests),
+            ("--max-client-batch-size", self.max_client_batch_size),
+            ("--max-input-tokens", self.max_input_tokens),
+            ("--max-new-tokens", self.max_new_tokens),
+            ("--default-max-new-tokens", self.default_max_new_tokens),
+            ("--max-body-bytes", self.max_body_bytes),
+        ];
+        for (flag, v) in positive {
+            if v == 0 {
+                return Err(format!("{flag} must be at least 1"));
+            }
+        }
+        if self.request_timeout_s == 0 {
+            return Err("--request-timeout-s must be at least 1".into());
+        }
+        if self.default_max_new_tokens > self.max_new_tokens {
+            return Err(format!(
+                "--default-max-new-tokens ({}) exceeds --max-new-tokens ({})",
+                self.default_max_new_tokens, self.max_new_tokens
+            ));
+        }
+        let one_row = self.max_input_tokens + self.max_new_tokens;
+        if self.max_batch_tokens < one_row {
+            return Err(format!(
+                "--max-batch-tokens ({}) cannot hold one row of --max-input-tokens + \
+                 --max-new-tokens ({one_row})",
+                self.max_batch_tokens
+            ));
+        }
+        if self.max_client_batch_size > self.max_queue {
+            return Err(format!(
+                "--max-client-batch-size ({}) exceeds --max-queue ({}): such a request could \
+                 never be queued",
+                self.max_client_batch_size, self.max_queue
+            ));
+        }
+        if !matches!(self.dtype.as_str(), "f32" | "bf16") {
+            return Err(format!("--dtype {}: use f32 or bf16", self.dtype));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,464 @@
+//! The HTTP handlers.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use axum::{Extension, Json};
+use futures_util::{Stream, StreamExt};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tower_http::request_id::RequestId;
+
+use super::api::{
+    FinishReasonApi, Health, Info, RationaleResult, RationalizeRequest, RationalizeResponse,
+    StreamToken, Timings,
+};
+use super::app::AppState;
+use super::error::ApiError;
+use super::scheduler::{Job, JobUpdate};
+use super::validation::{ValidRequest, ValidRow};
+use crate::generate::{FinishReason, GenerationOutput};
+use crate::rationale::parse_output;
+use crate::rewards::RewardInput;
+
+/// Parses the body: 413 past the size limit, 400 for broken JSON, 422 for JSON of the wrong
+/// shape (unknown fields, wrong types).
+fn parse_body(
+    body: Result<Bytes, BytesRejection>,
+    limit: usize,
+) -> Result<RationalizeRequest, ApiError> {
+    let bytes = body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge { limit }
+        } else {
+            ApiError::BadJson(r.body_text())
+        }
+    })?;
+    let mut de = serde_json::Deserializer::from_slice(&bytes);
+    let req: RationalizeRequest = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data if path != "." => {
+                ApiError::Validation(format!("`{path}`: {inner}"))
+            }
+            serde_json::error::Category::Data => {
+                ApiError::Validation(format!("request body: {inner}"))
+            }
+            _ => ApiError::BadJson(inner.to_string()),
+        }
+    })?;
+    de.end().map_err(|e| ApiError::BadJson(e.to_string()))?;
+    Ok(req)
+}
+
+fn request_id(id: &Option<Extension<RequestId>>) -> String {
+    id.as_ref()
+        .and_then(|Extension(r)| r.header_value().to_str().ok())
+        .unwrap_or("-")
+        .to_string()
+}
+
+/// An admitted request: its concurrency permit (held until the response is done), its rows,
+/// one update channel per row, and its arrival time.
+type Admitted = (
+    tokio::sync::OwnedSemaphorePermit,
+    ValidRequest,
+    Vec<UnboundedReceiver<JobUpdate>>,
+    Instant,
+);
+
+/// Admission, validation and queueing shared by both generation routes.
+fn admit(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Admitted, ApiError> {
+    let arrived = Instant::now();
+    let permit =
+        state
+            .concurrency
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ApiError::Overloaded {
+                limit: state.limits.max_concurrent_requests,
+                retry_after_s: 1,
+            })?;
+    if !state.backend.is_ready() {
+        return Err(ApiError::NotReady("the model is not ready yet".into()));
+    }
+    let req = parse_body(body, state.limits.max_body_bytes)?;
+    let valid = state.validator.validate(&req)?;
+    let deadline = arrived + Duration::from_secs(state.limits.request_timeout_s);
+    let mut receivers = Vec::with_capacity(valid.rows.len());
+    let mut jobs = Vec::with_capacity(valid.rows.len());
+    for row in &valid.rows {
+        let (tx, rx) = unbounded_channel();
+        receivers.push(rx);
+        jobs.push(Job {
+            request: row.request.clone(),
+            updates: tx,
+            enqueued: arrived,
+            deadline,
+        });
+    }
+    state.backend.submit(jobs)?;
+    Ok((permit, valid, receivers, arrived))
+}
+
+fn finish_reason(r: FinishReason) -> FinishReasonApi {
+    match r {
+        FinishReason::Eos => FinishReasonApi::Eos,
+        FinishReason::Length => FinishReasonApi::Length,
+        FinishReason::Stop => FinishReasonApi::Stop,
+    }
+}
+
+/// Builds a result (and its scores) from a finished row.
+fn result(
+    state: &AppState,
+    row: &ValidRow,
+    output: GenerationOutput,
+    queue: Duration,
+    inference: Duration,
+    arrived: Instant,
+    score: bool,
+) -> RationaleResult {
+    let parsed = parse_output(&output.text);
+    let scores = score.then(|| {
+        let input = RewardInput {
+            question: &row.question,
+            output: &output.text,
+            gold: row.gold.as_deref(),
+        };
+        state
+            .rewards
+            .iter()
+            .map(|r| {
+                let s = r
+                    .score(&[input])
+                    .ok()
+                    .and_then(|v| v.into_iter().next().flatten());
+                (r.name().to_string(), s)
+            })
+            .collect::<BTreeMap<_, _>>()
+    });
+    RationaleResult {
+        question: row.question.clone(),
+        rationale: parsed.rationale,
+        answer_missing: parsed.answer.as_ref().err().map(|m| m.reason().to_string()),
+        answer: parsed.answer.ok(),
+        text: output.text,
+        control: row.control.clone(),
+        finish_reason: finish_reason(output.finish_reason),
+        generated_tokens: output.token_ids.len(),
+        seed: row.request.params.seed,
+        scores,
+        timings: Timings {
+            queue_ms: queue.as_secs_f64() * 1e3,
+            inference_ms: inference.as_secs_f64() * 1e3,
+            total_ms: arrived.elapsed().as_secs_f64() * 1e3,
+        },
+    }
+}
+
+/// Waits for one row to finish.
+async fn wait_row(
+    rx: &mut UnboundedReceiver<JobUpdate>,
+) -> Result<(GenerationOutput, Duration, Duration), ApiError> {
+    loop {
+        match rx.recv().await {
+            Some(JobUpdate::Token { .. }) => continue,
+            Some(JobUpdate::Finished {
+                output,
+                queue,
+                inference,
+            }) => return Ok((output, queue, inference)),
+            Some(JobUpdate::Failed(e)) => return Err(e),
+            None => {
+                return Err(ApiError::Internal(
+                    "the model worker dropped the request".into(),
+                ))
+            }
+        }
+    }
+}
+
+/// Generate a rationale and an answer for one question or several.
+///
+/// Concurrent requests are batched together on the server. Decoding is greedy unless
+/// `parameters.temperature` > 0. `control` selects the quality bin of each reward the model
+/// was trained with (`"best"` by default).
+#[utoipa::path(
+    post,
+    path = "/rationalize",
+    tag = "generation",
+    request_body = RationalizeRequest,
+    responses(
+        (status = 200, description = "One result per question", body = RationalizeResponse),
+        (status = 400, description = "Malformed JSON", body = super::api::ErrorResponse),
+        (status = 413, description = "Body too large", body = super::api::ErrorResponse),
+        (status = 422, description = "Invalid request", body = super::api::ErrorResponse),
+        (status = 429, description = "Too many concurrent requests (see Retry-After)", body = super::api::ErrorResponse),
+        (status = 503, description = "Queue full or model not ready (see Retry-After)", body = super::api::ErrorResponse),
+        (status = 504, description = "The request timed out", body = super::api::ErrorResponse),
+    )
+)]
+pub async fn rationalize(
+    State(state): State<Arc<AppState>>,
+    id: Option<Extension<RequestId>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<RationalizeResponse>, ApiError> {
+    let (_permit, valid, mut receivers, arrived) = admit(&state, body)?;
+    let timeout = Duration::from_secs(state.limits.request_timeout_s) + Duration::from_secs(1);
+    let mut results = Vec::with_capacity(valid.rows.len());
+    for (row, rx) in valid.rows.iter().zip(receivers.iter_mut()) {
+        let left = timeout.saturating_sub(arrived.elapsed());
+        let (output, queue, inference) =
+            tokio::time::timeout(left, wait_row(rx))
+                .await
+                .map_err(|_| ApiError::Timeout {
+                    seconds: state.limits.request_timeout_s,
+                })??;
+        results.push(result(
+            &state,
+            row,
+            output,
+            queue,
+            inference,
+            arrived,
+            valid.score,
+        ));
+    }
+    Ok(Json(RationalizeResponse {
+        request_id: request_id(&id),
+        model: state.model_name.clone(),
+        results,
+    }))
+}
+
+/// The same as `/rationalize`, streamed as server-sent events.
+///
+/// Events: `token` (`StreamToken`: question index, token id, text added), `result`
+/// (`{"index", "result"}` when a question is done), `error` (`ErrorResponse`, with `index`),
+/// and a final `done`. Errors found before generation starts are returned as ordinary JSON
+/// error responses.
+#[utoipa::path(
+    post,
+    path = "/rationalize/stream",
+    tag = "generation",
+    request_body = RationalizeRequest,
+    responses(
+        (status = 200, description = "Server-sent events: token, result, error, done", content_type = "text/event-stream", body = StreamToken),
+        (status = 400, description = "Malformed JSON", body = super::api::ErrorResponse),
+        (status = 413, description = "Body too large", body = super::api::ErrorResponse),
+        (status = 422, description = "Invalid request", body = super::api::ErrorResponse),
+        (status = 429, description = "Too many concurrent requests", body = super::api::ErrorResponse),
+        (status = 503, description = "Queue full or model not ready", body = super::api::ErrorResponse),
+    )
+)]
+pub async fn rationalize_stream(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let (permit, valid, receivers, arrived) = admit(&state, body)?;
+    let (tx, rx) = unbounded_channel::<(usize, JobUpdate)>();
+    for (i, mut r) in receivers.into_iter().enumerate() {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Some(u) = r.recv().await {
+                if tx.send((i, u)).is_err() {
+                    return; // the client went away: dropping `r` cancels the row
+                }
+            }
+        });
+    }
+    drop(tx);
+    let n = valid.rows.len();
+    let stream = event_stream(StreamState {
+        state: state.clone(),
+        valid,
+        rx,
+        ids: vec![Vec::new(); n],
+        texts: vec![String::new(); n],
+        remaining: n,
+        arrived,
+        _permit: permit,
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// Everything the event stream of one request owns.
+struct StreamState {
+    state: Arc<AppState>,
+    valid: ValidRequest,
+    rx: UnboundedReceiver<(usize, JobUpdate)>,
+    ids: Vec<Vec<u32>>,
+    texts: Vec<String>,
+    remaining: usize,
+    arrived: Instant,
+    /// Held until the stream ends: the request counts as in flight until then.
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl StreamState {
+    /// The next event, or `None` when every row is done.
+    async fn next_event(&mut self) -> Option<Event> {
+        if self.remaining == 0 {
+            return None;
+        }
+        let limit =
+            Duration::from_secs(self.state.limits.request_timeout_s) + Duration::from_secs(1);
+        let left = limit.saturating_sub(self.arrived.elapsed());
+        let (i, update) = match tokio::time::timeout(left, self.rx.recv()).await {
+            Ok(Some(x)) => x,
+            Ok(None) | Err(_) => {
+                self.remaining = 0;
+                let e = ApiError::Timeout {
+                    seconds: self.state.limits.request_timeout_s,
+                };
+                return Some(sse_json(
+                    "error",
+                    &serde_json::json!({"index": null, "error": e.body()}),
+                ));
+            }
+        };
+        Some(match update {
+            JobUpdate::Token { id } => {
+                self.ids[i].push(id);
+                let full = self
+                    .state
+                    .tokenizer
+                    .decode(&self.ids[i])
+                    .unwrap_or_default();
+                let delta = full
+                    .strip_prefix(self.texts[i].as_str())
+                    .unwrap_or(&full)
+                    .to_string();
+                self.texts[i] = full;
+                sse_json(
+                    "token",
+                    &StreamToken {
+                        index: i,
+                        id,
+                        text: delta,
+                    },
+                )
+            }
+            JobUpdate::Finished {
+                output,
+                queue,
+                inference,
+            } => {
+                self.remaining -= 1;
+                let r = result(
+                    &self.state,
+                    &self.valid.rows[i],
+                    output,
+                    queue,
+                    inference,
+                    self.arrived,
+                    self.valid.score,
+                );
+                sse_json("result", &serde_json::json!({"index": i, "result": r}))
+            }
+            JobUpdate::Failed(e) => {
+                self.remaining -= 1;
+                sse_json("error", &serde_json::json!({"index": i, "error": e.body()}))
+            }
+        })
+    }
+}
+
+fn event_stream(st: StreamState) -> impl Stream<Item = Result<Event, Infallible>> {
+    futures_util::stream::unfold(st, |mut st| async move {
+        st.next_event().await.map(|e| (Ok(e), st))
+    })
+    .chain(futures_util::stream::once(async {
+        Ok(Event::default().event("done").data("{}"))
+    }))
+}
+
+fn sse_json<T: serde::Serialize>(kind: &str, v: &T) -> Event {
+    Event::default()
+        .event(kind)
+        .json_data(v)
+        .unwrap_or_else(|_| Event::default().event("error").data("{}"))
+}
+
+/// Model, rewards, limits and version.
+#[utoipa::path(get, path = "/info", tag = "service", responses((status = 200, body = Info)))]
+pub async fn info(State(state): State<Arc<AppState>>) -> Json<Info> {
+    Json(state.info.clone())
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/health", tag = "service", responses((status = 200, body = Health)))]
+pub async fn health() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
+}
+
+/// Readiness: 200 once the weights are loaded and a warm-up batch ran, 503 before.
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "service",
+    responses((status = 200, body = Health), (status = 503, body = Health))
+)]
+pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    if state.backend.is_ready() {
+        Json(Health {
+            status: "ok".into(),
+        })
+        .into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "5")],
+            Json(Health {
+                status: "not_ready".into(),
+            }),
+        )
+            .into_response()
+    }
+}
+
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(get, path = "/metrics", tag = "service", responses((status = 200, content_type = "text/plain", body = String)))]
+pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    state
+        .metrics
+        .queue_depth
+        .set(state.backend.queue_depth() as i64);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// This API's OpenAPI document.
+#[utoipa::path(get, path = "/openapi.json", tag = "service", responses((status = 200, content_type = "application/json", body = Object)))]
+pub async fn openapi_json() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        super::openapi::openapi_json(),
+    )
+        .into_response()
+}
+
+/// Human-readable API documentation (no external assets).
+#[utoipa::path(get, path = "/docs", tag = "service", responses((status = 200, content_type = "text/html", body = String)))]
+pub async fn docs() -> Html<String> {
+    Html(super::openapi::docs_html())
+}
+
+/// 404 with the standard error body.
+pub async fn not_found() -> ApiError {
+    ApiError::NotFoundRoute
+}

@@ -1,0 +1,803 @@
+//! mario-server over real HTTP on a random port, with a real tiny model (the reference
+//! fixture, plus control tokens where needed) or, for overload cases, a backend that holds
+//! its jobs.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use candle_core::{DType, Device};
+use common::*;
+use mario::checkpoint::Checkpoint;
+use mario::control::{ControlTokens, CONTROL_FILE};
+use mario::generate::{generate, GenerationParams, GenerationRequest};
+use mario::server::api::{RationalizeResponse, StreamToken};
+use mario::server::error::ApiError;
+use mario::server::metrics::Metrics;
+use mario::server::scheduler::{Backend, Job};
+use mario::server::{router, serve_until, AppState, ServerConfig};
+use serde_json::{json, Value};
+
+/// A server running on its own thread; stops gracefully when dropped.
+struct TestServer {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// The real server (model worker included) on `model_dir`.
+    fn start(model_dir: &std::path::Path, extra: &[&str]) -> Self {
+        let mut args = vec!["--model", model_dir.to_str().unwrap(), "--port", "0"];
+        args.extend_from_slice(extra);
+        let cfg = ServerConfig::from_args(args).unwrap();
+        let (tx_addr, rx_addr) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(serve_until(
+                cfg,
+                move |a| tx_addr.send(a).unwrap(),
+                async move {
+                    let _ = stopped.await;
+                },
+            ))
+            .unwrap();
+        });
+        let addr = rx_addr
+            .recv_timeout(Duration::from_secs(60))
+            .expect("server starts");
+        let s = Self {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        };
+        // wait for the warm-up
+        let t = Instant::now();
+        while get(&s, "/ready").0 != 200 {
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "server never became ready"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        s
+    }
+
+    /// The router alone, on a custom backend.
+    fn with_backend(backend: Arc<dyn Backend>, extra: &[&str]) -> Self {
+        let dir = fixture_dir("t5-v1_0-tied");
+        let mut args = vec!["--model", dir.to_str().unwrap(), "--port", "0"];
+        args.extend_from_slice(extra);
+        let cfg = ServerConfig::from_args(args).unwrap();
+        let ckpt = Checkpoint::load(&dir, DType::F32, &Device::Cpu).unwrap();
+        let state = Arc::new(AppState::new(
+            &cfg,
+            &ckpt,
+            backend,
+            Arc::new(Metrics::new()),
+        ));
+        let (tx_addr, rx_addr) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx_addr.send(listener.local_addr().unwrap()).unwrap();
+                axum::serve(listener, router(state))
+                    .with_graceful_shutdown(async move {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    .unwrap();
+            });
+        });
+        Self {
+            addr: rx_addr.recv().unwrap(),
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+/// (status, body, headers) of a GET.
+fn get(s: &TestServer, path: &str) -> (u16, String) {
+    match agent().get(&s.url(path)).call() {
+        Ok(mut r) => (
+            r.status().as_u16(),
+            r.body_mut().read_to_string().unwrap_or_default(),
+        ),
+        Err(_) => (0, String::new()),
+    }
+}
+
+/// (status, JSON body, retry-after, request id) of a POST with a raw body.
+fn post_raw(
+    s: &TestServer,
+    path: &str,
+    body: &str,
+) -> (u16, Value, Option<String>, Option<String>) {
+    let mut r = agent()
+        .post(&s.url(path))
+        .header("content-type", "application/json")
+        .send(body)
+        .unwrap();
+    let status = r.status().as_u16();
+    let header = |n: &str| r.headers().get(n).map(|v| v.to_str().unwrap().to_string());
+    let (retry, id) = (header("retry-after"), header("x-request-id"));
+    let text = r.body_mut().read_to_string().unwrap();
+    let v = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text:?}"));
+    (status, v, retry, id)
+}
+
+fn post(s: &TestServer, body: Value) -> (u16, Value) {
+    let (status, v, _, _) = post_raw(s, "/rationalize", &body.to_string());
+    (status, v)
+}
+
+fn assert_error(resp: (u16, Value), status: u16, kind: &str, mention: &str) {
+    let (got, body) = resp;
+    assert_eq!(got, status, "{body}");
+    assert_eq!(body["error_type"], kind, "{body}");
+    let msg = body["error"].as_str().unwrap();
+    assert!(msg.contains(mention), "{msg:?} should mention {mention:?}");
+    assert_eq!(
+        body.as_object().unwrap().len(),
+        2,
+        "body is exactly {{error, error_type}}"
+    );
+}
+
+fn metric(s: &TestServer, name_and_labels: &str) -> f64 {
+    get(s, "/metrics")
+        .1
+        .lines()
+        .find(|l| l.starts_with(name_and_labels))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn server_errors_are_json_with_the_right_status_and_never_5xx() {
+    let s = TestServer::start(
+        &fixture_dir("t5-v1_0-tied"),
+        &[
+            "--max-body-bytes",
+            "2048",
+            "--max-input-tokens",
+            "40",
+            "--max-new-tokens",
+            "64",
+            "--default-max-new-tokens",
+            "16",
+            "--max-client-batch-size",
+            "2",
+        ],
+    );
+    let q = "Is a pear heavier than water?";
+    // 400 malformed JSON
+    let (st, v, _, _) = post_raw(&s, "/rationalize", "{\"question\": ");
+    assert_error((st, v), 400, "bad_json", "malformed JSON");
+    // 413
+    let big = json!({"question": "x".repeat(5000)}).to_string();
+    let (st, v, _, _) = post_raw(&s, "/rationalize", &big);
+    assert_error((st, v), 413, "payload_too_large", "2048 bytes");
+    // 422 cases
+    assert_error(
+        post(&s, json!({"question": ""})),
+        422,
+        "validation",
+        "`question` is empty",
+    );
+    assert_error(
+        post(&s, json!({"question": "   \n "})),
+        422,
+        "validation",
+        "`question` is empty",
+    );
+    assert_error(
+        post(&s, json!({"questions": ["a?", " "]})),
+        422,
+        "validation",
+        "`questions[1]` is empty",
+    );
+    assert_error(post(&s, json!({})), 422, "validation", "missing `question`");
+    assert_error(
+        post(&s, json!({"question": q, "questions": [q]})),
+        422,
+        "validation",
+        "not both",
+    );
+    assert_error(
+        post(&s, json!({"questions": [q, q, q]})),
+        422,
+        "validation",
+        "at most 2",
+    );
+    let long = "a pear is heavier than water ".repeat(20);
+    assert_error(
+        post(&s, json!({"question": long})),
+        422,
+        "validation",
+        "at most 40",
+    );
+    assert_error(
+        post(&s, json!({"question": q, "control": {"fluency": 1}})),
+        422,
+        "validation",
+        "no control tokens",
+    );
+    assert_error(
+        post(&s, json!({"question": q, "control": "greatest"})),
+        422,
+        "validation",
+        "\"best\", \"worst\"",
+    );
+    assert_error(
+        post(
+            &s,
+            json!({"question": q, "parameters": {"temperature": -1}}),
+        ),
+        422,
+        "validation",
+        "temperature",
+    );
+    assert_error(
+        post(&s, json!({"question": q, "parameters": {"top_p": 0}})),
+        422,
+        "validation",
+        "top_p",
+    );
+    assert_error(
+        post(&s, json!({"question": q, "parameters": {"top_k": 0}})),
+        422,
+        "validation",
+        "top_k",
+    );
+    assert_error(
+        post(
+            &s,
+            json!({"question": q, "parameters": {"max_new_tokens": 0}}),
+        ),
+        422,
+        "validation",
+        "at least 1",
+    );
+    assert_error(
+        post(
+            &s,
+            json!({"question": q, "parameters": {"max_new_tokens": 65}}),
+        ),
+        422,
+        "validation",
+        "at most 64",
+    );
+    assert_error(
+        post(
+            &s,
+            json!({"question": q, "parameters": {"max_new_tokens": -3}}),
+        ),
+        422,
+        "validation",
+        "max_new_tokens",
+    );
+    assert_error(
+        post(
+            &s,
+            json!({"question": q, "parameters": {"stop": ["a", "b", "c", "d", "e"]}}),
+        ),
+        422,
+        "validation",
+        "at most 4",
+    );
+    assert_error(
+        post(&s, json!({"question": q, "gold": ["yes", "no"]})),
+        422,
+        "validation",
+        "2 answers for 1",
+    );
+    assert_error(
+        post(&s, json!({"question": q, "tempreature": 0.5})),
+        422,
+        "validation",
+        "unknown field `tempreature`",
+    );
+    assert_error(
+        post(&s, json!({"question": q, "parameters": {"temp": 0.5}})),
+        422,
+        "validation",
+        "unknown field `temp`",
+    );
+    assert_error(
+        post(&s, json!({"question": 7})),
+        422,
+        "validation",
+        "invalid type",
+    );
+    // NaN is not JSON: a client that writes it gets 400
+    let (st, v, _, _) = post_raw(
+        &s,
+        "/rationalize",
+        "{\"question\": \"q\", \"parameters\": {\"temperature\": NaN}}",
+    );
+    assert_error((st, v), 400, "bad_json", "malformed JSON");
+    // 404 with the same body
+    let (st, v, _, _) = post_raw(&s, "/nope", "{}");
+    assert_error((st, v), 404, "not_found", "no such route");
+    // after all that the server still answers
+    let (st, v) = post(&s, json!({"question": q}));
+    assert_eq!(st, 200, "{v}");
+    // and no bad request produced a 5xx (only /ready answers 503, before the warm-up)
+    let metrics = get(&s, "/metrics").1;
+    assert!(
+        !metrics.lines().any(
+            |l| l.starts_with("mario_http_requests_total{route=\"/rationalize\"")
+                && l.contains("status=\"5")
+        ),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn server_concurrent_greedy_requests_return_what_each_returns_alone() {
+    let s = TestServer::start(
+        &fixture_dir("t5-v1_1-gated"),
+        &["--max-batch-wait-ms", "50"],
+    );
+    let questions = [
+        "Is a pear heavier than water?",
+        "Would someone on Venus be unlikely to experience hypothermia?",
+        "Could Lil Wayne's children ride in a Chevrolet Corvette ZR1 together?",
+        "Do hamsters provide food for any animals?",
+        "Is it common to see frost during some college commencements?",
+    ];
+    let body = |q: &str| json!({"question": q, "parameters": {"max_new_tokens": 24}});
+    let alone: Vec<String> = questions
+        .iter()
+        .map(|q| {
+            post(&s, body(q)).1["results"][0]["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let before = metric(&s, "mario_batch_size_sum");
+    let together: Vec<String> = std::thread::scope(|sc| {
+        let hs: Vec<_> = questions
+            .iter()
+            .map(|q| {
+                sc.spawn(|| {
+                    post(&s, body(q)).1["results"][0]["text"]
+                        .as_str()
+                        .unwrap()
+                        .to_string()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(together, alone);
+    // the concurrent requests really were batched: some step ran more than one row
+    let text = get(&s, "/metrics").1;
+    let le1 = text
+        .lines()
+        .find(|l| l.starts_with("mario_batch_size_bucket{le=\"1\"}"))
+        .unwrap();
+    let count = text
+        .lines()
+        .find(|l| l.starts_with("mario_batch_size_count"))
+        .unwrap();
+    let n1: f64 = le1.rsplit(' ').next().unwrap().parse().unwrap();
+    let n: f64 = count.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(n > n1, "some decoding step held several rows ({text})");
+    assert!(metric(&s, "mario_batch_size_sum") > before);
+    // a multi-question request is the same as its questions alone
+    let (st, v) = post(
+        &s,
+        json!({"questions": questions[..3], "parameters": {"max_new_tokens": 24}}),
+    );
+    assert_eq!(st, 200);
+    let texts: Vec<&str> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        texts,
+        alone[..3].iter().map(String::as_str).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn server_control_tokens_become_the_decoder_prefix() {
+    let dir = with_extra_vocab("t5-v1_0-tied", 12);
+    let table = ControlTokens::quark(&[("plausibility", 5), ("diversity", 3)], &["accuracy"]);
+    table.save(&dir.path().join(CONTROL_FILE)).unwrap();
+    let s = TestServer::start(dir.path(), &[]);
+    let ckpt = Checkpoint::load(dir.path(), DType::F32, &Device::Cpu).unwrap();
+    let q = "Would someone on Venus be unlikely to experience hypothermia?";
+    let direct = |tokens: &[&str]| {
+        let prefix: Vec<u32> = tokens
+            .iter()
+            .map(|t| ckpt.tokenizer.token_id(t).unwrap())
+            .collect();
+        let req = GenerationRequest {
+            input_ids: ckpt.tokenizer.encode(q).unwrap(),
+            prefix,
+            params: GenerationParams {
+                max_new_tokens: 20,
+                ..Default::default()
+            },
+        };
+        generate(&ckpt.model, &ckpt.tokenizer, &[req])
+            .unwrap()
+            .remove(0)
+            .text
+    };
+    for (control, tokens) in [
+        (
+            json!("best"),
+            vec!["_TOKEN0_00000", "_TOKEN1_00000", "CORRECT_LABEL"],
+        ),
+        (
+            json!("worst"),
+            vec!["_TOKEN0_00004", "_TOKEN1_00002", "WRONG_LABEL"],
+        ),
+        (
+            json!({"diversity": 1, "accuracy": 1}),
+            vec!["_TOKEN0_00000", "_TOKEN1_00001", "WRONG_LABEL"],
+        ),
+    ] {
+        let (st, v) = post(
+            &s,
+            json!({"question": q, "control": control, "parameters": {"max_new_tokens": 20}}),
+        );
+        assert_eq!(st, 200, "{v}");
+        let r: RationalizeResponse = serde_json::from_value(v).unwrap();
+        let used: Vec<&str> = r.results[0]
+            .control
+            .iter()
+            .map(|c| c.token.as_str())
+            .collect();
+        assert_eq!(used, tokens);
+        assert_eq!(
+            r.results[0].text,
+            direct(&tokens),
+            "the output is what that prefix generates"
+        );
+    }
+    assert_error(
+        post(&s, json!({"question": q, "control": {"fluency": 0}})),
+        422,
+        "validation",
+        "unknown reward `fluency`",
+    );
+    assert_error(
+        post(&s, json!({"question": q, "control": {"diversity": 3}})),
+        422,
+        "validation",
+        "bin 3 is out of range",
+    );
+    let info: Value = serde_json::from_str(&get(&s, "/info").1).unwrap();
+    assert_eq!(info["rewards"].as_array().unwrap().len(), 3);
+    assert_eq!(info["rewards"][1]["tokens"][2], "_TOKEN1_00002");
+}
+
+#[test]
+fn server_metrics_move_scores_and_request_ids() {
+    let s = TestServer::start(&fixture_dir("t5-v1_0-tied"), &[]);
+    let ok = "mario_http_requests_total{route=\"/rationalize\",status=\"200\"}";
+    let before = metric(&s, ok);
+    let tokens_before = metric(&s, "mario_generated_tokens_total");
+    let body = json!({"question": "Is a pear heavier than water?", "score": true, "gold": "no", "parameters": {"max_new_tokens": 12, "seed": 3}}).to_string();
+    let (st, v, _, id) = post_raw(&s, "/rationalize", &body);
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        v["request_id"].as_str(),
+        id.as_deref(),
+        "the id is echoed in the header"
+    );
+    let r = &v["results"][0];
+    assert_eq!(r["seed"], 3);
+    assert!(r["generated_tokens"].as_u64().unwrap() >= 1);
+    assert!(r["scores"]["diversity"].as_f64().is_some());
+    assert!(
+        r["scores"]["accuracy"].as_f64().is_some(),
+        "accuracy with a gold answer"
+    );
+    assert!(
+        r["timings"]["total_ms"].as_f64().unwrap()
+            >= r["timings"]["inference_ms"].as_f64().unwrap()
+    );
+    assert_eq!(metric(&s, ok), before + 1.0);
+    assert!(metric(&s, "mario_generated_tokens_total") >= tokens_before + 1.0);
+    assert!(metric(&s, "mario_inference_duration_seconds_count") >= 1.0);
+    // a client-chosen request id is kept
+    let mut resp = agent()
+        .post(&s.url("/rationalize"))
+        .header("x-request-id", "my-id-1")
+        .send(json!({"question": "Q?", "parameters": {"max_new_tokens": 2}}).to_string())
+        .unwrap();
+    assert_eq!(resp.headers().get("x-request-id").unwrap(), "my-id-1");
+    let _ = resp.body_mut().read_to_string();
+    // health, ready, info, docs, openapi
+    assert_eq!(get(&s, "/health").0, 200);
+    assert_eq!(get(&s, "/ready").0, 200);
+    let docs = get(&s, "/docs");
+    assert!(
+        docs.0 == 200 && docs.1.contains("/rationalize/stream") && !docs.1.contains("http://cdn")
+    );
+    let spec: Value = serde_json::from_str(&get(&s, "/openapi.json").1).unwrap();
+    assert!(spec["paths"]["/rationalize"]["post"].is_object());
+}
+
+#[test]
+fn server_stream_sends_tokens_then_the_result() {
+    let s = TestServer::start(&fixture_dir("t5-v1_1-gated"), &[]);
+    let body =
+        json!({"question": "Is a pear heavier than water?", "parameters": {"max_new_tokens": 16}});
+    let mut resp = agent()
+        .post(&s.url("/rationalize/stream"))
+        .send(body.to_string())
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let reader = BufReader::new(resp.body_mut().as_reader());
+    let (mut kind, mut tokens, mut text, mut result, mut done) =
+        (String::new(), 0, String::new(), Value::Null, false);
+    for line in reader.lines() {
+        let line = line.unwrap();
+        if let Some(k) = line.strip_prefix("event: ") {
+            kind = k.to_string();
+        } else if let Some(d) = line.strip_prefix("data: ") {
+            match kind.as_str() {
+                "token" => {
+                    let t: StreamToken = serde_json::from_str(d).unwrap();
+                    tokens += 1;
+                    text.push_str(&t.text);
+                }
+                "result" => result = serde_json::from_str(d).unwrap(),
+                "done" => done = true,
+                other => panic!("unexpected event {other}: {d}"),
+            }
+        }
+    }
+    assert!(done);
+    assert_eq!(result["index"], 0);
+    assert_eq!(
+        tokens,
+        result["result"]["generated_tokens"].as_u64().unwrap() as usize
+    );
+    assert_eq!(
+        text.trim(),
+        result["result"]["text"].as_str().unwrap().trim()
+    );
+    // the non-streamed response is the same text
+    let (_, v) = post(&s, body);
+    assert_eq!(v["results"][0]["text"], result["result"]["text"]);
+}
+
+#[test]
+fn server_cancels_the_rows_of_a_client_that_disconnects() {
+    let s = TestServer::start(
+        &fixture_dir("t5-v1_1-gated"),
+        &[
+            "--max-new-tokens",
+            "4000",
+            "--default-max-new-tokens",
+            "100",
+        ],
+    );
+    let cancelled = "mario_rows_cancelled_total{reason=\"disconnect\"}";
+    assert_eq!(metric(&s, cancelled), 0.0);
+    {
+        // sampling keeps the random model from ending early; read one token, then hang up
+        let body = json!({"question": "Is a pear heavier than water?", "parameters": {"max_new_tokens": 4000, "temperature": 1.0, "seed": 1}});
+        let mut resp = agent()
+            .post(&s.url("/rationalize/stream"))
+            .send(body.to_string())
+            .unwrap();
+        let mut reader = resp.body_mut().as_reader();
+        let mut buf = [0u8; 64];
+        let n = reader.read(&mut buf).unwrap();
+        assert!(n > 0);
+    }
+    let t = Instant::now();
+    while metric(&s, cancelled) < 1.0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the row was never cancelled"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // the worker is free again: a new request completes promptly
+    let (st, _) = post(
+        &s,
+        json!({"question": "Q?", "parameters": {"max_new_tokens": 4}}),
+    );
+    assert_eq!(st, 200);
+}
+
+/// Holds every job without answering (a model that never finishes).
+#[derive(Default)]
+struct StuckBackend {
+    jobs: Mutex<Vec<Job>>,
+    capacity: usize,
+    ready: bool,
+}
+
+impl Backend for StuckBackend {
+    fn submit(&self, jobs: Vec<Job>) -> Result<(), ApiError> {
+        let mut held = self.jobs.lock().unwrap();
+        if held.len() + jobs.len() > self.capacity {
+            return Err(ApiError::QueueFull {
+                capacity: self.capacity,
+                retry_after_s: 1,
+            });
+        }
+        held.extend(jobs);
+        Ok(())
+    }
+    fn is_ready(&self) -> bool {
+        self.ready
+    }
+    fn queue_depth(&self) -> usize {
+        self.jobs.lock().unwrap().len()
+    }
+}
+
+/// Sends `n` requests that the stuck backend will hold, and waits until it holds them.
+fn hold(
+    s: &TestServer,
+    backend: &StuckBackend,
+    n: usize,
+) -> Vec<std::thread::JoinHandle<(u16, Value)>> {
+    let url = s.url("/rationalize");
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let mut r = agent()
+                    .post(&url)
+                    .send(json!({"question": "Q?"}).to_string())
+                    .unwrap();
+                let st = r.status().as_u16();
+                (
+                    st,
+                    serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap(),
+                )
+            })
+        })
+        .collect();
+    let t = Instant::now();
+    while backend.queue_depth() < n {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "requests never reached the backend"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    handles
+}
+
+#[test]
+fn server_overload_answers_429_and_503_with_retry_after_and_never_hangs() {
+    // over the concurrency limit: 429
+    let backend = Arc::new(StuckBackend {
+        capacity: 100,
+        ready: true,
+        ..Default::default()
+    });
+    let s = TestServer::with_backend(
+        backend.clone(),
+        &["--max-concurrent-requests", "2", "--request-timeout-s", "1"],
+    );
+    let held = hold(&s, &backend, 2);
+    let (st, v, retry, _) = post_raw(&s, "/rationalize", &json!({"question": "Q?"}).to_string());
+    assert_eq!(retry.as_deref(), Some("1"));
+    assert_error((st, v), 429, "overloaded", "too many concurrent requests");
+    // held requests do not hang: they time out with 504
+    let started = Instant::now();
+    for h in held {
+        assert_error(
+            h.join().unwrap(),
+            504,
+            "timeout",
+            "did not finish within 1 s",
+        );
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // their clients are gone, so a real worker would cancel those rows
+    assert!(backend
+        .jobs
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|j| j.updates.is_closed()));
+    // permits were released: a new request is admitted again (and times out)
+    let (st, _, _, _) = post_raw(&s, "/rationalize", &json!({"question": "Q?"}).to_string());
+    assert_eq!(st, 504);
+
+    // queue full: 503
+    let backend = Arc::new(StuckBackend {
+        capacity: 2,
+        ready: true,
+        ..Default::default()
+    });
+    let s = TestServer::with_backend(backend.clone(), &["--request-timeout-s", "1"]);
+    let held = hold(&s, &backend, 2);
+    let (st, v, retry, _) = post_raw(&s, "/rationalize", &json!({"question": "Q?"}).to_string());
+    assert_eq!(retry.as_deref(), Some("1"));
+    assert_error((st, v), 503, "queue_full", "queue is full");
+    for h in held {
+        assert_eq!(h.join().unwrap().0, 504);
+    }
+}
+
+#[test]
+fn server_not_ready_answers_503() {
+    let s = TestServer::with_backend(
+        Arc::new(StuckBackend {
+            capacity: 1,
+            ready: false,
+            ..Default::default()
+        }),
+        &[],
+    );
+    assert_eq!(get(&s, "/health").0, 200);
+    assert_eq!(get(&s, "/ready").0, 503);
+    assert_error(
+        post(&s, json!({"question": "Q?"})),
+        503,
+        "not_ready",
+        "not ready",
+    );
+}
+
+#[test]
+fn openapi_document_matches_the_checked_in_file_and_lists_every_route() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi/openapi.json");
+    let current = mario::server::openapi::openapi_json();
+    if std::env::var_os("MARIO_UPDATE_OPENAPI").is_some() {
+        std::fs::write(&path, &current).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == current,
+        "openapi/openapi.json is out of date: run `cargo run --bin mario-server -- --print-openapi > openapi/openapi.json` (or MARIO_UPDATE_OPENAPI=1 cargo test --test server openapi)"
+    );
+    let doc: Value = serde_json::from_str(&current).unwrap();
+    for (method, route) in mario::server::app::ROUTES {
+        assert!(
+            doc["paths"][route][method].is_object(),
+            "{method} {route} is not documented"
+        );
+    }
+}
