@@ -20,6 +20,41 @@ pub struct Checkpoint {
     pub tokenizer: TextTokenizer,
     /// The control-token table, when the folder has a `mario.json`.
     pub control: Option<ControlTokens>,
+    /// Decoding defaults from the folder's `generation_config.json`, if any.
+    pub generation: GenerationDefaults,
+}
+
+/// File name of the decoding defaults (Hugging Face's `generation_config.json`).
+pub const GENERATION_CONFIG_FILE: &str = "generation_config.json";
+
+/// The decoding defaults a checkpoint ships (the fields of transformers'
+/// `generation_config.json` that mario uses; others are ignored).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GenerationDefaults {
+    /// Block repeated n-grams of this size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_repeat_ngram_size: Option<usize>,
+    /// Default number of new tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_new_tokens: Option<usize>,
+}
+
+impl GenerationDefaults {
+    /// Reads `generation_config.json` from a folder (defaults when absent).
+    pub fn from_dir(dir: &Path) -> Result<Self, ModelError> {
+        let path = dir.join(GENERATION_CONFIG_FILE);
+        if !path.is_file() {
+            return Ok(Self::default());
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| ModelError::Io {
+            path: path.clone(),
+            source: e,
+        })?;
+        serde_json::from_str(&text).map_err(|e| ModelError::BadFile {
+            path,
+            problem: e.to_string(),
+        })
+    }
 }
 
 impl Checkpoint {
@@ -77,6 +112,7 @@ impl Checkpoint {
             model,
             tokenizer,
             control,
+            generation: GenerationDefaults::from_dir(dir)?,
         })
     }
 }

@@ -9,6 +9,9 @@
 //! - [`generate`]: batched greedy / sampled generation with per-row settings.
 //! - [`control`]: the control-token table (`mario.json`).
 //! - [`rationale`]: building targets and parsing outputs.
+//! - [`choices`]: the answer choices written in a question.
+//! - [`rewards`]: the `Reward` trait and the rewards (diversity, accuracy, consistency,
+//!   plausibility).
 //! - [`checkpoint`]: loading a model folder.
 //!
 //! ```no_run
@@ -36,6 +39,7 @@
 //! ```
 
 pub mod checkpoint;
+pub mod choices;
 pub mod control;
 pub mod device;
 pub mod generate;

@@ -11,7 +11,7 @@ use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 
 use super::config::T5Config;
-use super::t5::T5Model;
+use super::t5::{T5Encoder, T5Model};
 use super::ModelError;
 
 /// File name of the architecture.
@@ -147,6 +147,27 @@ fn read_headers(files: &[PathBuf]) -> Result<HashMap<String, (PathBuf, Vec<usize
 
 /// Loads a T5 from a checkpoint folder onto `device` in `dtype` (weights are converted).
 pub fn load_t5(dir: &Path, dtype: DType, device: &Device) -> Result<T5Model, ModelError> {
+    let (vb, cfg) = checked_weights(dir, dtype, device, |_| true)?;
+    Ok(T5Model::load(vb, &cfg)?)
+}
+
+/// Loads only the embedding and encoder of a T5 folder (a `T5EncoderModel` checkpoint such as
+/// VERA's, or the encoder half of a full T5).
+pub fn load_t5_encoder(dir: &Path, dtype: DType, device: &Device) -> Result<T5Encoder, ModelError> {
+    let (vb, cfg) = checked_weights(dir, dtype, device, |name| {
+        name == "shared.weight" || name.starts_with("encoder.")
+    })?;
+    Ok(T5Encoder::load(vb, &cfg)?)
+}
+
+/// Reads `config.json`, checks that every tensor `wanted` by the architecture is present with
+/// the right shape, and maps the weights.
+fn checked_weights(
+    dir: &Path,
+    dtype: DType,
+    device: &Device,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<(VarBuilder<'static>, T5Config), ModelError> {
     let config_path = dir.join(CONFIG_FILE);
     if !config_path.is_file() {
         return Err(ModelError::MissingFile {
@@ -169,6 +190,9 @@ pub fn load_t5(dir: &Path, dtype: DType, device: &Device) -> Result<T5Model, Mod
             .find(|n| headers.contains_key(*n))
     };
     for (name, shape) in expected_tensors(&cfg) {
+        if !wanted(&name) {
+            continue;
+        }
         let stored = if name == "shared.weight" {
             shared_alias.unwrap_or("shared.weight")
         } else {
@@ -205,5 +229,5 @@ pub fn load_t5(dir: &Path, dtype: DType, device: &Device) -> Result<T5Model, Mod
         }),
         None => vb,
     };
-    Ok(T5Model::load(vb, &cfg)?)
+    Ok((vb, cfg))
 }

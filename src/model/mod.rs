@@ -40,9 +40,10 @@ pub use cache::DecoderCache;
 pub use config::{Activation, T5Config, TokenIds};
 pub use layers::{DropoutRng, DropoutRngState, Linear, Mode};
 pub use load::{
-    expected_tensors, load_t5, weight_files, CONFIG_FILE, WEIGHTS_FILE, WEIGHTS_INDEX_FILE,
+    expected_tensors, load_t5, load_t5_encoder, weight_files, CONFIG_FILE, WEIGHTS_FILE,
+    WEIGHTS_INDEX_FILE,
 };
-pub use t5::{pad_rows, EncoderInput, EncoderOutput, T5Model};
+pub use t5::{pad_rows, EncoderInput, EncoderOutput, T5Encoder, T5Model};
 
 /// Why a model (or one of its files) could not be loaded or run.
 #[derive(Debug, thiserror::Error)]

@@ -172,43 +172,30 @@ impl Stack {
     }
 }
 
-/// T5 encoder-decoder with its language-model head.
-///
-/// Built from a [`VarBuilder`], so the same code serves inference (memory-mapped
-/// safetensors) and training (a `VarMap` of trainable variables).
+/// The embedding and encoder stack of a T5: what a `T5EncoderModel` checkpoint holds (e.g. the
+/// VERA plausibility scorer), and the first half of [`T5Model`].
 #[derive(Debug, Clone)]
-pub struct T5Model {
+pub struct T5Encoder {
     cfg: T5Config,
-    /// `(V, D)` token embedding shared by encoder, decoder and (when tied) the head.
+    /// `(V, D)` token embedding.
     shared: Tensor,
     encoder: Stack,
-    decoder: Stack,
-    /// `(V, D)` untied output head.
-    lm_head: Option<Linear>,
     dtype: DType,
     device: Device,
 }
 
-impl T5Model {
-    /// Builds the model from weights named as in a Hugging Face T5 checkpoint.
+impl T5Encoder {
+    /// Builds the encoder from `shared.weight` and `encoder.*` weights.
     pub fn load(vb: VarBuilder, cfg: &T5Config) -> Result<Self> {
         cfg.validate().map_err(candle_core::Error::msg)?;
         let shared = vb.get((cfg.vocab_size, cfg.d_model), "shared.weight")?;
         let encoder = Stack::load(vb.pp("encoder"), cfg, false)?;
-        let decoder = Stack::load(vb.pp("decoder"), cfg, true)?;
-        let lm_head = if cfg.tie_word_embeddings {
-            None
-        } else {
-            Some(linear(&vb, cfg.vocab_size, cfg.d_model, "lm_head")?)
-        };
         Ok(Self {
             cfg: cfg.clone(),
             dtype: shared.dtype(),
             device: shared.device().clone(),
             shared,
             encoder,
-            decoder,
-            lm_head,
         })
     }
 
@@ -227,6 +214,12 @@ impl T5Model {
         self.dtype
     }
 
+    /// The `(V, D)` token embedding.
+    pub fn embedding(&self) -> &Tensor {
+        &self.shared
+    }
+
+    /// `(B, T)` ids -> `(B, T, D)` embeddings.
     fn embed(&self, ids: &Tensor) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
         self.shared
@@ -246,8 +239,8 @@ impl T5Model {
             KeyWindows::lengths(&input.lengths),
             s,
             s,
-            self.dtype,
-            &self.device,
+            self.dtype(),
+            self.device(),
             mode,
         )?;
         let mut x = mode.dropout(&self.embed(&input.ids)?)?;
@@ -263,17 +256,73 @@ impl T5Model {
             lengths: input.lengths.clone(),
         })
     }
+}
+
+/// T5 encoder-decoder with its language-model head.
+///
+/// Built from a [`VarBuilder`], so the same code serves inference (memory-mapped
+/// safetensors) and training (a `VarMap` of trainable variables).
+#[derive(Debug, Clone)]
+pub struct T5Model {
+    /// Embedding (shared by encoder, decoder and, when tied, the head) and encoder.
+    enc: T5Encoder,
+    decoder: Stack,
+    /// `(V, D)` untied output head.
+    lm_head: Option<Linear>,
+}
+
+impl T5Model {
+    /// Builds the model from weights named as in a Hugging Face T5 checkpoint.
+    pub fn load(vb: VarBuilder, cfg: &T5Config) -> Result<Self> {
+        let enc = T5Encoder::load(vb.clone(), cfg)?;
+        let decoder = Stack::load(vb.pp("decoder"), cfg, true)?;
+        let lm_head = if cfg.tie_word_embeddings {
+            None
+        } else {
+            Some(linear(&vb, cfg.vocab_size, cfg.d_model, "lm_head")?)
+        };
+        Ok(Self {
+            enc,
+            decoder,
+            lm_head,
+        })
+    }
+
+    /// The architecture.
+    pub fn config(&self) -> &T5Config {
+        &self.enc.cfg
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.enc.device
+    }
+
+    /// The weights' dtype.
+    pub fn dtype(&self) -> DType {
+        self.enc.dtype
+    }
+
+    /// The embedding and encoder.
+    pub fn encoder(&self) -> &T5Encoder {
+        &self.enc
+    }
+
+    /// Runs the encoder: `(B, S)` ids -> `(B, S, D)` hidden states.
+    pub fn encode(&self, input: &EncoderInput, mode: Mode) -> Result<EncoderOutput> {
+        self.enc.encode(input, mode)
+    }
 
     /// Decoder hidden states -> logits, with T5 v1.0's `d_model^-0.5` scaling.
     fn head(&self, x: &Tensor) -> Result<Tensor> {
-        let x = if self.cfg.scales_decoder_output() {
-            (x * (self.cfg.d_model as f64).powf(-0.5))?
+        let x = if self.enc.cfg.scales_decoder_output() {
+            (x * (self.enc.cfg.d_model as f64).powf(-0.5))?
         } else {
             x.clone()
         };
         match &self.lm_head {
             Some(head) => head.forward(&x),
-            None => Linear::new(self.shared.clone()).forward(&x),
+            None => Linear::new(self.enc.shared.clone()).forward(&x),
         }
     }
 
@@ -296,8 +345,8 @@ impl T5Model {
             },
             t,
             t,
-            self.dtype,
-            &self.device,
+            self.dtype(),
+            self.device(),
             mode,
         )?;
         let cross_bias = AttentionBias::new(
@@ -305,11 +354,11 @@ impl T5Model {
             KeyWindows::lengths(&encoder.lengths),
             t,
             s,
-            self.dtype,
-            &self.device,
+            self.dtype(),
+            self.device(),
             mode,
         )?;
-        let mut x = mode.dropout(&self.embed(decoder_ids)?)?;
+        let mut x = mode.dropout(&self.enc.embed(decoder_ids)?)?;
         for block in &self.decoder.blocks {
             let h = block.self_norm.forward(&x, mode)?;
             x = (x + mode.dropout(&block.self_attn.self_attention(&h, &self_bias, mode)?)?)?;
@@ -340,10 +389,11 @@ impl T5Model {
                 .as_ref()
                 .expect("decoder block has cross-attention");
             let (cross_k, cross_v) = cross.key_value(&encoder.hidden)?;
-            let shape = (b, self.cfg.num_heads, capacity, self.cfg.d_kv);
+            let cfg = self.config();
+            let shape = (b, cfg.num_heads, capacity, cfg.d_kv);
             layers.push(LayerCache {
-                self_k: Tensor::zeros(shape, self.dtype, &self.device)?,
-                self_v: Tensor::zeros(shape, self.dtype, &self.device)?,
+                self_k: Tensor::zeros(shape, self.dtype(), self.device())?,
+                self_v: Tensor::zeros(shape, self.dtype(), self.device())?,
                 cross_k,
                 cross_v,
             });
@@ -354,8 +404,8 @@ impl T5Model {
             row_start: vec![0; b],
             len: 0,
             capacity,
-            num_heads: self.cfg.num_heads,
-            d_kv: self.cfg.d_kv,
+            num_heads: self.config().num_heads,
+            d_kv: self.config().d_kv,
         })
     }
 
@@ -378,8 +428,8 @@ impl T5Model {
             cache.self_windows(q),
             q,
             k_len,
-            self.dtype,
-            &self.device,
+            self.dtype(),
+            self.device(),
             mode,
         )?;
         let cross_bias = AttentionBias::new(
@@ -387,11 +437,11 @@ impl T5Model {
             cache.cross_windows(),
             q,
             cache.encoder_width(),
-            self.dtype,
-            &self.device,
+            self.dtype(),
+            self.device(),
             mode,
         )?;
-        let mut x = self.embed(ids)?;
+        let mut x = self.enc.embed(ids)?;
         for (block, lc) in self.decoder.blocks.iter().zip(cache.layers.iter_mut()) {
             let h = block.self_norm.forward(&x, mode)?;
             let qh = block.self_attn.query(&h)?;

@@ -11,9 +11,13 @@
 //! assert_eq!(Diversity.score(&[item]).unwrap(), vec![Some(1.0)]);
 //! ```
 
+pub mod consistency;
 mod diversity;
+pub mod plausibility;
 
+pub use consistency::ConsistencyScorer;
 pub use diversity::diversity;
+pub use plausibility::PlausibilityScorer;
 
 use crate::rationale::parse_output;
 

@@ -49,7 +49,8 @@ pub struct Parameters {
     /// Stop when the text contains one of these (the text is cut before it).
     #[serde(default)]
     pub stop: Vec<String>,
-    /// Never repeat an n-gram of this many tokens (0 = off, the default).
+    /// Never repeat an n-gram of this many tokens (0 = off). Default: the checkpoint's
+    /// `generation_config.json`, else 0.
     #[schema(example = 3)]
     pub no_repeat_ngram_size: Option<u32>,
 }

@@ -93,6 +93,7 @@ impl AppState {
                 max_new_tokens: cfg.max_new_tokens,
                 default_max_new_tokens: cfg.default_max_new_tokens,
                 max_stop_sequences: cfg.max_stop_sequences,
+                default_no_repeat_ngram_size: ckpt.generation.no_repeat_ngram_size.unwrap_or(0),
             },
         );
         let rewards: Vec<Box<dyn Reward>> = vec![Box::new(Diversity), Box::new(TaskAccuracy)];

@@ -21,6 +21,8 @@ pub struct ValidationLimits {
     pub default_max_new_tokens: usize,
     /// Stop strings per request.
     pub max_stop_sequences: usize,
+    /// `no_repeat_ngram_size` when absent (the checkpoint's `generation_config.json`).
+    pub default_no_repeat_ngram_size: usize,
 }
 
 /// One question ready for the engine.
@@ -160,7 +162,10 @@ impl Validator {
             seed,
             stop: p.stop.clone(),
             logprobs: false,
-            no_repeat_ngram_size: p.no_repeat_ngram_size.unwrap_or(0) as usize,
+            no_repeat_ngram_size: p
+                .no_repeat_ngram_size
+                .map(|n| n as usize)
+                .unwrap_or(self.limits.default_no_repeat_ngram_size),
         })
     }
 

@@ -76,17 +76,26 @@ fn main() -> Result<()> {
         },
     )?;
     let dropout = DropoutRng::new(a.dropout, 0);
+    let phases = std::cell::RefCell::new([0f64; 3]);
     let step = |opt: &mut AdamW| -> Result<f32> {
+        let t0 = Instant::now();
         let loss = nll_loss(&model.model, &batch, Mode::Training(&dropout))?;
         let v = loss.to_scalar::<f32>()?;
+        let t1 = Instant::now();
         let grads = loss.backward()?;
+        let t2 = Instant::now();
         let norm = opt.grad_norm(&grads)?;
         opt.step(&grads, 1e-4, clip_factor(norm, 1.0))?;
+        let mut p = phases.borrow_mut();
+        p[0] += (t1 - t0).as_secs_f64();
+        p[1] += (t2 - t1).as_secs_f64();
+        p[2] += t2.elapsed().as_secs_f64();
         Ok(v)
     };
     for _ in 0..2 {
         step(&mut opt)?;
     }
+    *phases.borrow_mut() = [0.0; 3];
     let mut times = Vec::with_capacity(a.steps);
     for _ in 0..a.steps {
         let t = Instant::now();
@@ -103,6 +112,9 @@ fn main() -> Result<()> {
             "batch": a.batch, "src": a.src, "tgt": a.tgt, "threads": a.threads,
             "step_s_median": median, "tokens_per_s": tokens / median,
             "params": model.num_params(),
+            "forward_s": phases.borrow()[0] / a.steps as f64,
+            "backward_s": phases.borrow()[1] / a.steps as f64,
+            "optimizer_s": phases.borrow()[2] / a.steps as f64,
         })
     );
     let _ = Tensor::zeros(1, candle_core::DType::F32, &dev)?;

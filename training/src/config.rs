@@ -95,6 +95,8 @@ pub struct EvalSection {
     pub max_new_tokens: usize,
     /// Questions per generation batch.
     pub batch_size: usize,
+    /// n-gram blocking (0 = plain decoding).
+    pub no_repeat_ngram_size: usize,
 }
 
 impl Default for EvalSection {
@@ -102,6 +104,7 @@ impl Default for EvalSection {
         Self {
             max_new_tokens: 128,
             batch_size: 32,
+            no_repeat_ngram_size: 0,
         }
     }
 }

@@ -15,6 +15,7 @@
 //! - [`config`]: run configuration files.
 
 pub mod config;
+pub mod consistency;
 pub mod data;
 pub mod eval;
 pub mod init;

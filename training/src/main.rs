@@ -70,6 +70,9 @@ struct ExportArgs {
     /// Weight type: f32, bf16 or f16.
     #[arg(long, default_value = "bf16")]
     dtype: String,
+    /// Write this decoding default (n-gram blocking) into generation_config.json.
+    #[arg(long)]
+    no_repeat_ngram_size: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -751,7 +754,12 @@ fn cmd_export(a: &ExportArgs) -> Result<()> {
     Checkpoint::load(&a.model, DType::F32, &Device::Cpu)
         .with_context(|| format!("checking {}", a.model.display()))?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    for f in ["config.json", "tokenizer.json", "mario.json"] {
+    for f in [
+        "config.json",
+        "tokenizer.json",
+        "mario.json",
+        "generation_config.json",
+    ] {
         let src = a.model.join(f);
         if src.is_file() {
             std::fs::copy(&src, a.out.join(f))
@@ -767,6 +775,12 @@ fn cmd_export(a: &ExportArgs) -> Result<()> {
     let dest = a.out.join(mario::model::WEIGHTS_FILE);
     candle_core::safetensors::save(&tensors, &dest)
         .with_context(|| format!("writing {}", dest.display()))?;
+    if let Some(n) = a.no_repeat_ngram_size {
+        let path = a.out.join(mario::checkpoint::GENERATION_CONFIG_FILE);
+        let mut gen = mario::checkpoint::GenerationDefaults::from_dir(&a.out)?;
+        gen.no_repeat_ngram_size = Some(n);
+        std::fs::write(&path, serde_json::to_string_pretty(&gen)? + "\n")?;
+    }
     let bytes = std::fs::metadata(&dest)?.len();
     println!(
         "wrote {} ({:.1} MB of {} weights)",

@@ -57,6 +57,8 @@ pub struct SftSettings {
     pub eval_batch_size: usize,
     /// Most new tokens when decoding dev questions.
     pub max_new_tokens: usize,
+    /// n-gram blocking when decoding dev questions (0 = plain greedy).
+    pub eval_no_repeat_ngram_size: usize,
     /// Encoder inputs are cut to this many tokens.
     pub max_input_tokens: usize,
     /// Training pairs with longer targets are skipped (cutting would drop the answer).
@@ -86,6 +88,7 @@ impl Default for SftSettings {
             eval_limit: 0,
             eval_batch_size: 32,
             max_new_tokens: 128,
+            eval_no_repeat_ngram_size: 0,
             max_input_tokens: 256,
             max_target_tokens: 192,
         }
@@ -299,6 +302,7 @@ impl TrainTask for SftTask {
             batch_size: self.settings.eval_batch_size,
             max_new_tokens: self.settings.max_new_tokens,
             limit: (self.settings.eval_limit > 0).then_some(self.settings.eval_limit),
+            no_repeat_ngram_size: self.settings.eval_no_repeat_ngram_size,
             ..Default::default()
         };
         let (metrics, _) = evaluate_model(&model.model, &model.tokenizer, &self.dev, &opts)?;

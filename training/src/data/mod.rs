@@ -9,9 +9,7 @@
 //! Validation is strict: a missing, empty or mistyped field, an unknown field, or an answer that
 //! is not one of the question's choices is refused with the file, the record and the field.
 
-mod choices;
-
-pub use choices::{extract_choices, Choices};
+pub use mario::choices::{extract_choices, Choices};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! Teacher-forced sequence-to-sequence batches and the token-level losses on them.
 
 use anyhow::Result;
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device, Tensor};
 use mario::model::{pad_rows, EncoderInput, EncoderOutput, Mode, T5Model};
 
 /// One training pair: the encoder input and the decoder's forced prefix (control tokens,
@@ -81,10 +81,13 @@ impl Seq2SeqBatch {
     }
 }
 
-/// `(B, T)` log-probability of each label under `logits (B, T, V)`, in f32.
+/// `(B, T)` log-probability of each label under `logits (B, T, V)`, in f32 (fused kernel on
+/// the CPU, see [`super::kernels`]).
 pub fn label_log_probs(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
-    let log_p = candle_nn::ops::log_softmax(&logits.to_dtype(DType::F32)?, D::Minus1)?;
-    Ok(log_p.gather(&labels.unsqueeze(2)?, 2)?.squeeze(2)?)
+    let (b, t, v) = logits.dims3()?;
+    let flat = logits.to_dtype(DType::F32)?.reshape((b * t, v))?;
+    let nll = super::kernels::token_nll(&flat, &labels.flatten_all()?)?;
+    Ok(nll.neg()?.reshape((b, t))?)
 }
 
 /// Mean negative log-likelihood over the masked-in positions.
@@ -153,7 +156,7 @@ mod tests {
         let mask = Tensor::new(&[[1f32, 1., 1.], [1., 0., 0.]], &dev)?;
         let loss = masked_nll(&logits, &labels, &mask)?.to_scalar::<f32>()?;
         // hand-computed mean over the 4 real tokens
-        let lp = candle_nn::ops::log_softmax(&logits, D::Minus1)?.to_vec3::<f32>()?;
+        let lp = candle_nn::ops::log_softmax(&logits, candle_core::D::Minus1)?.to_vec3::<f32>()?;
         let want = -(lp[0][0][1] + lp[0][1][2] + lp[0][2][3] + lp[1][0][4]) / 4.0;
         assert!((loss - want).abs() < 1e-6);
         let noisy =

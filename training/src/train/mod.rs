@@ -11,6 +11,7 @@
 //! - `curves.png`: the curves of that log.
 
 pub mod batches;
+pub mod kernels;
 pub mod loss;
 pub mod model;
 pub mod optim;

@@ -1,0 +1,248 @@
+//! Consistency: how much the rationale raises the probability of the gold answer (Wiegreffe
+//! et al. 2021, as MaRio uses it; method section C.4).
+//!
+//! Two answer models: I2O reads `explain <q'>`, IR2O reads `<q'> explanation: <rationale>`,
+//! where `q'` is the question with `choice: ` before each answer choice. Each model scores every
+//! choice label by the mean log-likelihood of its tokens (`</s>` included); a softmax over the
+//! choices gives `P`. The reward is `P_IR2O(gold | q, r) − P_I2O(gold | q)`, in (−1, 1).
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor, D};
+
+use super::{Reward, RewardError, RewardInput};
+use crate::checkpoint::Checkpoint;
+use crate::choices::{extract_choices, Choices};
+use crate::model::{pad_rows, EncoderInput, Mode, ModelError, T5Model};
+use crate::rationale::parse_output;
+use crate::tokenize::TextTokenizer;
+
+/// Folder names of the two answer models inside a checkpoint folder.
+pub const I2O_DIR: &str = "consistency-i2o";
+/// See [`I2O_DIR`].
+pub const IR2O_DIR: &str = "consistency-ir2o";
+
+/// `q'`: the question with `choice: ` before each choice; yes/no questions get
+/// `": choice: no choice: yes"` appended (the released code's format).
+pub fn question_with_choices(question: &str, choices: &Choices) -> String {
+    if choices.texts.iter().all(String::is_empty) {
+        let opts: Vec<String> = choices
+            .labels
+            .iter()
+            .map(|l| format!("choice: {l}"))
+            .collect();
+        return format!("{}: {}", question.trim(), opts.join(" "));
+    }
+    let mut out = question.to_string();
+    // insert from the end so earlier offsets stay valid
+    let mut at: Vec<usize> = choices
+        .labels
+        .iter()
+        .filter_map(|l| out.rfind(l.as_str()))
+        .collect();
+    at.sort_unstable();
+    for pos in at.into_iter().rev() {
+        out.insert_str(pos, "choice: ");
+    }
+    out
+}
+
+/// I2O input.
+pub fn i2o_input(question: &str) -> String {
+    format!(
+        "explain {}",
+        question_with_choices(question, &extract_choices(question))
+    )
+}
+
+/// IR2O input.
+pub fn ir2o_input(question: &str, rationale: &str) -> String {
+    format!(
+        "{} explanation: {}",
+        question_with_choices(question, &extract_choices(question)),
+        rationale.trim()
+    )
+}
+
+/// Softmax of length-normalised log-likelihoods.
+pub fn choice_probabilities(mean_log_likelihoods: &[f64]) -> Vec<f64> {
+    let max = mean_log_likelihoods
+        .iter()
+        .copied()
+        .fold(f64::NEG_INFINITY, f64::max);
+    let exps: Vec<f64> = mean_log_likelihoods
+        .iter()
+        .map(|x| (x - max).exp())
+        .collect();
+    let sum: f64 = exps.iter().sum();
+    exps.into_iter().map(|e| e / sum).collect()
+}
+
+/// Mean log-likelihood of each choice label (`</s>` included) given each input:
+/// `out[i][c]` for `inputs[i]` and `labels[c]`.
+pub fn mean_label_log_likelihoods(
+    model: &T5Model,
+    tok: &TextTokenizer,
+    inputs: &[String],
+    labels: &[String],
+) -> candle_core::Result<Vec<Vec<f64>>> {
+    let enc_err = |e: crate::tokenize::TokenizeError| candle_core::Error::msg(e.to_string());
+    let label_ids: Vec<Vec<u32>> = labels
+        .iter()
+        .map(|l| tok.encode(l).map_err(enc_err))
+        .collect::<candle_core::Result<_>>()?;
+    let start = model.config().decoder_start();
+    let mut out = Vec::with_capacity(inputs.len());
+    for chunk in inputs.chunks(16) {
+        // one row per (input, label) pair
+        let mut enc_rows = Vec::new();
+        let mut dec_rows = Vec::new();
+        let mut tgt_rows = Vec::new();
+        for input in chunk {
+            let ids = tok.encode(input).map_err(enc_err)?;
+            for l in &label_ids {
+                enc_rows.push(ids.clone());
+                let mut d = vec![start];
+                d.extend_from_slice(&l[..l.len() - 1]);
+                dec_rows.push(d);
+                tgt_rows.push(l.clone());
+            }
+        }
+        let dev = model.device();
+        let pad = tok.pad_id();
+        let enc = model.encode(
+            &EncoderInput::from_rows(&enc_rows, pad, dev)?,
+            Mode::Inference,
+        )?;
+        let (dec_flat, _) = pad_rows(&dec_rows, pad);
+        let n = dec_rows.len();
+        let t = dec_flat.len() / n;
+        let logits = model.decode(
+            &Tensor::from_vec(dec_flat, (n, t), dev)?,
+            &enc,
+            Mode::Inference,
+        )?;
+        let log_p = candle_nn::ops::log_softmax(&logits.to_dtype(DType::F32)?, D::Minus1)?;
+        let log_p: Vec<Vec<Vec<f32>>> = log_p.to_vec3()?;
+        let mut row = 0;
+        for _ in chunk {
+            let mut per_label = Vec::with_capacity(labels.len());
+            for _ in &label_ids {
+                let target = &tgt_rows[row];
+                let total: f64 = target
+                    .iter()
+                    .enumerate()
+                    .map(|(pos, &id)| log_p[row][pos][id as usize] as f64)
+                    .sum();
+                per_label.push(total / target.len() as f64);
+                row += 1;
+            }
+            out.push(per_label);
+        }
+    }
+    Ok(out)
+}
+
+/// The two answer models.
+#[derive(Debug, Clone)]
+pub struct ConsistencyScorer {
+    i2o: Checkpoint,
+    ir2o: Checkpoint,
+}
+
+impl ConsistencyScorer {
+    /// Loads `consistency-i2o/` and `consistency-ir2o/` from a folder.
+    pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Self, ModelError> {
+        Ok(Self {
+            i2o: Checkpoint::load(&dir.join(I2O_DIR), dtype, device)?,
+            ir2o: Checkpoint::load(&dir.join(IR2O_DIR), dtype, device)?,
+        })
+    }
+
+    /// From two loaded answer models.
+    pub fn new(i2o: Checkpoint, ir2o: Checkpoint) -> Self {
+        Self { i2o, ir2o }
+    }
+
+    fn score_one(&self, item: &RewardInput<'_>) -> candle_core::Result<Option<f64>> {
+        let Some(gold) = item.gold else {
+            return Ok(None);
+        };
+        let choices = extract_choices(item.question);
+        let Some(g) = choices.index_of(gold) else {
+            return Ok(None);
+        };
+        let rationale = parse_output(item.output).rationale;
+        let p_i2o = choice_probabilities(
+            &mean_label_log_likelihoods(
+                &self.i2o.model,
+                &self.i2o.tokenizer,
+                &[i2o_input(item.question)],
+                &choices.labels,
+            )?[0],
+        );
+        let p_ir2o = choice_probabilities(
+            &mean_label_log_likelihoods(
+                &self.ir2o.model,
+                &self.ir2o.tokenizer,
+                &[ir2o_input(item.question, &rationale)],
+                &choices.labels,
+            )?[0],
+        );
+        Ok(Some(p_ir2o[g] - p_i2o[g]))
+    }
+}
+
+impl Reward for ConsistencyScorer {
+    fn name(&self) -> &str {
+        "consistency"
+    }
+
+    fn score(&self, items: &[RewardInput<'_>]) -> Result<Vec<Option<f64>>, RewardError> {
+        items
+            .iter()
+            .map(|it| {
+                self.score_one(it).map_err(|e| RewardError {
+                    reward: "consistency".into(),
+                    message: e.to_string(),
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn choice_markers_follow_the_released_format() {
+        let q = "Tommy slipped because _____ has more resistance. (A) marble floor (B) wet floor";
+        assert_eq!(
+            question_with_choices(q, &extract_choices(q)),
+            "Tommy slipped because _____ has more resistance. choice: (A) marble floor choice: (B) wet floor"
+        );
+        let q = "Is Poseidon similar to Vulcan?";
+        assert_eq!(
+            question_with_choices(q, &extract_choices(q)),
+            "Is Poseidon similar to Vulcan?: choice: no choice: yes"
+        );
+        assert!(i2o_input(q).starts_with("explain Is Poseidon"));
+        assert!(ir2o_input(q, " r. ").ends_with(" explanation: r."));
+    }
+
+    /// A hand-computed case: mean log-likelihoods (-0.5, -1.5) for I2O and (-0.2, -2.2) for
+    /// IR2O, gold = choice 0.
+    #[test]
+    fn consistency_arithmetic_on_a_hand_computed_case() {
+        let p_i2o = choice_probabilities(&[-0.5, -1.5]);
+        // softmax: e^-0.5 / (e^-0.5 + e^-1.5) = 1 / (1 + e^-1) = 0.7310585786
+        assert!((p_i2o[0] - 0.731_058_578_6).abs() < 1e-9);
+        let p_ir2o = choice_probabilities(&[-0.2, -2.2]);
+        // 1 / (1 + e^-2) = 0.8807970780
+        assert!((p_ir2o[0] - 0.880_797_078_0).abs() < 1e-9);
+        let consistency = p_ir2o[0] - p_i2o[0];
+        assert!((consistency - 0.149_738_499_4).abs() < 1e-9);
+        assert!((p_i2o.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+    }
+}
