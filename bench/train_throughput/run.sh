@@ -24,7 +24,7 @@ rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 models = sorted({r["model"] for r in rows}, key=lambda m: [r["params"] for r in rows if r["model"] == m][0])
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
 print("# Training throughput: mario vs transformers (CPU)\n")
-print(f"Run on {datetime.date.today()} on this machine ({cpu}, 2 threads each), with "
+print(f"Run on {datetime.date.today()} on this machine ({cpu}, 2 threads each), {len(rows)//(2*len(models))} rounds, with "
       "`bench/train_throughput/run.sh`: synthetic batches of 16 examples x (32 encoder + 48 target) "
       "tokens, one step = forward + backward + clip + AdamW, dropout 0.1, median of 10 steps after 2 "
       "warm-up steps, rounds interleaved; the row value is the median over rounds.\n")
