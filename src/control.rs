@@ -136,6 +136,39 @@ impl ControlTokens {
         }
     }
 
+    /// A table with the rewards in the given order: quantile rewards get
+    /// `_TOKEN{position}_{bin:05}`, binary rewards `CORRECT_LABEL` / `WRONG_LABEL` (suffixed
+    /// with their position when there are several).
+    pub fn ordered(rewards: &[(&str, RewardKind, usize)]) -> Self {
+        let n_binary = rewards.iter().filter(|r| r.1 == RewardKind::Binary).count();
+        let rewards = rewards
+            .iter()
+            .enumerate()
+            .map(|(i, &(name, kind, k))| RewardBins {
+                name: name.to_string(),
+                kind,
+                tokens: match kind {
+                    RewardKind::Quantile => (0..k).map(|b| format!("_TOKEN{i}_{b:05}")).collect(),
+                    RewardKind::Binary => {
+                        let suffix = if n_binary > 1 {
+                            format!("_{i}")
+                        } else {
+                            String::new()
+                        };
+                        vec![
+                            format!("CORRECT_LABEL{suffix}"),
+                            format!("WRONG_LABEL{suffix}"),
+                        ]
+                    }
+                },
+            })
+            .collect();
+        Self {
+            format: CONTROL_FORMAT,
+            rewards,
+        }
+    }
+
     /// Reads and validates `mario.json`.
     pub fn from_file(path: &Path) -> Result<Self, ModelError> {
         let text = std::fs::read_to_string(path).map_err(|e| ModelError::Io {

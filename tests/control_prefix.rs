@@ -157,3 +157,29 @@ fn control_choices_outside_the_table_are_refused() {
         .unwrap_err();
     assert!(err.to_string().contains("bin 2 is out of range"), "{err}");
 }
+
+/// A batch of several rows with a forced prefix (prefill of more than one token per row)
+/// gives every row what it gets alone.
+#[test]
+fn control_prefix_in_a_batch_equals_single_runs() {
+    for name in FIXTURES {
+        let ckpt = load(name, DType::F32);
+        let reference = reference(name);
+        let req = |ids: &[u32]| GenerationRequest {
+            input_ids: ids.to_vec(),
+            prefix: vec![17, 250, 3],
+            params: GenerationParams {
+                max_new_tokens: 12,
+                min_new_tokens: 12,
+                ..Default::default()
+            },
+        };
+        let reqs: Vec<GenerationRequest> =
+            reference.inputs.iter().map(|c| req(&c.input_ids)).collect();
+        let together = generate(&ckpt.model, &ckpt.tokenizer, &reqs).unwrap();
+        for (r, t) in reqs.iter().zip(&together) {
+            let alone = generate(&ckpt.model, &ckpt.tokenizer, std::slice::from_ref(r)).unwrap();
+            assert_eq!(t.token_ids, alone[0].token_ids, "{name}");
+        }
+    }
+}

@@ -168,7 +168,13 @@ impl RmsNorm {
         let fast_kernel = matches!(xs.dtype(), DType::F32 | DType::BF16 | DType::F16);
         match mode {
             Mode::Inference if fast_kernel => {
-                candle_nn::ops::rms_norm(xs, &self.weight, self.eps as f32)
+                // the fused kernel reads its input as one contiguous block
+                let xs = if xs.is_contiguous() {
+                    xs.clone()
+                } else {
+                    xs.contiguous()?
+                };
+                candle_nn::ops::rms_norm(&xs, &self.weight, self.eps as f32)
             }
             _ => {
                 let dtype = xs.dtype();

@@ -121,6 +121,12 @@ pub struct RunConfig {
     pub init: InitSection,
     /// SFT.
     pub sft: SftSettings,
+    /// The consistency reward's answer models (I2O, IR2O).
+    pub consistency: SftSettings,
+    /// The plausibility scorer.
+    pub plausibility: SftSettings,
+    /// The multi-reward QUARK loop.
+    pub mario: crate::quark::run::MarioSettings,
     /// Evaluation.
     pub eval: EvalSection,
 }

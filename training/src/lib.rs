@@ -19,6 +19,8 @@ pub mod consistency;
 pub mod data;
 pub mod eval;
 pub mod init;
+pub mod pipeline;
+pub mod plausibility;
 pub mod quark;
 pub mod report;
 pub mod sft;

@@ -13,6 +13,10 @@ use mario_training::config::RunConfig;
 use mario_training::data::{duplicate_report, load_examples, load_teacher};
 use mario_training::eval::{evaluate_model, evaluate_rationale_file, write_eval, EvalOptions};
 use mario_training::init::{init_weights, resolve_arch, write_model_folder};
+use mario_training::pipeline::{
+    run_pipeline, sweep, train_answer_model, train_plausibility, StageOptions,
+};
+use mario_training::quark::run::{run_mario, MarioRun, RewardModels};
 use mario_training::report::markdown_table;
 use mario_training::sft::{SftSettings, SftTask};
 use mario_training::teach::{default_demonstrations, teach, Demonstration, TeachOptions};
@@ -57,6 +61,141 @@ enum Command {
     Check(CheckArgs),
     /// Copy a checkpoint for shipping, with its weights converted (e.g. to bf16).
     Export(ExportArgs),
+    /// Train one of the consistency reward's answer models (I2O or IR2O).
+    Consistency(ConsistencyArgs),
+    /// Train a plausibility scorer (VERA format) from a teacher file.
+    Plausibility(PlausibilityArgs),
+    /// The multi-reward QUARK loop (MaRio) from an SFT checkpoint.
+    Mario(MarioArgs),
+    /// Controllability sweep of a MaRio checkpoint: each reward's bin from best to worst.
+    Sweep(SweepArgs),
+    /// Every stage from tokenizer to MaRio and the report, resumable stage by stage.
+    Pipeline(PipelineArgs),
+}
+
+#[derive(Debug, Args)]
+struct ConsistencyArgs {
+    /// i2o (question -> answer) or ir2o (question + rationale -> answer).
+    #[arg(long, value_enum)]
+    mode: mario_training::consistency::AnswerMode,
+    /// Configuration file (its [data] and [consistency] sections).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Starting model (usually the SFT checkpoint).
+    #[arg(long)]
+    model: PathBuf,
+    /// Training files (default: the config's train.jsonl files).
+    #[arg(long)]
+    train: Vec<PathBuf>,
+    /// Dev files (default: the config's dev.jsonl files).
+    #[arg(long)]
+    dev: Vec<PathBuf>,
+    /// Reward-model folder: the model is written to <out>/consistency-<mode>.
+    #[arg(long)]
+    out: PathBuf,
+    /// Continue an interrupted run.
+    #[arg(long)]
+    resume: bool,
+    /// Stop after this many minutes.
+    #[arg(long)]
+    max_minutes: Option<f64>,
+    /// Device: cpu, cuda or auto.
+    #[arg(long, default_value = "cpu")]
+    device: DeviceChoice,
+}
+
+#[derive(Debug, Args)]
+struct PlausibilityArgs {
+    /// Configuration file (its [data] and [plausibility] sections).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Starting model (its encoder is trained; usually the SFT checkpoint).
+    #[arg(long)]
+    model: PathBuf,
+    /// Teacher files (default: the config's teacher_gpt3_train.jsonl files).
+    #[arg(long)]
+    teacher: Vec<PathBuf>,
+    /// Output folder (the scorer is <out>/scorer).
+    #[arg(long)]
+    out: PathBuf,
+    /// Continue an interrupted run.
+    #[arg(long)]
+    resume: bool,
+    /// Stop after this many minutes.
+    #[arg(long)]
+    max_minutes: Option<f64>,
+    /// Device: cpu, cuda or auto.
+    #[arg(long, default_value = "cpu")]
+    device: DeviceChoice,
+}
+
+#[derive(Debug, Args)]
+struct MarioArgs {
+    /// Configuration file (its [data] and [mario] sections).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The SFT checkpoint (reference model and, by default, the policy's start).
+    #[arg(long)]
+    sft: PathBuf,
+    /// The policy's start when [mario] policy_from_sft = false.
+    #[arg(long)]
+    init: Option<PathBuf>,
+    /// Folder with consistency-i2o/ and consistency-ir2o/ (for the consistency reward).
+    #[arg(long)]
+    consistency: Option<PathBuf>,
+    /// Plausibility scorer folder (for the plausibility reward).
+    #[arg(long)]
+    plausibility: Option<PathBuf>,
+    /// Run directory (last/, best/, pool.jsonl, metrics.jsonl, rewards.png).
+    #[arg(long)]
+    out: PathBuf,
+    /// Continue an interrupted run (from its last completed round).
+    #[arg(long)]
+    resume: bool,
+    /// Device: cpu, cuda or auto.
+    #[arg(long, default_value = "cpu")]
+    device: DeviceChoice,
+}
+
+#[derive(Debug, Args)]
+struct SweepArgs {
+    /// Configuration file (its [data] and [mario] sections: rewards, decoding, eval_limit).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// A MaRio checkpoint (with mario.json).
+    #[arg(long)]
+    model: PathBuf,
+    /// Dev files (default: the config's dev.jsonl files).
+    #[arg(long)]
+    dev: Vec<PathBuf>,
+    /// Folder with consistency-i2o/ and consistency-ir2o/.
+    #[arg(long)]
+    consistency: Option<PathBuf>,
+    /// Plausibility scorer folder.
+    #[arg(long)]
+    plausibility: Option<PathBuf>,
+    /// Output folder (sweep.md, sweep.json, sweep.png).
+    #[arg(long)]
+    out: PathBuf,
+    /// Device: cpu, cuda or auto.
+    #[arg(long, default_value = "cpu")]
+    device: DeviceChoice,
+}
+
+#[derive(Debug, Args)]
+struct PipelineArgs {
+    /// Configuration file (training/configs/<dataset>.toml).
+    #[arg(long)]
+    config: PathBuf,
+    /// Output folder for every stage and report.md.
+    #[arg(long)]
+    out: PathBuf,
+    /// Time limit of each training stage, in minutes.
+    #[arg(long)]
+    max_minutes_per_stage: Option<f64>,
+    /// Device: cpu, cuda or auto.
+    #[arg(long, default_value = "cpu")]
+    device: DeviceChoice,
 }
 
 #[derive(Debug, Args)]
@@ -382,6 +521,11 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Eval(a) => cmd_eval(a, progress(cli)),
         Command::Check(a) => cmd_check(a),
         Command::Export(a) => cmd_export(a),
+        Command::Consistency(a) => cmd_consistency(a, progress(cli)),
+        Command::Plausibility(a) => cmd_plausibility(a, progress(cli)),
+        Command::Mario(a) => cmd_mario(a, progress(cli)),
+        Command::Sweep(a) => cmd_sweep(a),
+        Command::Pipeline(a) => cmd_pipeline(a, progress(cli)),
     }
 }
 
@@ -788,5 +932,106 @@ fn cmd_export(a: &ExportArgs) -> Result<()> {
         bytes as f64 / 1e6,
         a.dtype
     );
+    Ok(())
+}
+
+fn or_config(given: &[PathBuf], cfg: &RunConfig, file: &str, what: &str) -> Result<Vec<PathBuf>> {
+    let files = if given.is_empty() {
+        cfg.data.files(file)
+    } else {
+        given.to_vec()
+    };
+    if files.is_empty() {
+        bail!("no {what}: pass them on the command line or a --config with [data] datasets");
+    }
+    Ok(files)
+}
+
+fn stage(
+    device: DeviceChoice,
+    resume: bool,
+    max_minutes: Option<f64>,
+    progress: bool,
+) -> Result<StageOptions> {
+    Ok(StageOptions {
+        resume,
+        max_minutes,
+        progress,
+        device: device.open().map_err(|e| anyhow!("--device: {e}"))?,
+    })
+}
+
+fn cmd_consistency(a: &ConsistencyArgs, progress: bool) -> Result<()> {
+    let cfg = load_config(&a.config)?;
+    let train_files = or_config(&a.train, &cfg, "train.jsonl", "training files")?;
+    let dev_files = or_config(&a.dev, &cfg, "dev.jsonl", "dev files")?;
+    let o = stage(a.device, a.resume, a.max_minutes, progress)?;
+    let dest = train_answer_model(
+        a.mode,
+        &a.model,
+        &train_files,
+        &dev_files,
+        &cfg.consistency,
+        &a.out,
+        &o,
+    )?;
+    println!("wrote {}", dest.display());
+    Ok(())
+}
+
+fn cmd_plausibility(a: &PlausibilityArgs, progress: bool) -> Result<()> {
+    let cfg = load_config(&a.config)?;
+    let teacher = or_config(
+        &a.teacher,
+        &cfg,
+        "teacher_gpt3_train.jsonl",
+        "teacher files",
+    )?;
+    let o = stage(a.device, a.resume, a.max_minutes, progress)?;
+    let (dest, auc) = train_plausibility(&a.model, &teacher, &cfg.plausibility, &a.out, &o)?;
+    println!("wrote {} (held-out AUC {auc:.4})", dest.display());
+    Ok(())
+}
+
+fn cmd_mario(a: &MarioArgs, progress: bool) -> Result<()> {
+    let cfg = load_config(&a.config)?;
+    let device = a.device.open().map_err(|e| anyhow!("--device: {e}"))?;
+    let metrics = run_mario(MarioRun {
+        settings: cfg.mario.clone(),
+        sft: a.sft.clone(),
+        init: a.init.clone(),
+        train_files: or_config(&[], &cfg, "train.jsonl", "training files")?,
+        dev_files: or_config(&[], &cfg, "dev.jsonl", "dev files")?,
+        reward_models: RewardModels {
+            consistency: a.consistency.clone(),
+            plausibility: a.plausibility.clone(),
+        },
+        out: a.out.clone(),
+        resume: a.resume,
+        device: &device,
+        progress,
+    })?;
+    println!("done; metrics in {}", metrics.display());
+    Ok(())
+}
+
+fn cmd_sweep(a: &SweepArgs) -> Result<()> {
+    let cfg = load_config(&a.config)?;
+    let dev = or_config(&a.dev, &cfg, "dev.jsonl", "dev files")?;
+    let device = a.device.open().map_err(|e| anyhow!("--device: {e}"))?;
+    let models = RewardModels {
+        consistency: a.consistency.clone(),
+        plausibility: a.plausibility.clone(),
+    };
+    sweep(&a.model, &dev, &models, &cfg.mario, &a.out, &device)?;
+    println!("wrote {}", a.out.join("sweep.md").display());
+    Ok(())
+}
+
+fn cmd_pipeline(a: &PipelineArgs, progress: bool) -> Result<()> {
+    let cfg = RunConfig::from_file(&a.config)?;
+    let o = stage(a.device, true, a.max_minutes_per_stage, progress)?;
+    run_pipeline(&cfg, &a.out, &o)?;
+    println!("wrote {}", a.out.join("report.md").display());
     Ok(())
 }

@@ -49,7 +49,10 @@ pub fn quark_loss(
         .narrow(1, n_controls, t)?
         .to_dtype(DType::F32)?;
     let log_p = candle_nn::ops::log_softmax(&pol, D::Minus1)?;
-    let nll = log_p.gather(&labels.unsqueeze(2)?, 2)?.squeeze(2)?.neg()?;
+    let nll = log_p
+        .gather(&labels.contiguous()?.unsqueeze(2)?, 2)?
+        .squeeze(2)?
+        .neg()?;
     let p = log_p.exp()?;
     let entropy = (&p * &log_p)?.sum(D::Minus1)?.neg()?;
     // KL over the reference vocabulary, both sides renormalised there
@@ -57,7 +60,7 @@ pub fn quark_loss(
     let p_r = log_p_r.exp()?;
     let log_q = candle_nn::ops::log_softmax(&ref_logits.to_dtype(DType::F32)?.detach(), D::Minus1)?;
     let kl = (&p_r * (log_p_r - log_q)?)?.sum(D::Minus1)?;
-    let mask = mask.to_dtype(DType::F32)?;
+    let mask = mask.to_dtype(DType::F32)?.contiguous()?;
     let denom = mask.sum_all()?.to_scalar::<f32>()? as f64;
     if denom <= 0.0 {
         bail!("quark_loss: no response token in the batch");

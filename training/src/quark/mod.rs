@@ -1,6 +1,7 @@
-//! Pieces of the multi-reward QUARK loop (MaRio, method section D): quantile bins of the data
-//! pool and the NLL + KL − entropy objective. The loop itself (`mario-train mario`) is not
-//! written yet.
+//! The multi-reward QUARK loop (MaRio, method section D): quantile bins of the data pool, the
+//! pool itself, the NLL + KL − entropy objective, and the loop (`mario-train mario`).
 
 pub mod bins;
 pub mod loss;
+pub mod pool;
+pub mod run;

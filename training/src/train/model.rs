@@ -9,6 +9,8 @@ use candle_nn::{VarBuilder, VarMap};
 use mario::model::{expected_tensors, weight_files, T5Config, T5Model, CONFIG_FILE};
 use mario::tokenize::{TextTokenizer, TOKENIZER_FILE};
 
+use rand::SeedableRng;
+
 use crate::init::write_config;
 
 /// A model being trained: its variables, the network built on them, its tokenizer.
@@ -79,6 +81,51 @@ impl TrainableModel {
     /// Number of trainable parameters.
     pub fn num_params(&self) -> usize {
         self.vars().values().map(|v| v.elem_count()).sum()
+    }
+
+    /// Registers `tokens` as special tokens and, when the embedding has no room for them, adds
+    /// embedding rows (and head rows when untied) drawn per dimension from `N(mean, std)` of
+    /// the existing rows, as the released MaRio code initialises its control tokens. Returns
+    /// the tokens' ids.
+    pub fn add_tokens(&mut self, tokens: &[String], seed: u64) -> Result<Vec<u32>> {
+        let ids = self.tokenizer.add_special_tokens(tokens)?;
+        let needed = ids.iter().map(|&i| i as usize + 1).max().unwrap_or(0);
+        if needed > self.config.vocab_size {
+            let extra = needed - self.config.vocab_size;
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            {
+                let mut data = self.varmap.data().lock().expect("varmap lock");
+                for name in ["shared.weight", "lm_head.weight"] {
+                    let Some(var) = data.get(name) else { continue };
+                    let w = var.as_tensor().clone(); // (V, D)
+                    let (_, d) = w.dims2()?;
+                    let mean: Vec<f32> = w.mean(0)?.to_vec1()?;
+                    let std: Vec<f32> = w
+                        .broadcast_sub(&w.mean_keepdim(0)?)?
+                        .sqr()?
+                        .mean(0)?
+                        .sqrt()?
+                        .to_vec1()?;
+                    let mut rows = Vec::with_capacity(extra * d);
+                    for _ in 0..extra {
+                        for k in 0..d {
+                            let z: f32 = rand_distr::Distribution::sample(
+                                &rand_distr::StandardNormal,
+                                &mut rng,
+                            );
+                            rows.push(mean[k] + std[k] * z);
+                        }
+                    }
+                    let rows = Tensor::from_vec(rows, (extra, d), w.device())?;
+                    let grown = Tensor::cat(&[&w, &rows], 0)?;
+                    data.insert(name.to_string(), Var::from_tensor(&grown)?);
+                }
+            }
+            self.config.vocab_size = needed;
+            let vb = VarBuilder::from_varmap(&self.varmap, DType::F32, self.model.device());
+            self.model = T5Model::load(vb, &self.config)?;
+        }
+        Ok(ids)
     }
 
     /// Writes the model as a Hugging Face folder (config, weights, tokenizer).

@@ -1,0 +1,489 @@
+//! The stages after SFT, and the whole pipeline in one command:
+//! tokenizer → init → SFT → consistency models → plausibility scorer → MaRio → eval + sweep,
+//! each stage skipped when its output exists (so the pipeline resumes stage by stage), ending
+//! in one report comparing SFT and MaRio.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use candle_core::{DType, Device};
+use mario::checkpoint::Checkpoint;
+use mario::control::ControlChoice;
+use mario::rewards::plausibility::PLAUSIBILITY_FILE;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::config::RunConfig;
+use crate::consistency::{AnswerMode, AnswerTask};
+use crate::data::load_teacher;
+use crate::eval::{evaluate_model, EvalOptions};
+use crate::plausibility::{build_examples, PlausibilityTask};
+use crate::quark::run::{
+    build_rewards, run_mario, score_all, MarioRun, MarioSettings, RewardModels,
+};
+use crate::report::markdown_table;
+use crate::report::plot::{save_charts, Chart, Series};
+use crate::sft::{SftSettings, SftTask};
+use crate::train::{train, RunDir, TrainableModel};
+
+/// Copies the files of a folder (not recursive).
+pub fn copy_dir(src: &Path, dst: &Path) -> Result<()> {
+    std::fs::create_dir_all(dst)?;
+    for entry in std::fs::read_dir(src).with_context(|| format!("reading {}", src.display()))? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            let name = entry.file_name();
+            if name == "optimizer.safetensors" || name == "trainer_state.json" {
+                continue;
+            }
+            std::fs::copy(entry.path(), dst.join(name))?;
+        }
+    }
+    Ok(())
+}
+
+/// Options shared by the training stages.
+#[derive(Debug, Clone)]
+pub struct StageOptions {
+    /// Continue an interrupted stage.
+    pub resume: bool,
+    /// Stop a stage after this many minutes.
+    pub max_minutes: Option<f64>,
+    /// Progress bars.
+    pub progress: bool,
+    /// Device.
+    pub device: Device,
+}
+
+/// Trains I2O or IR2O from `model` (usually the SFT model) and writes the best checkpoint to
+/// `<out>/consistency-i2o` or `<out>/consistency-ir2o`.
+pub fn train_answer_model(
+    mode: AnswerMode,
+    model: &Path,
+    train_files: &[PathBuf],
+    dev_files: &[PathBuf],
+    settings: &SftSettings,
+    out: &Path,
+    o: &StageOptions,
+) -> Result<PathBuf> {
+    let name = match mode {
+        AnswerMode::I2o => mario::rewards::consistency::I2O_DIR,
+        AnswerMode::Ir2o => mario::rewards::consistency::IR2O_DIR,
+    };
+    let mut m = TrainableModel::load(model, &o.device)?;
+    let task = AnswerTask::load(
+        mode,
+        train_files,
+        dev_files,
+        &m.tokenizer,
+        settings.max_input_tokens,
+        settings.eval_limit,
+        &o.device,
+    )?;
+    let mut opts = settings.train_options(task.train.len());
+    opts.max_minutes = o.max_minutes;
+    opts.progress = o.progress;
+    let run = RunDir(out.join("runs").join(name));
+    let summary = train(&task, &mut m, &opts, &run, o.resume)?;
+    tracing::info!("{name}: {:?}", summary.best);
+    let dest = out.join(name);
+    copy_dir(&run.best(), &dest)?;
+    Ok(dest)
+}
+
+/// Trains a plausibility scorer; writes it (with `plausibility.json`) to `out/scorer` and
+/// returns that folder and the held-out AUC.
+pub fn train_plausibility(
+    model: &Path,
+    teacher_files: &[PathBuf],
+    settings: &SftSettings,
+    out: &Path,
+    o: &StageOptions,
+) -> Result<(PathBuf, f64)> {
+    let mut records = Vec::new();
+    for f in teacher_files {
+        records.extend(load_teacher(f)?);
+    }
+    let (train_ex, test_ex) = build_examples(&records, settings.seed);
+    let mut m = TrainableModel::load(model, &o.device)?;
+    let task = PlausibilityTask::new(&mut m, &train_ex, &test_ex, &o.device)?;
+    tracing::info!(
+        train = task.train.len(),
+        held_out = task.test.len(),
+        "plausibility data"
+    );
+    let mut opts = settings.train_options(task.train.len());
+    opts.max_minutes = o.max_minutes;
+    opts.progress = o.progress;
+    let run = RunDir(out.join("run"));
+    let summary = train(&task, &mut m, &opts, &run, o.resume)?;
+    let dest = out.join("scorer");
+    copy_dir(&run.best(), &dest)?;
+    std::fs::write(
+        dest.join(PLAUSIBILITY_FILE),
+        serde_json::to_string_pretty(&task.head)? + "\n",
+    )?;
+    let auc = summary.best.map(|b| b.0).unwrap_or(f64::NAN);
+    std::fs::write(
+        out.join("report.md"),
+        format!(
+            "# Plausibility scorer\n\nTrained from `{}` on {} examples ({} held out, split by \
+             question) from {:?}.\n\nHeld-out AUC: **{auc:.4}** (best of the evaluations).\n",
+            model.display(),
+            task.train.len(),
+            task.test.len(),
+            teacher_files
+        ),
+    )?;
+    Ok((dest, auc))
+}
+
+/// One row of the controllability sweep.
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepRow {
+    /// The reward whose bin is varied.
+    pub reward: String,
+    /// Its bin (0 = best).
+    pub bin: usize,
+    /// Mean of every reward over the dev outputs.
+    pub means: Vec<(String, f64)>,
+    /// Dev accuracy.
+    pub accuracy: f64,
+}
+
+/// For each reward, decodes dev with that reward's bin from best to worst (the others at
+/// best) and reports each reward's mean per bin; writes `sweep.md`, `sweep.json`, `sweep.png`.
+pub fn sweep(
+    model_dir: &Path,
+    dev_files: &[PathBuf],
+    reward_models: &RewardModels,
+    settings: &MarioSettings,
+    out: &Path,
+    device: &Device,
+) -> Result<Vec<SweepRow>> {
+    let ckpt = Checkpoint::load(model_dir, DType::F32, device)?;
+    let table = ckpt.control.clone().ok_or_else(|| {
+        anyhow!(
+            "{} has no mario.json: nothing to sweep",
+            model_dir.display()
+        )
+    })?;
+    let names: Vec<String> = table.rewards.iter().map(|r| r.name.clone()).collect();
+    let rewards = build_rewards(&names, reward_models, device)?;
+    let mut dev = Vec::new();
+    for f in dev_files {
+        dev.extend(crate::data::load_examples(f)?);
+    }
+    let mut rows = Vec::new();
+    for r in &table.rewards {
+        for bin in 0..r.bins() {
+            let bins = table.resolve(&ControlChoice::Bins(
+                [(r.name.clone(), bin)].into_iter().collect(),
+            ))?;
+            let opts = EvalOptions {
+                max_new_tokens: settings.max_new_tokens,
+                limit: (settings.eval_limit > 0).then_some(settings.eval_limit),
+                prefix: table.prefix_ids(&bins, &ckpt.tokenizer),
+                no_repeat_ngram_size: settings.no_repeat_ngram_size,
+                ..Default::default()
+            };
+            let (m, results) = evaluate_model(&ckpt.model, &ckpt.tokenizer, &dev, &opts)?;
+            let items: Vec<(String, String, String)> = results
+                .iter()
+                .map(|x| (x.question.clone(), x.output.clone(), x.gold.clone()))
+                .collect();
+            let scores = score_all(&rewards, &items)?;
+            let means = rewards
+                .iter()
+                .enumerate()
+                .map(|(k, rw)| {
+                    let v: Vec<f64> = scores.iter().filter_map(|s| s[k]).collect();
+                    (
+                        rw.name().to_string(),
+                        v.iter().sum::<f64>() / v.len().max(1) as f64,
+                    )
+                })
+                .collect();
+            tracing::info!(reward = %r.name, bin, "sweep {means:?}");
+            rows.push(SweepRow {
+                reward: r.name.clone(),
+                bin,
+                means,
+                accuracy: m.accuracy,
+            });
+        }
+    }
+    std::fs::create_dir_all(out)?;
+    std::fs::write(out.join("sweep.json"), serde_json::to_string_pretty(&rows)?)?;
+    let mut header = vec!["varied reward", "bin"];
+    header.extend(names.iter().map(String::as_str));
+    let table_rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let mut v = vec![r.reward.clone(), r.bin.to_string()];
+            v.extend(r.means.iter().map(|(_, m)| format!("{m:.4}")));
+            v
+        })
+        .collect();
+    let mut md = format!(
+        "# Controllability sweep of `{}`\n\nEach row decodes the dev questions with one reward's \
+         control token at the given bin (0 = best) and every other reward at its best bin, then \
+         scores the outputs with every reward (means).\n\n{}",
+        model_dir.display(),
+        markdown_table(&header, &table_rows)
+    );
+    md.push_str(
+        "\n| reward | best-bin mean | worst-bin mean | best > worst |\n|---|---:|---:|---|\n",
+    );
+    let mut charts = Vec::new();
+    for name in &names {
+        let own: Vec<(usize, f64)> = rows
+            .iter()
+            .filter(|r| &r.reward == name)
+            .map(|r| {
+                (
+                    r.bin,
+                    r.means
+                        .iter()
+                        .find(|m| &m.0 == name)
+                        .map(|m| m.1)
+                        .unwrap_or(f64::NAN),
+                )
+            })
+            .collect();
+        if let (Some(first), Some(last)) = (own.first(), own.last()) {
+            md.push_str(&format!(
+                "| {name} | {:.4} | {:.4} | {} |\n",
+                first.1,
+                last.1,
+                if first.1 > last.1 { "yes" } else { "no" }
+            ));
+        }
+        charts.push(Chart {
+            title: format!("{name}: mean vs its bin"),
+            x_label: "bin (0 = best)".into(),
+            series: vec![Series {
+                name: name.clone(),
+                points: own.iter().map(|&(b, m)| (b as f64, m)).collect(),
+            }],
+            markers: true,
+            y_range: None,
+        });
+    }
+    md.push_str("\n![sweep](sweep.png)\n");
+    std::fs::write(out.join("sweep.md"), md)?;
+    save_charts(&charts, 2, &out.join("sweep.png"))?;
+    Ok(rows)
+}
+
+/// Runs every stage of a configuration into `out`, skipping stages whose output exists.
+pub fn run_pipeline(cfg: &RunConfig, out: &Path, o: &StageOptions) -> Result<()> {
+    std::fs::create_dir_all(out)?;
+    let train_files = cfg.data.files("train.jsonl");
+    let dev_files = cfg.data.files("dev.jsonl");
+    let teacher_files = cfg.data.files("teacher_gpt3_train.jsonl");
+    if train_files.is_empty() || dev_files.is_empty() {
+        bail!(
+            "the configuration's [data] datasets have no train.jsonl / dev.jsonl under {}",
+            cfg.data.dir().display()
+        );
+    }
+    let done = |p: &Path| p.join("config.json").is_file();
+    // 1. tokenizer
+    let tok_path = out.join("tokenizer.json");
+    if !tok_path.is_file() {
+        let mut texts = Vec::new();
+        for f in train_files.iter().chain(&teacher_files) {
+            match crate::data::load_examples(f) {
+                Ok(ex) => ex.into_iter().for_each(|e| {
+                    texts.push(e.question);
+                    texts.extend(e.rationale);
+                }),
+                Err(_) => load_teacher(f)?.into_iter().for_each(|r| {
+                    texts.push(r.question);
+                    texts.push(r.predicted_rationale);
+                }),
+            }
+        }
+        let tok = crate::tokenizer::train_tokenizer(
+            &crate::tokenizer::corpus(texts.iter().map(String::as_str)),
+            cfg.tokenizer.vocab_size,
+        )?;
+        crate::tokenizer::save_tokenizer(&tok, &tok_path)?;
+        tracing::info!("stage tokenizer: done");
+    }
+    // 2. init
+    let init = out.join("init");
+    if !done(&init) {
+        let tok = mario::tokenize::TextTokenizer::from_file(&tok_path)?;
+        let mcfg = crate::init::resolve_arch(&cfg.init.arch, tok.vocab_size())?;
+        crate::init::write_model_folder(
+            &init,
+            &mcfg,
+            &crate::init::init_weights(&mcfg, cfg.init.seed)?,
+            &tok_path,
+        )?;
+        tracing::info!("stage init: done");
+    }
+    // 3. SFT
+    let sft_run = RunDir(out.join("sft"));
+    if !done(&sft_run.best())
+        || (sft_run.has_checkpoint() && o.resume && !out.join("sft/report.md").is_file())
+    {
+        let mut m = TrainableModel::load(&init, &o.device)?;
+        let task = SftTask::load(
+            &train_files,
+            &dev_files,
+            &m.tokenizer,
+            cfg.sft.clone(),
+            &o.device,
+        )?;
+        let mut opts = cfg.sft.train_options(task.train.len());
+        opts.max_minutes = o.max_minutes;
+        opts.progress = o.progress;
+        train(&task, &mut m, &opts, &sft_run, sft_run.has_checkpoint())?;
+        std::fs::write(out.join("sft/report.md"), "SFT done\n")?;
+        tracing::info!("stage sft: done");
+    }
+    let sft = sft_run.best();
+    // 4. consistency models
+    let rm_dir = out.join("reward-models");
+    let needs = |n: &str| cfg.mario.rewards.iter().any(|r| r == n);
+    if needs("consistency") {
+        for (mode, name) in [
+            (AnswerMode::I2o, "consistency-i2o"),
+            (AnswerMode::Ir2o, "consistency-ir2o"),
+        ] {
+            if !done(&rm_dir.join(name)) {
+                let resume = rm_dir
+                    .join("runs")
+                    .join(name)
+                    .join("last/trainer_state.json")
+                    .is_file();
+                let so = StageOptions {
+                    resume,
+                    ..o.clone()
+                };
+                train_answer_model(
+                    mode,
+                    &sft,
+                    &train_files,
+                    &dev_files,
+                    &cfg.consistency,
+                    &rm_dir,
+                    &so,
+                )?;
+                tracing::info!("stage {name}: done");
+            }
+        }
+    }
+    // 5. plausibility scorer
+    let pl_dir = out.join("plausibility");
+    if needs("plausibility") && !done(&pl_dir.join("scorer")) {
+        let resume = pl_dir.join("run/last/trainer_state.json").is_file();
+        let so = StageOptions {
+            resume,
+            ..o.clone()
+        };
+        train_plausibility(&sft, &teacher_files, &cfg.plausibility, &pl_dir, &so)?;
+        tracing::info!("stage plausibility: done");
+    }
+    let reward_models = RewardModels {
+        consistency: needs("consistency").then(|| rm_dir.clone()),
+        plausibility: needs("plausibility").then(|| pl_dir.join("scorer")),
+    };
+    // 6. MaRio
+    let mario_dir = out.join("mario");
+    let rounds_done = std::fs::read_to_string(mario_dir.join("last/mario_state.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["rounds_done"].as_u64())
+        .unwrap_or(0);
+    if rounds_done < cfg.mario.rounds as u64 {
+        run_mario(MarioRun {
+            settings: cfg.mario.clone(),
+            sft: sft.clone(),
+            init: Some(init.clone()),
+            train_files: train_files.clone(),
+            dev_files: dev_files.clone(),
+            reward_models: reward_models.clone(),
+            out: mario_dir.clone(),
+            resume: rounds_done > 0,
+            device: &o.device,
+            progress: o.progress,
+        })?;
+        tracing::info!("stage mario: done");
+    }
+    // 7. sweep and report
+    let sweep_dir = out.join("sweep");
+    if !sweep_dir.join("sweep.json").is_file() {
+        sweep(
+            &mario_dir.join("best"),
+            &dev_files,
+            &reward_models,
+            &cfg.mario,
+            &sweep_dir,
+            &o.device,
+        )?;
+    }
+    write_comparison(&mario_dir, &sweep_dir, out)?;
+    Ok(())
+}
+
+/// `report.md`: SFT against MaRio on dev (from the MaRio run's metrics), the sweep verdicts.
+pub fn write_comparison(mario_dir: &Path, sweep_dir: &Path, out: &Path) -> Result<()> {
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(mario_dir.join("metrics.jsonl"))?
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let sft = rows
+        .iter()
+        .find(|r| r["kind"] == "eval" && r["model"] == "sft")
+        .ok_or_else(|| anyhow!("the MaRio log has no SFT evaluation"))?;
+    let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+        mario_dir.join("last/mario_state.json"),
+    )?)?;
+    let best_round = state["best"][1].as_u64();
+    let best = rows
+        .iter()
+        .rfind(|r| {
+            r["kind"] == "eval" && r["model"] == "policy" && r["round"].as_u64() == best_round
+        })
+        .ok_or_else(|| anyhow!("the MaRio log has no evaluation of the best round"))?;
+    let keys: Vec<String> = sft
+        .as_object()
+        .map(|o| {
+            o.keys()
+                .filter(|k| k.starts_with("dev_"))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let table_rows: Vec<Vec<String>> = keys
+        .iter()
+        .map(|k| {
+            let (a, b) = (
+                sft[k].as_f64().unwrap_or(f64::NAN),
+                best[k].as_f64().unwrap_or(f64::NAN),
+            );
+            vec![
+                k.trim_start_matches("dev_").to_string(),
+                format!("{a:.4}"),
+                format!("{b:.4}"),
+                format!("{:+.4}", b - a),
+            ]
+        })
+        .collect();
+    let sweep_md = std::fs::read_to_string(sweep_dir.join("sweep.md")).unwrap_or_default();
+    let md = format!(
+        "# MaRio vs SFT\n\nDev metrics of the SFT start and of the best MaRio round ({}), decoded \
+         with the best control tokens; written by `mario-train pipeline`.\n\n{}\n\
+         ![rewards per round](mario/rewards.png)\n\n{}",
+        best_round.map(|r| format!("round {r}")).unwrap_or_default(),
+        markdown_table(&["metric", "SFT", "MaRio", "change"], &table_rows),
+        sweep_md.replace("](sweep.png)", "](sweep/sweep.png)")
+    );
+    std::fs::write(out.join("report.md"), md)?;
+    let _ = json!({});
+    Ok(())
+}

@@ -1,0 +1,335 @@
+//! Training a plausibility scorer in VERA's format from a teacher file (`mario-train
+//! plausibility`).
+//!
+//! Positives are the teacher's non-empty rationales that led to the gold answer; negatives are
+//! rationales that led to a wrong answer, positive rationales paired with another question,
+//! and corrupted positives (words shuffled, or a phrase repeated). The scorer reads
+//! `question + " " + rationale`; its head lives in three embedding rows added after the
+//! vocabulary (weight, bias, temperature), as VERA keeps it, and `plausibility.json` says where.
+//! Questions are split 90/10 (seeded) and the held-out AUC is reported.
+
+use anyhow::{bail, Result};
+use candle_core::{Device, Tensor, D};
+use mario::model::{EncoderInput, Mode, T5Model};
+use mario::rewards::plausibility::{last_token_states, PlausibilityHead, PlausibilityInput};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::data::TeacherRecord;
+use crate::sft::truncate_input;
+use crate::train::{Metrics, Selection, TrainTask, TrainableModel};
+
+/// Tokens of a scorer input.
+pub const MAX_TOKENS: usize = 128;
+
+/// One labelled text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Labelled {
+    /// `question + " " + rationale`.
+    pub text: String,
+    /// 1 plausible, 0 not.
+    pub label: f32,
+    /// Which kind of example (for reports).
+    pub kind: &'static str,
+}
+
+/// Builds positives and negatives from teacher records; returns (train, held-out).
+pub fn build_examples(records: &[TeacherRecord], seed: u64) -> (Vec<Labelled>, Vec<Labelled>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut questions: Vec<&str> = records.iter().map(|r| r.question.as_str()).collect();
+    questions.sort_unstable();
+    questions.dedup();
+    questions.shuffle(&mut rng);
+    let held: std::collections::HashSet<&str> = questions
+        .iter()
+        .take(questions.len() / 10)
+        .copied()
+        .collect();
+    let positives: Vec<&TeacherRecord> = records
+        .iter()
+        .filter(|r| !r.predicted_rationale.trim().is_empty() && r.predicted_label == r.gold_label)
+        .collect();
+    let mut train = Vec::new();
+    let mut test = Vec::new();
+    let join = |q: &str, r: &str| format!("{} {}", q.trim(), r.trim());
+    for r in records {
+        let rat = r.predicted_rationale.trim();
+        if rat.is_empty() {
+            continue;
+        }
+        let dest = if held.contains(r.question.as_str()) {
+            &mut test
+        } else {
+            &mut train
+        };
+        if r.predicted_label == r.gold_label {
+            dest.push(Labelled {
+                text: join(&r.question, rat),
+                label: 1.0,
+                kind: "positive",
+            });
+            // corrupted copies of the positive
+            let mut words: Vec<&str> = rat.split_whitespace().collect();
+            if words.len() >= 4 {
+                words.shuffle(&mut rng);
+                dest.push(Labelled {
+                    text: join(&r.question, &words.join(" ")),
+                    label: 0.0,
+                    kind: "shuffled",
+                });
+                let n = rat.split_whitespace().count();
+                let take = (n / 2).max(2);
+                let phrase: Vec<&str> = rat.split_whitespace().take(take).collect();
+                let phrase = phrase.join(" ");
+                dest.push(Labelled {
+                    text: join(&r.question, &format!("{phrase} {phrase} {phrase}")),
+                    label: 0.0,
+                    kind: "repeated",
+                });
+            }
+            // the rationale of another question
+            if positives.len() > 1 {
+                let other = positives[rng.random_range(0..positives.len())];
+                if other.question != r.question {
+                    dest.push(Labelled {
+                        text: join(&r.question, other.predicted_rationale.trim()),
+                        label: 0.0,
+                        kind: "other_question",
+                    });
+                }
+            }
+        } else {
+            dest.push(Labelled {
+                text: join(&r.question, rat),
+                label: 0.0,
+                kind: "wrong_label",
+            });
+        }
+    }
+    (train, test)
+}
+
+/// Area under the ROC curve (ties count half).
+pub fn auc(scores: &[f64], labels: &[f32]) -> f64 {
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    idx.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+    // average ranks (1-based) with ties
+    let mut ranks = vec![0f64; scores.len()];
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i + 1;
+        while j < idx.len() && scores[idx[j]] == scores[idx[i]] {
+            j += 1;
+        }
+        let r = (i + j + 1) as f64 / 2.0;
+        for &k in &idx[i..j] {
+            ranks[k] = r;
+        }
+        i = j;
+    }
+    let pos = labels.iter().filter(|&&l| l > 0.5).count() as f64;
+    let neg = labels.len() as f64 - pos;
+    if pos == 0.0 || neg == 0.0 {
+        return f64::NAN;
+    }
+    let rank_sum: f64 = ranks
+        .iter()
+        .zip(labels)
+        .filter(|(_, &l)| l > 0.5)
+        .map(|(r, _)| r)
+        .sum();
+    (rank_sum - pos * (pos + 1.0) / 2.0) / (pos * neg)
+}
+
+/// `(B)` calibrated logits of token rows, differentiable through the encoder and the head rows.
+pub fn head_logits(
+    model: &T5Model,
+    head: &PlausibilityHead,
+    rows: &[Vec<u32>],
+    pad: u32,
+    mode: Mode,
+) -> Result<Tensor> {
+    let input = EncoderInput::from_rows(rows, pad, model.device())?;
+    let enc = model.encode(&input, mode)?;
+    let h = last_token_states(&enc.hidden, &enc.lengths)?; // (B, D)
+    let emb = model.encoder().embedding();
+    let w = emb.get(head.weight_row)?; // (D)
+    let b = emb.get(head.bias_row)?.get(0)?;
+    let t = emb.get(head.temperature_row)?.get(0)?;
+    let logit = h.broadcast_mul(&w)?.sum(D::Minus1)?.broadcast_add(&b)?;
+    Ok(logit.broadcast_div(&t)?)
+}
+
+/// Training the scorer.
+pub struct PlausibilityTask {
+    /// Token rows and labels for training.
+    pub train: Vec<(Vec<u32>, f32)>,
+    /// Held-out rows and labels.
+    pub test: Vec<(Vec<u32>, f32)>,
+    /// The head.
+    pub head: PlausibilityHead,
+    /// Padding id.
+    pub pad: u32,
+    /// Device.
+    pub device: Device,
+}
+
+impl PlausibilityTask {
+    /// Tokenizes the examples and adds the head rows to `model` (weight ~ N(0, 0.02), bias 0,
+    /// temperature 1).
+    pub fn new(
+        model: &mut TrainableModel,
+        train: &[Labelled],
+        test: &[Labelled],
+        device: &Device,
+    ) -> Result<Self> {
+        if train.is_empty() || test.is_empty() {
+            bail!("no plausibility examples (is the teacher file empty?)");
+        }
+        let ids = model.add_tokens(
+            &[
+                "<plausibility_w>".into(),
+                "<plausibility_b>".into(),
+                "<plausibility_t>".into(),
+            ],
+            0,
+        )?;
+        let head = PlausibilityHead {
+            weight_row: ids[0] as usize,
+            bias_row: ids[1] as usize,
+            temperature_row: ids[2] as usize,
+            input: PlausibilityInput::QuestionRationale,
+            max_tokens: MAX_TOKENS,
+        };
+        {
+            let data = model.varmap.data().lock().expect("varmap lock");
+            let var = data.get("shared.weight").expect("shared weight");
+            let w = var.as_tensor();
+            let (v, d) = w.dims2()?;
+            let mut all: Vec<f32> = w.flatten_all()?.to_vec1()?;
+            let mut rng = ChaCha8Rng::seed_from_u64(7);
+            for k in 0..d {
+                all[head.weight_row * d + k] = (rng.random::<f32>() - 0.5) * 0.04;
+                all[head.bias_row * d + k] = 0.0;
+                all[head.temperature_row * d + k] = if k == 0 { 1.0 } else { 0.0 };
+            }
+            var.set(&Tensor::from_vec(all, (v, d), w.device())?)?;
+        }
+        let tok = &model.tokenizer;
+        let enc = |v: &[Labelled]| -> Result<Vec<(Vec<u32>, f32)>> {
+            v.iter()
+                .map(|l| Ok((truncate_input(tok.encode(&l.text)?, MAX_TOKENS), l.label)))
+                .collect()
+        };
+        Ok(Self {
+            train: enc(train)?,
+            test: enc(test)?,
+            head,
+            pad: tok.pad_id(),
+            device: device.clone(),
+        })
+    }
+
+    /// Held-out AUC of the current model.
+    pub fn held_out_auc(&self, model: &T5Model) -> Result<f64> {
+        let mut scores = Vec::with_capacity(self.test.len());
+        for chunk in self.test.chunks(64) {
+            let rows: Vec<Vec<u32>> = chunk.iter().map(|r| r.0.clone()).collect();
+            let l = head_logits(model, &self.head, &rows, self.pad, Mode::Inference)?;
+            scores.extend(l.to_vec1::<f32>()?.into_iter().map(f64::from));
+        }
+        let labels: Vec<f32> = self.test.iter().map(|r| r.1).collect();
+        Ok(auc(&scores, &labels))
+    }
+}
+
+impl TrainTask for PlausibilityTask {
+    fn lengths(&self) -> Vec<usize> {
+        self.train.iter().map(|r| r.0.len()).collect()
+    }
+
+    fn loss(&self, model: &T5Model, indices: &[usize], mode: Mode) -> Result<(Tensor, usize)> {
+        let rows: Vec<Vec<u32>> = indices.iter().map(|&i| self.train[i].0.clone()).collect();
+        let y: Vec<f32> = indices.iter().map(|&i| self.train[i].1).collect();
+        let tokens = rows.iter().map(Vec::len).sum();
+        let logit = head_logits(model, &self.head, &rows, self.pad, mode)?;
+        let y = Tensor::from_vec(y, indices.len(), &self.device)?;
+        // binary cross-entropy with logits: max(l, 0) - l y + log(1 + exp(-|l|))
+        let loss = ((logit.relu()? - (&logit * &y)?)?
+            + (logit.abs()?.neg()?.exp()? + 1.0)?.log()?)?
+        .mean_all()?;
+        Ok((loss, tokens))
+    }
+
+    fn evaluate(&self, model: &TrainableModel) -> Result<Metrics> {
+        Ok(vec![(
+            "held_out_auc".into(),
+            self.held_out_auc(&model.model)?,
+        )])
+    }
+
+    fn selection(&self) -> Selection {
+        Selection {
+            metric: "held_out_auc".into(),
+            higher_is_better: true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auc_of_perfect_random_and_tied_rankings() {
+        assert_eq!(auc(&[0.1, 0.2, 0.8, 0.9], &[0.0, 0.0, 1.0, 1.0]), 1.0);
+        assert_eq!(auc(&[0.9, 0.8, 0.2, 0.1], &[0.0, 0.0, 1.0, 1.0]), 0.0);
+        assert_eq!(auc(&[0.5, 0.5, 0.5, 0.5], &[0.0, 1.0, 0.0, 1.0]), 0.5);
+        assert!((auc(&[0.1, 0.4, 0.35, 0.8], &[0.0, 0.0, 1.0, 1.0]) - 0.75).abs() < 1e-12);
+    }
+
+    #[test]
+    fn examples_cover_every_negative_kind_and_split_by_question() {
+        let rec = |q: &str, g: &str, p: &str, r: &str| TeacherRecord {
+            question: q.into(),
+            gold_label: g.into(),
+            predicted_label: p.into(),
+            predicted_rationale: r.into(),
+        };
+        let mut records = Vec::new();
+        for i in 0..40 {
+            records.push(rec(
+                &format!("Q{i}?"),
+                "yes",
+                "yes",
+                &format!("Fact number {i} is true and known."),
+            ));
+            records.push(rec(
+                &format!("Q{i}?"),
+                "yes",
+                "no",
+                &format!("Fact {i} is false."),
+            ));
+            records.push(rec(&format!("Q{i}?"), "yes", "", ""));
+        }
+        let (train, test) = build_examples(&records, 3);
+        let kinds: std::collections::HashSet<&str> = train.iter().map(|l| l.kind).collect();
+        for k in [
+            "positive",
+            "wrong_label",
+            "shuffled",
+            "repeated",
+            "other_question",
+        ] {
+            assert!(kinds.contains(k), "{k} missing");
+        }
+        let q = |l: &Labelled| l.text.split('?').next().unwrap().to_string();
+        let train_q: std::collections::HashSet<String> = train.iter().map(q).collect();
+        assert!(!test.is_empty());
+        assert!(
+            test.iter().all(|l| !train_q.contains(&q(l))),
+            "held-out questions are unseen"
+        );
+    }
+}

@@ -1,0 +1,173 @@
+//! The data pool of the multi-reward QUARK loop: every sampled (and, at the start, every silver)
+//! output with its reward scores, kept across rounds and stored as JSON Lines so that a run can
+//! resume.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use mario::control::{ControlTokens, RewardKind};
+use serde::{Deserialize, Serialize};
+
+use super::bins::{binary_bins, quantile_bins};
+
+/// Where an item came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// The teacher's (silver) training data.
+    Silver,
+    /// Sampled from the SFT reference (round 0).
+    Reference,
+    /// Sampled from the policy.
+    Policy,
+}
+
+/// One output in the pool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PoolItem {
+    /// The question.
+    pub question: String,
+    /// Its gold answer.
+    pub gold: String,
+    /// The output text (`<rationale> So the answer is <answer>.`).
+    pub text: String,
+    /// One score per reward, in the control table's order (`None`: not computable).
+    pub scores: Vec<Option<f64>>,
+    /// The round that added it.
+    pub round: u32,
+    /// Its origin.
+    pub source: Source,
+}
+
+/// All items so far.
+#[derive(Debug, Clone, Default)]
+pub struct DataPool {
+    /// The items, in arrival order.
+    pub items: Vec<PoolItem>,
+}
+
+impl DataPool {
+    /// Reads a pool file (missing file: empty pool).
+    pub fn load(path: &Path) -> Result<Self> {
+        if !path.is_file() {
+            return Ok(Self::default());
+        }
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let items = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, l)| {
+                serde_json::from_str(l)
+                    .with_context(|| format!("{}: line {}: not a pool item", path.display(), i + 1))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self { items })
+    }
+
+    /// Appends items to the pool and to its file.
+    pub fn extend(&mut self, items: Vec<PoolItem>, path: &Path) -> Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        for it in &items {
+            writeln!(f, "{}", serde_json::to_string(it)?)?;
+        }
+        self.items.extend(items);
+        Ok(())
+    }
+
+    /// Each item's bin per reward (over the whole pool), or `None` for an item missing a
+    /// score for any reward (such items are not trained on).
+    pub fn bins(&self, table: &ControlTokens) -> Vec<Option<Vec<usize>>> {
+        let per_reward: Vec<Vec<Option<usize>>> = table
+            .rewards
+            .iter()
+            .enumerate()
+            .map(|(k, r)| {
+                let scores: Vec<Option<f64>> = self
+                    .items
+                    .iter()
+                    .map(|it| it.scores.get(k).copied().flatten())
+                    .collect();
+                match r.kind {
+                    RewardKind::Quantile => quantile_bins(&scores, r.bins()),
+                    RewardKind::Binary => binary_bins(&scores),
+                }
+            })
+            .collect();
+        (0..self.items.len())
+            .map(|i| {
+                per_reward
+                    .iter()
+                    .map(|b| b[i])
+                    .collect::<Option<Vec<usize>>>()
+            })
+            .collect()
+    }
+
+    /// Mean and count of each reward's scores over the items of one round.
+    pub fn round_means(&self, round: u32, n_rewards: usize) -> Vec<(f64, usize)> {
+        (0..n_rewards)
+            .map(|k| {
+                let v: Vec<f64> = self
+                    .items
+                    .iter()
+                    .filter(|it| it.round == round && it.source != Source::Silver)
+                    .filter_map(|it| it.scores.get(k).copied().flatten())
+                    .collect();
+                (v.iter().sum::<f64>() / v.len().max(1) as f64, v.len())
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(scores: &[Option<f64>]) -> PoolItem {
+        PoolItem {
+            question: "q".into(),
+            gold: "yes".into(),
+            text: "r. So the answer is yes.".into(),
+            scores: scores.to_vec(),
+            round: 0,
+            source: Source::Policy,
+        }
+    }
+
+    #[test]
+    fn bins_per_reward_and_items_missing_a_score_are_left_out() {
+        let table = ControlTokens::quark(&[("diversity", 2)], &["accuracy"]);
+        let pool = DataPool {
+            items: vec![
+                item(&[Some(0.9), Some(1.0)]),
+                item(&[Some(0.1), Some(0.0)]),
+                item(&[None, Some(1.0)]),
+                item(&[Some(0.5), Some(0.0)]),
+            ],
+        };
+        let b = pool.bins(&table);
+        assert_eq!(b[0], Some(vec![0, 0]));
+        assert_eq!(b[1], Some(vec![1, 1]));
+        assert_eq!(b[2], None);
+        assert_eq!(b[3], Some(vec![0, 1]));
+    }
+
+    #[test]
+    fn pool_round_trips_through_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("pool.jsonl");
+        let mut pool = DataPool::default();
+        pool.extend(vec![item(&[Some(0.5), None])], &p).unwrap();
+        pool.extend(vec![item(&[Some(0.7), Some(1.0)])], &p)
+            .unwrap();
+        let back = DataPool::load(&p).unwrap();
+        assert_eq!(back.items, pool.items);
+    }
+}

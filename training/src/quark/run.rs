@@ -1,0 +1,759 @@
+//! `mario-train mario`: the multi-reward QUARK loop (method section D).
+//!
+//! Each round: sample outputs for the training questions (round 0 from the SFT reference
+//! without control tokens, later from the policy with the best control tokens), keep those
+//! with "So the answer is", score every reward, add them to the pool (round 0 also adds the
+//! silver training data), cut every reward's scores over the whole pool into quantile bins,
+//! then train the policy on the pool with the bins' control tokens as its decoder prefix and
+//! the loss NLL + β·KL(policy ‖ reference) − α·entropy over response tokens. The policy starts
+//! from the SFT model (the released code's README forgets `--init-model`; see method G.2.1).
+//! After each round the policy is evaluated on dev with the best control tokens; `best/` keeps
+//! the round with the best dev criterion, `last/` (with the pool) lets a run resume.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use mario::checkpoint::Checkpoint;
+use mario::control::{ControlTokens, RewardKind, CONTROL_FILE};
+use mario::generate::{generate, GenerationParams, GenerationRequest, SamplingParams};
+use mario::model::{DropoutRng, DropoutRngState, Mode};
+use mario::rationale::ANSWER_PHRASE;
+use mario::rewards::{
+    ConsistencyScorer, Diversity, PlausibilityScorer, Reward, RewardInput, TaskAccuracy,
+};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::loss::quark_loss;
+use super::pool::{DataPool, PoolItem, Source};
+use crate::data::{load_examples, Example};
+use crate::eval::{evaluate_model, EvalOptions};
+use crate::report::plot::{save_charts, Chart, Series};
+use crate::sft::truncate_input;
+use crate::train::loss::{forward, Seq2SeqBatch, Seq2SeqExample};
+use crate::train::optim::clip_factor;
+use crate::train::{AdamW, AdamWConfig, LinearSchedule, TrainableModel};
+
+/// How rewards enter the control prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Variant {
+    /// Every reward's token from the first round.
+    Canonical,
+    /// Rewards switched on one at a time, every `stage_rounds` rounds, in order.
+    Additive,
+}
+
+/// Settings of the MaRio stage (the `[mario]` section of a config file).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MarioSettings {
+    /// Rewards in control-prefix order: `diversity`, `accuracy`, `consistency`,
+    /// `plausibility`.
+    pub rewards: Vec<String>,
+    /// Bins of each quantile reward.
+    pub bins: usize,
+    /// Sampling rounds.
+    pub rounds: u32,
+    /// Policy updates after each sampling round.
+    pub steps_per_round: u64,
+    /// Questions sampled per round (0 = every unique training question).
+    pub questions_per_round: usize,
+    /// Samples per question per round.
+    pub rollouts: usize,
+    /// Nucleus sampling mass (paper: 0.7).
+    pub top_p: f64,
+    /// Sampling temperature.
+    pub temperature: f64,
+    /// Most new tokens of a sample.
+    pub max_new_tokens: usize,
+    /// n-gram blocking in sampling and evaluation (0 = off).
+    pub no_repeat_ngram_size: usize,
+    /// Pool items per update.
+    pub batch_size: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Warm-up updates.
+    pub warmup_steps: u64,
+    /// Gradient-norm clip (paper: 1.0).
+    pub max_grad_norm: f64,
+    /// β, the KL weight (paper: 0.1).
+    pub kl_coef: f64,
+    /// α, the entropy weight (paper: 0).
+    pub entropy_coef: f64,
+    /// Dropout while training.
+    pub dropout: f64,
+    /// CANONICAL or ADDITIVE.
+    pub variant: Variant,
+    /// ADDITIVE: rounds between switching on the next reward.
+    pub stage_rounds: u32,
+    /// Start the policy from the SFT model (true, default) or from `--init`.
+    pub policy_from_sft: bool,
+    /// Dev metric that picks `best/` (higher is better), e.g. `dev_accuracy`,
+    /// `dev_plausibility`, or `dev_reward_mean` (mean of the quantile rewards' dev means).
+    pub selection: String,
+    /// Dev questions per evaluation (0 = all).
+    pub eval_limit: usize,
+    /// Seed.
+    pub seed: u64,
+}
+
+impl Default for MarioSettings {
+    fn default() -> Self {
+        Self {
+            rewards: vec![
+                "consistency".into(),
+                "accuracy".into(),
+                "plausibility".into(),
+                "diversity".into(),
+            ],
+            bins: 5,
+            rounds: 13,
+            steps_per_round: 4000,
+            questions_per_round: 0,
+            rollouts: 1,
+            top_p: 0.7,
+            temperature: 1.0,
+            max_new_tokens: 128,
+            no_repeat_ngram_size: 0,
+            batch_size: 4,
+            lr: 3e-5,
+            warmup_steps: 1000,
+            max_grad_norm: 1.0,
+            kl_coef: 0.1,
+            entropy_coef: 0.0,
+            dropout: 0.1,
+            variant: Variant::Canonical,
+            stage_rounds: 1,
+            policy_from_sft: true,
+            selection: "dev_accuracy".into(),
+            eval_limit: 0,
+            seed: 1,
+        }
+    }
+}
+
+/// Where the reward models are.
+#[derive(Debug, Clone, Default)]
+pub struct RewardModels {
+    /// Folder with `consistency-i2o/` and `consistency-ir2o/`.
+    pub consistency: Option<PathBuf>,
+    /// Plausibility scorer folder.
+    pub plausibility: Option<PathBuf>,
+}
+
+/// Instantiates the named rewards.
+pub fn build_rewards(
+    names: &[String],
+    models: &RewardModels,
+    device: &Device,
+) -> Result<Vec<Box<dyn Reward>>> {
+    names
+        .iter()
+        .map(|n| -> Result<Box<dyn Reward>> {
+            Ok(match n.as_str() {
+                "diversity" => Box::new(Diversity),
+                "accuracy" => Box::new(TaskAccuracy),
+                "consistency" => {
+                    let dir = models
+                        .consistency
+                        .as_ref()
+                        .ok_or_else(|| anyhow!("reward `consistency` needs --consistency DIR"))?;
+                    Box::new(ConsistencyScorer::load(dir, DType::F32, device)?)
+                }
+                "plausibility" => {
+                    let dir = models
+                        .plausibility
+                        .as_ref()
+                        .ok_or_else(|| anyhow!("reward `plausibility` needs --plausibility DIR"))?;
+                    Box::new(PlausibilityScorer::load(dir, DType::F32, device)?)
+                }
+                other => bail!(
+                    "unknown reward `{other}` (diversity, accuracy, consistency, plausibility)"
+                ),
+            })
+        })
+        .collect()
+}
+
+/// The control table for the settings.
+pub fn control_table(s: &MarioSettings) -> ControlTokens {
+    let spec: Vec<(&str, RewardKind, usize)> = s
+        .rewards
+        .iter()
+        .map(|n| {
+            if n == "accuracy" {
+                (n.as_str(), RewardKind::Binary, 2)
+            } else {
+                (n.as_str(), RewardKind::Quantile, s.bins)
+            }
+        })
+        .collect();
+    ControlTokens::ordered(&spec)
+}
+
+/// Rewards whose tokens are in the prefix at `round` (all for CANONICAL).
+pub fn active_rewards(s: &MarioSettings, round: u32) -> usize {
+    match s.variant {
+        Variant::Canonical => s.rewards.len(),
+        Variant::Additive => ((round / s.stage_rounds.max(1)) as usize + 1).min(s.rewards.len()),
+    }
+}
+
+/// Scores outputs with every reward: `out[i][k]`.
+pub fn score_all(
+    rewards: &[Box<dyn Reward>],
+    items: &[(String, String, String)],
+) -> Result<Vec<Vec<Option<f64>>>> {
+    let inputs: Vec<RewardInput<'_>> = items
+        .iter()
+        .map(|(q, text, gold)| RewardInput {
+            question: q,
+            output: text,
+            gold: Some(gold),
+        })
+        .collect();
+    let mut out = vec![Vec::with_capacity(rewards.len()); items.len()];
+    for r in rewards {
+        let scores = r.score(&inputs)?;
+        for (o, s) in out.iter_mut().zip(scores) {
+            o.push(s);
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct MarioState {
+    /// Rounds completed (sampled, trained and evaluated).
+    rounds_done: u32,
+    step: u64,
+    best: Option<(f64, u32)>,
+    dropout: DropoutRngState,
+    settings: MarioSettings,
+}
+
+/// Inputs of a run.
+pub struct MarioRun<'a> {
+    /// Settings.
+    pub settings: MarioSettings,
+    /// The SFT checkpoint (reference, and the policy's start).
+    pub sft: PathBuf,
+    /// Another starting point when `policy_from_sft` is false.
+    pub init: Option<PathBuf>,
+    /// Training split files.
+    pub train_files: Vec<PathBuf>,
+    /// Dev split files.
+    pub dev_files: Vec<PathBuf>,
+    /// Reward models.
+    pub reward_models: RewardModels,
+    /// Run directory.
+    pub out: PathBuf,
+    /// Continue a run.
+    pub resume: bool,
+    /// Device.
+    pub device: &'a Device,
+    /// Progress messages.
+    pub progress: bool,
+}
+
+fn sample_outputs(
+    model: &mario::model::T5Model,
+    tok: &mario::tokenize::TextTokenizer,
+    questions: &[&Example],
+    prefix: &[u32],
+    s: &MarioSettings,
+    seed: u64,
+) -> Result<Vec<(String, String, String)>> {
+    let mut out = Vec::new();
+    for chunk in questions.chunks(32) {
+        let mut reqs = Vec::new();
+        for (i, ex) in chunk.iter().enumerate() {
+            let ids = truncate_input(tok.encode(&ex.question)?, 256);
+            for r in 0..s.rollouts.max(1) {
+                reqs.push(GenerationRequest {
+                    input_ids: ids.clone(),
+                    prefix: prefix.to_vec(),
+                    params: GenerationParams {
+                        max_new_tokens: s.max_new_tokens,
+                        sampling: SamplingParams {
+                            temperature: s.temperature,
+                            top_k: None,
+                            top_p: Some(s.top_p),
+                        },
+                        seed: seed
+                            .wrapping_mul(1_000_003)
+                            .wrapping_add((out.len() + i * s.rollouts.max(1) + r) as u64),
+                        no_repeat_ngram_size: s.no_repeat_ngram_size,
+                        ..Default::default()
+                    },
+                });
+            }
+        }
+        let gens = generate(model, tok, &reqs)?;
+        let mut g = gens.into_iter();
+        for ex in chunk {
+            for _ in 0..s.rollouts.max(1) {
+                let o = g.next().expect("one output per request");
+                out.push((ex.question.clone(), o.text, ex.answer.clone()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Dev metrics with the given prefix: accuracy, format, diversity, and every other reward's
+/// mean.
+fn evaluate_dev(
+    model: &mario::model::T5Model,
+    tok: &mario::tokenize::TextTokenizer,
+    dev: &[Example],
+    prefix: Vec<u32>,
+    rewards: &[Box<dyn Reward>],
+    s: &MarioSettings,
+) -> Result<Vec<(String, f64)>> {
+    let opts = EvalOptions {
+        max_new_tokens: s.max_new_tokens,
+        limit: (s.eval_limit > 0).then_some(s.eval_limit),
+        prefix,
+        no_repeat_ngram_size: s.no_repeat_ngram_size,
+        ..Default::default()
+    };
+    let (m, results) = evaluate_model(model, tok, dev, &opts)?;
+    let mut out = vec![
+        ("dev_accuracy".to_string(), m.accuracy),
+        ("dev_format_valid".to_string(), m.format_valid_rate),
+        ("dev_rationale_words".to_string(), m.rationale_words),
+    ];
+    let items: Vec<(String, String, String)> = results
+        .iter()
+        .map(|r| (r.question.clone(), r.output.clone(), r.gold.clone()))
+        .collect();
+    let scores = score_all(rewards, &items)?;
+    let mut quantile_means = Vec::new();
+    for (k, r) in rewards.iter().enumerate() {
+        if r.name() == "accuracy" {
+            continue;
+        }
+        let v: Vec<f64> = scores.iter().filter_map(|s| s[k]).collect();
+        let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
+        quantile_means.push(mean);
+        out.push((format!("dev_{}", r.name()), mean));
+    }
+    if !quantile_means.is_empty() {
+        out.push((
+            "dev_reward_mean".into(),
+            quantile_means.iter().sum::<f64>() / quantile_means.len() as f64,
+        ));
+    }
+    Ok(out)
+}
+
+fn log_line(path: &Path, v: serde_json::Value) -> Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    writeln!(f, "{v}")?;
+    Ok(())
+}
+
+/// Runs (or resumes) the loop; returns the metrics log path.
+pub fn run_mario(run: MarioRun<'_>) -> Result<PathBuf> {
+    let s = run.settings.clone();
+    let out = &run.out;
+    std::fs::create_dir_all(out)?;
+    let (last, best, pool_path, metrics_path) = (
+        out.join("last"),
+        out.join("best"),
+        out.join("pool.jsonl"),
+        out.join("metrics.jsonl"),
+    );
+    let state_path = last.join("mario_state.json");
+    let dev_ = run.device;
+    let table = control_table(&s);
+    let rewards = build_rewards(&s.rewards, &run.reward_models, dev_)?;
+    let reference = Checkpoint::load(&run.sft, DType::F32, dev_)
+        .with_context(|| format!("loading the SFT reference {}", run.sft.display()))?;
+    let mut train_examples: Vec<Example> = Vec::new();
+    for f in &run.train_files {
+        train_examples.extend(load_examples(f)?);
+    }
+    let mut dev: Vec<Example> = Vec::new();
+    for f in &run.dev_files {
+        dev.extend(load_examples(f)?);
+    }
+    // unique questions, in file order
+    let mut seen = std::collections::HashSet::new();
+    let questions: Vec<&Example> = train_examples
+        .iter()
+        .filter(|e| seen.insert(e.question.clone()))
+        .collect();
+
+    let (policy, mut state, mut pool) = if run.resume {
+        if !state_path.is_file() {
+            bail!("--resume: {} has no checkpoint", state_path.display());
+        }
+        let state: MarioState = serde_json::from_str(&std::fs::read_to_string(&state_path)?)?;
+        let policy = TrainableModel::load(&last, dev_)?;
+        let mut pool = DataPool::load(&pool_path)?;
+        pool.items.retain(|it| it.round < state.rounds_done);
+        let mut text = String::new();
+        for it in &pool.items {
+            text.push_str(&serde_json::to_string(it)?);
+            text.push('\n');
+        }
+        std::fs::write(&pool_path, text)?;
+        (policy, state, pool)
+    } else {
+        if state_path.is_file() {
+            bail!(
+                "{} already holds a run: pass --resume or choose another --out",
+                out.display()
+            );
+        }
+        for p in [&pool_path, &metrics_path] {
+            if p.exists() {
+                std::fs::remove_file(p)?;
+            }
+        }
+        let start = if s.policy_from_sft {
+            run.sft.clone()
+        } else {
+            run.init
+                .clone()
+                .ok_or_else(|| anyhow!("policy_from_sft = false needs --init DIR"))?
+        };
+        let mut policy = TrainableModel::load(&start, dev_)?;
+        policy.add_tokens(&table.all_tokens(), s.seed)?;
+        let state = MarioState {
+            rounds_done: 0,
+            step: 0,
+            best: None,
+            dropout: DropoutRngState {
+                seed: s.seed,
+                word_pos: 0,
+            },
+            settings: s.clone(),
+        };
+        // the SFT model's own dev metrics, in the same harness (the round-0 baseline)
+        let m = evaluate_dev(
+            &reference.model,
+            &reference.tokenizer,
+            &dev,
+            Vec::new(),
+            &rewards,
+            &s,
+        )?;
+        let mut line = json!({"round": -1, "step": 0, "kind": "eval", "model": "sft"});
+        for (k, v) in &m {
+            line[k] = json!(v);
+        }
+        log_line(&metrics_path, line)?;
+        tracing::info!("SFT reference on dev: {m:?}");
+        (policy, state, DataPool::default())
+    };
+    std::fs::write(
+        out.join(CONTROL_FILE),
+        serde_json::to_string_pretty(&table)? + "\n",
+    )?;
+
+    let total_steps = s.steps_per_round * s.rounds as u64;
+    let schedule = LinearSchedule {
+        peak: s.lr,
+        warmup_steps: s.warmup_steps,
+        total_steps,
+    };
+    let mut opt = AdamW::new(
+        policy.vars(),
+        AdamWConfig {
+            beta1: 0.9,
+            beta2: 0.99,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        },
+    )?;
+    if run.resume {
+        opt.load(&last.join("optimizer.safetensors"))?;
+    }
+    let dropout = DropoutRng::restore(s.dropout, state.dropout);
+    let prefix_of = |bins: &[usize],
+                     active: usize,
+                     tok: &mario::tokenize::TextTokenizer|
+     -> Vec<u32> { table.prefix_ids(bins, tok)[..active].to_vec() };
+
+    for round in state.rounds_done..s.rounds {
+        let t_round = Instant::now();
+        let active = active_rewards(&s, round);
+        // 1. sample
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(s.seed.wrapping_add(round as u64));
+        let mut qs = questions.clone();
+        qs.shuffle(&mut rng);
+        if s.questions_per_round > 0 {
+            qs.truncate(s.questions_per_round);
+        }
+        let best_bins = vec![0usize; table.rewards.len()];
+        // the previous stage's prefix length is used for sampling when a new reward switches on
+        let sample_active = if round > 0 {
+            active_rewards(&s, round - 1)
+        } else {
+            active
+        };
+        let sampled = if round == 0 {
+            sample_outputs(&reference.model, &reference.tokenizer, &qs, &[], &s, s.seed)?
+        } else {
+            let prefix = prefix_of(&best_bins, sample_active, &policy.tokenizer);
+            sample_outputs(
+                &policy.model,
+                &policy.tokenizer,
+                &qs,
+                &prefix,
+                &s,
+                s.seed.wrapping_add(round as u64),
+            )?
+        };
+        let n_sampled = sampled.len();
+        let mut items: Vec<(String, String, String)> = sampled
+            .into_iter()
+            .filter(|(_, t, _)| t.contains(ANSWER_PHRASE))
+            .collect();
+        let n_valid = items.len();
+        let source = if round == 0 {
+            Source::Reference
+        } else {
+            Source::Policy
+        };
+        let mut sources = vec![source; items.len()];
+        if round == 0 {
+            for ex in &train_examples {
+                if let Some(t) = ex.target() {
+                    items.push((ex.question.clone(), t, ex.answer.clone()));
+                    sources.push(Source::Silver);
+                }
+            }
+        }
+        // 2. score and add to the pool
+        let scores = score_all(&rewards, &items)?;
+        let new: Vec<PoolItem> = items
+            .into_iter()
+            .zip(scores)
+            .zip(sources)
+            .map(|(((q, text, gold), scores), source)| PoolItem {
+                question: q,
+                gold,
+                text,
+                scores,
+                round,
+                source,
+            })
+            .collect();
+        pool.extend(new, &pool_path)?;
+        let means = pool.round_means(round, table.rewards.len());
+        let mut line = json!({"round": round, "step": state.step, "kind": "sample",
+            "sampled": n_sampled, "valid": n_valid, "pool": pool.items.len()});
+        for (r, (m, n)) in table.rewards.iter().zip(&means) {
+            line[format!("sample_{}", r.name)] = json!(m);
+            line[format!("sample_{}_n", r.name)] = json!(n);
+        }
+        log_line(&metrics_path, line)?;
+        tracing::info!(
+            round,
+            sampled = n_sampled,
+            valid = n_valid,
+            pool = pool.items.len(),
+            "sampled"
+        );
+
+        // 3. bins over the whole pool -> training examples
+        let bins = pool.bins(&table);
+        let mut train: Vec<Seq2SeqExample> = Vec::new();
+        let mut cache: HashMap<String, Vec<u32>> = HashMap::new();
+        for (it, b) in pool.items.iter().zip(&bins) {
+            let Some(b) = b else { continue };
+            let input_ids = match cache.get(&it.question) {
+                Some(ids) => ids.clone(),
+                None => {
+                    let ids = truncate_input(policy.tokenizer.encode(&it.question)?, 256);
+                    cache.insert(it.question.clone(), ids.clone());
+                    ids
+                }
+            };
+            let target_ids = policy.tokenizer.encode(&it.text)?;
+            if target_ids.len() > 192 {
+                continue;
+            }
+            train.push(Seq2SeqExample {
+                input_ids,
+                prefix: prefix_of(b, active, &policy.tokenizer),
+                target_ids,
+            });
+        }
+        if train.is_empty() {
+            bail!("round {round}: no pool item has every reward's score");
+        }
+        // 4. train
+        let mut order: Vec<usize> = (0..train.len()).collect();
+        order.shuffle(&mut rng);
+        let mut cursor = 0;
+        let (mut sum_nll, mut sum_kl, mut n_log) = (0f64, 0f64, 0usize);
+        let pad = policy.tokenizer.pad_id();
+        let start_id = policy.config.decoder_start();
+        for _ in 0..s.steps_per_round {
+            let mut rows = Vec::with_capacity(s.batch_size);
+            for _ in 0..s.batch_size.max(1) {
+                if cursor == order.len() {
+                    order.shuffle(&mut rng);
+                    cursor = 0;
+                }
+                rows.push(&train[order[cursor]]);
+                cursor += 1;
+            }
+            let batch = Seq2SeqBatch::new(&rows, start_id, pad, dev_)?;
+            let (_, pol_logits) = forward(&policy.model, &batch, Mode::Training(&dropout))?;
+            let plain: Vec<Seq2SeqExample> = rows
+                .iter()
+                .map(|e| Seq2SeqExample {
+                    prefix: Vec::new(),
+                    ..(*e).clone()
+                })
+                .collect();
+            let plain_refs: Vec<&Seq2SeqExample> = plain.iter().collect();
+            let ref_batch = Seq2SeqBatch::new(&plain_refs, start_id, pad, dev_)?;
+            let (_, ref_logits) = forward(&reference.model, &ref_batch, Mode::Inference)?;
+            let m = active;
+            let t = ref_batch.labels.dim(1)?;
+            let labels = batch.labels.narrow(1, m, t)?;
+            let mask = batch.loss_mask.narrow(1, m, t)?;
+            let l = quark_loss(
+                &pol_logits,
+                &ref_logits.detach(),
+                &labels,
+                &mask,
+                m,
+                s.kl_coef,
+                s.entropy_coef,
+            )?;
+            let grads = l.total.backward()?;
+            let norm = opt.grad_norm(&grads)?;
+            opt.step(
+                &grads,
+                schedule.lr(state.step),
+                clip_factor(norm, s.max_grad_norm),
+            )?;
+            state.step += 1;
+            sum_nll += l.nll;
+            sum_kl += l.kl;
+            n_log += 1;
+            if state.step % 20 == 0 {
+                log_line(
+                    &metrics_path,
+                    json!({"round": round, "step": state.step, "kind": "train",
+                        "loss": (sum_nll + s.kl_coef * sum_kl) / n_log as f64,
+                        "nll": sum_nll / n_log as f64, "kl": sum_kl / n_log as f64,
+                        "lr": schedule.lr(state.step)}),
+                )?;
+                if run.progress {
+                    eprintln!(
+                        "round {round} step {} nll {:.4} kl {:.4}",
+                        state.step,
+                        sum_nll / n_log as f64,
+                        sum_kl / n_log as f64
+                    );
+                }
+                (sum_nll, sum_kl, n_log) = (0.0, 0.0, 0);
+            }
+        }
+        let _ = Tensor::zeros(1, DType::F32, dev_)?;
+        // 5. evaluate with the best control tokens
+        let prefix = prefix_of(&best_bins, active, &policy.tokenizer);
+        let m = evaluate_dev(&policy.model, &policy.tokenizer, &dev, prefix, &rewards, &s)?;
+        let mut line =
+            json!({"round": round, "step": state.step, "kind": "eval", "model": "policy"});
+        for (k, v) in &m {
+            line[k] = json!(v);
+        }
+        log_line(&metrics_path, line)?;
+        let value = m
+            .iter()
+            .find(|(k, _)| *k == s.selection)
+            .map(|(_, v)| *v)
+            .ok_or_else(|| anyhow!("selection metric `{}` is not among {m:?}", s.selection))?;
+        let better = state.best.is_none_or(|(b, _)| value > b);
+        tracing::info!(
+            round,
+            secs = t_round.elapsed().as_secs_f64(),
+            "eval {m:?}{}",
+            if better { " (best)" } else { "" }
+        );
+        state.rounds_done = round + 1;
+        state.dropout = dropout.state(s.seed);
+        if better {
+            state.best = Some((value, round));
+            policy.save(&best)?;
+            std::fs::write(
+                best.join(CONTROL_FILE),
+                serde_json::to_string_pretty(&table)? + "\n",
+            )?;
+        }
+        policy.save(&last)?;
+        std::fs::write(
+            last.join(CONTROL_FILE),
+            serde_json::to_string_pretty(&table)? + "\n",
+        )?;
+        opt.save(&last.join("optimizer.safetensors"))?;
+        std::fs::write(&state_path, serde_json::to_string_pretty(&state)?)?;
+    }
+    if let Err(e) = draw_reward_rounds(&metrics_path, &table, &out.join("rewards.png")) {
+        tracing::warn!("could not draw rewards.png: {e:#}");
+    }
+    if let Err(e) = crate::report::plot::training_curves(&metrics_path, &out.join("curves.png")) {
+        tracing::warn!("could not draw curves.png: {e:#}");
+    }
+    Ok(metrics_path)
+}
+
+/// Per-round mean of each reward over the round's samples, and the dev means per round.
+fn draw_reward_rounds(metrics: &Path, table: &ControlTokens, out: &Path) -> Result<()> {
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(metrics)?
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let mut charts = Vec::new();
+    for r in &table.rewards {
+        let key = format!("sample_{}", r.name);
+        let dev_key = format!("dev_{}", r.name);
+        let sample: Vec<(f64, f64)> = rows
+            .iter()
+            .filter(|v| v["kind"] == "sample")
+            .filter_map(|v| Some((v["round"].as_f64()?, v[&key].as_f64()?)))
+            .collect();
+        let dev: Vec<(f64, f64)> = rows
+            .iter()
+            .filter(|v| v["kind"] == "eval")
+            .filter_map(|v| Some((v["round"].as_f64()?, v[&dev_key].as_f64()?)))
+            .collect();
+        charts.push(Chart {
+            title: r.name.clone(),
+            x_label: "round (-1 = SFT)".into(),
+            series: vec![
+                Series {
+                    name: "samples (mean)".into(),
+                    points: sample,
+                },
+                Series {
+                    name: "dev (mean)".into(),
+                    points: dev,
+                },
+            ],
+            markers: true,
+            y_range: None,
+        });
+    }
+    save_charts(&charts, 2, out)
+}

@@ -1,0 +1,123 @@
+//! The whole pipeline on a micro configuration: tokenizer → init → SFT → consistency models →
+//! plausibility scorer → MaRio → sweep → report, then a resumed invocation that has nothing
+//! left to do.
+
+mod common;
+
+use std::path::Path;
+
+use candle_core::Device;
+use mario_training::config::RunConfig;
+use mario_training::pipeline::{run_pipeline, StageOptions};
+
+fn write_dataset(dir: &Path) {
+    let ds = dir.join("synthetic");
+    std::fs::create_dir_all(&ds).unwrap();
+    common::write_split(&ds.join("train.jsonl"), &common::synthetic_rows(48, 0));
+    common::write_split(&ds.join("dev.jsonl"), &common::synthetic_rows(6, 5));
+    // teacher file: every other sample answers wrongly
+    let mut t = String::new();
+    for (i, (q, r, a)) in common::synthetic_rows(48, 0).into_iter().enumerate() {
+        let pred = if i % 3 == 0 {
+            if a == "yes" {
+                "no"
+            } else {
+                "yes"
+            }
+        } else {
+            a.as_str()
+        };
+        t.push_str(
+            &serde_json::json!({"question": q, "gold_label": a, "predicted_label": pred, "predicted_rationale": r})
+                .to_string(),
+        );
+        t.push('\n');
+    }
+    std::fs::write(ds.join("teacher_gpt3_train.jsonl"), t).unwrap();
+}
+
+#[test]
+fn pipeline_runs_every_stage_on_a_micro_configuration_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    write_dataset(dir.path());
+    let arch = dir.path().join("micro.json");
+    std::fs::write(
+        &arch,
+        r#"{"vocab_size": 100, "d_model": 32, "d_kv": 8, "d_ff": 64, "num_layers": 1,
+            "num_decoder_layers": 1, "num_heads": 4, "feed_forward_proj": "relu"}"#,
+    )
+    .unwrap();
+    let stage = |steps: u64| {
+        format!(
+            "lr = 3e-3\nwarmup_steps = 2\nsteps = {steps}\nbatch_size = 8\neval_every = 0\n\
+             log_every = 5\nmax_new_tokens = 12\neval_limit = 4\neval_no_repeat_ngram_size = 3\n"
+        )
+    };
+    let toml = format!(
+        "[data]\ndatasets = [\"synthetic\"]\ndir = {:?}\n\n[tokenizer]\nvocab_size = 120\n\n\
+         [init]\narch = {:?}\nseed = 0\n\n[sft]\n{}\n[consistency]\n{}\n[plausibility]\n{}\n\
+         [mario]\nrewards = [\"consistency\", \"accuracy\", \"plausibility\", \"diversity\"]\n\
+         bins = 3\nrounds = 2\nsteps_per_round = 4\nquestions_per_round = 8\nmax_new_tokens = 12\n\
+         no_repeat_ngram_size = 3\nbatch_size = 4\nlr = 1e-3\nwarmup_steps = 1\neval_limit = 4\n",
+        dir.path(),
+        arch,
+        stage(20),
+        stage(10),
+        stage(10)
+    );
+    let cfg_path = dir.path().join("micro.toml");
+    std::fs::write(&cfg_path, toml).unwrap();
+    let cfg = RunConfig::from_file(&cfg_path).unwrap();
+    let out = dir.path().join("run");
+    let o = StageOptions {
+        resume: true,
+        max_minutes: None,
+        progress: false,
+        device: Device::Cpu,
+    };
+    run_pipeline(&cfg, &out, &o).unwrap();
+    for p in [
+        "tokenizer.json",
+        "init/config.json",
+        "sft/best/model.safetensors",
+        "reward-models/consistency-i2o/config.json",
+        "reward-models/consistency-ir2o/config.json",
+        "plausibility/scorer/plausibility.json",
+        "mario/best/mario.json",
+        "mario/pool.jsonl",
+        "mario/rewards.png",
+        "sweep/sweep.md",
+        "sweep/sweep.png",
+        "report.md",
+    ] {
+        assert!(out.join(p).exists(), "{p} missing");
+    }
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        report.contains("| metric | SFT | MaRio | change |"),
+        "{report}"
+    );
+    assert!(report.contains("plausibility") && report.contains("consistency"));
+    // the pool holds the silver data, and both rounds sampled
+    let pool = std::fs::read_to_string(out.join("mario/pool.jsonl")).unwrap();
+    assert!(
+        pool.contains("\"silver\""),
+        "the silver data enters the pool"
+    );
+    let log = std::fs::read_to_string(out.join("mario/metrics.jsonl")).unwrap();
+    assert!(
+        log.contains("\"kind\":\"sample\"") && log.contains("\"round\":1"),
+        "{log}"
+    );
+    // a second invocation finds every stage done
+    let before = std::fs::metadata(out.join("mario/pool.jsonl"))
+        .unwrap()
+        .len();
+    run_pipeline(&cfg, &out, &o).unwrap();
+    assert_eq!(
+        std::fs::metadata(out.join("mario/pool.jsonl"))
+            .unwrap()
+            .len(),
+        before
+    );
+}
