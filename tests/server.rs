@@ -801,3 +801,50 @@ fn openapi_document_matches_the_checked_in_file_and_lists_every_route() {
         );
     }
 }
+
+#[test]
+fn server_scores_with_the_reward_models_a_checkpoint_ships() {
+    let dir = copy_fixture("t5-v1_0-tied");
+    // any T5 folder works as an answer model; the plausibility scorer reads rows of the
+    // gated fixture's embedding
+    for (sub, src) in [
+        ("consistency-i2o", "t5-v1_0-tied"),
+        ("consistency-ir2o", "t5-v1_1-gated"),
+        ("plausibility", "t5-v1_1-gated"),
+    ] {
+        let dest = dir.path().join(sub);
+        std::fs::create_dir_all(&dest).unwrap();
+        for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+            std::fs::copy(fixture_dir(src).join(f), dest.join(f)).unwrap();
+        }
+    }
+    std::fs::write(
+        dir.path().join("plausibility/plausibility.json"),
+        r#"{"weight_row": 511, "bias_row": 510, "temperature_row": 509, "input": "rationale", "max_tokens": 64}"#,
+    )
+    .unwrap();
+    let s = TestServer::start(dir.path(), &[]);
+    let info: Value = serde_json::from_str(&get(&s, "/info").1).unwrap();
+    assert_eq!(
+        info["scores"],
+        json!(["diversity", "accuracy", "consistency", "plausibility"])
+    );
+    let (st, v) = post(
+        &s,
+        json!({"question": "Is a pear heavier than water?", "score": true, "gold": "no",
+               "parameters": {"max_new_tokens": 12}}),
+    );
+    assert_eq!(st, 200, "{v}");
+    let scores = &v["results"][0]["scores"];
+    let c = scores["consistency"].as_f64().expect("consistency score");
+    let p = scores["plausibility"].as_f64().expect("plausibility score");
+    assert!(c > -1.0 && c < 1.0, "{c}");
+    assert!(p > 0.0 && p < 1.0, "{p}");
+    // without a gold answer consistency cannot be computed: null, not a guess
+    let (_, v) = post(
+        &s,
+        json!({"question": "Is a pear heavier than water?", "score": true, "parameters": {"max_new_tokens": 12}}),
+    );
+    assert!(v["results"][0]["scores"]["consistency"].is_null());
+    assert!(v["results"][0]["scores"]["accuracy"].is_null());
+}

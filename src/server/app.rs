@@ -24,7 +24,33 @@ use super::scheduler::Backend;
 use super::validation::{ValidationLimits, Validator};
 use crate::checkpoint::Checkpoint;
 use crate::control::RewardKind;
-use crate::rewards::{Diversity, Reward, TaskAccuracy};
+use crate::rewards::consistency::{I2O_DIR, IR2O_DIR};
+use crate::rewards::{ConsistencyScorer, Diversity, PlausibilityScorer, Reward, TaskAccuracy};
+
+/// Folder (inside a checkpoint) of the plausibility scorer served with `score: true`.
+pub const PLAUSIBILITY_DIR: &str = "plausibility";
+
+/// The rewards `score: true` computes: diversity and task accuracy always; consistency when
+/// the checkpoint folder has `consistency-i2o/` and `consistency-ir2o/`; plausibility when it
+/// has `plausibility/`. A reward model that fails to load is logged and left out.
+fn load_rewards(ckpt: &Checkpoint) -> Vec<Box<dyn Reward>> {
+    let mut rewards: Vec<Box<dyn Reward>> = vec![Box::new(Diversity), Box::new(TaskAccuracy)];
+    let (dtype, device) = (ckpt.model.dtype(), ckpt.model.device());
+    if ckpt.dir.join(I2O_DIR).is_dir() && ckpt.dir.join(IR2O_DIR).is_dir() {
+        match ConsistencyScorer::load(&ckpt.dir, dtype, device) {
+            Ok(s) => rewards.push(Box::new(s)),
+            Err(e) => tracing::warn!("consistency reward not available: {e}"),
+        }
+    }
+    let pl = ckpt.dir.join(PLAUSIBILITY_DIR);
+    if pl.is_dir() {
+        match PlausibilityScorer::load(&pl, dtype, device) {
+            Ok(s) => rewards.push(Box::new(s)),
+            Err(e) => tracing::warn!("plausibility reward not available: {e}"),
+        }
+    }
+    rewards
+}
 use crate::tokenize::TextTokenizer;
 
 /// Every route: (method, path). The OpenAPI drift test checks that each is documented.
@@ -51,7 +77,7 @@ pub struct AppState {
     /// For streamed text.
     pub tokenizer: Arc<TextTokenizer>,
     /// Rewards `score: true` computes.
-    pub rewards: Vec<Box<dyn Reward>>,
+    pub rewards: Arc<Vec<Box<dyn Reward>>>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Limits.
@@ -96,7 +122,7 @@ impl AppState {
                 default_no_repeat_ngram_size: ckpt.generation.no_repeat_ngram_size.unwrap_or(0),
             },
         );
-        let rewards: Vec<Box<dyn Reward>> = vec![Box::new(Diversity), Box::new(TaskAccuracy)];
+        let rewards = load_rewards(ckpt);
         let mc = ckpt.model.config();
         let model_name = ckpt
             .dir
@@ -158,7 +184,7 @@ impl AppState {
             backend,
             validator,
             tokenizer,
-            rewards,
+            rewards: Arc::new(rewards),
             metrics,
             concurrency: Arc::new(Semaphore::new(cfg.max_concurrent_requests)),
             limits,

@@ -117,6 +117,17 @@ fn finish_reason(r: FinishReason) -> FinishReasonApi {
     }
 }
 
+/// Runs CPU-heavy work (reward models) without stalling the async workers: on a
+/// multi-threaded runtime the worker hands its other tasks off first.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 /// Builds a result (and its scores) from a finished row.
 fn result(
     state: &AppState,
@@ -134,17 +145,19 @@ fn result(
             output: &output.text,
             gold: row.gold.as_deref(),
         };
-        state
-            .rewards
-            .iter()
-            .map(|r| {
-                let s = r
-                    .score(&[input])
-                    .ok()
-                    .and_then(|v| v.into_iter().next().flatten());
-                (r.name().to_string(), s)
-            })
-            .collect::<BTreeMap<_, _>>()
+        blocking(|| {
+            state
+                .rewards
+                .iter()
+                .map(|r| {
+                    let s = r
+                        .score(&[input])
+                        .ok()
+                        .and_then(|v| v.into_iter().next().flatten());
+                    (r.name().to_string(), s)
+                })
+                .collect::<BTreeMap<_, _>>()
+        })
     });
     RationaleResult {
         question: row.question.clone(),

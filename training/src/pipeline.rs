@@ -123,12 +123,21 @@ pub fn train_plausibility(
         dest.join(PLAUSIBILITY_FILE),
         serde_json::to_string_pretty(&task.head)? + "\n",
     )?;
-    let auc = summary.best.map(|b| b.0).unwrap_or(f64::NAN);
+    let best_step = summary.best.map(|b| b.1).unwrap_or(0);
+    let best = TrainableModel::load(&dest, &o.device)?;
+    let aucs = task.held_out_aucs(&best.model)?;
+    let auc = aucs[0].1;
+    let table: String = aucs
+        .iter()
+        .map(|(k, v)| format!("| {k} | {v:.4} |\n"))
+        .collect();
     std::fs::write(
         out.join("report.md"),
         format!(
             "# Plausibility scorer\n\nTrained from `{}` on {} examples ({} held out, split by \
-             question) from {:?}.\n\nHeld-out AUC: **{auc:.4}** (best of the evaluations).\n",
+             question) from {:?}; the checkpoint of step {best_step} was kept.\n\nHeld-out AUC, \
+             overall and of the positives against each kind of negative:\n\n| metric | AUC |\n\
+             |---|---|\n{table}",
             model.display(),
             task.train.len(),
             task.test.len(),

@@ -167,6 +167,8 @@ pub struct PlausibilityTask {
     pub train: Vec<(Vec<u32>, f32)>,
     /// Held-out rows and labels.
     pub test: Vec<(Vec<u32>, f32)>,
+    /// The kind of each held-out row (`positive`, `shuffled`, ...).
+    pub test_kinds: Vec<&'static str>,
     /// The head.
     pub head: PlausibilityHead,
     /// Padding id.
@@ -225,14 +227,16 @@ impl PlausibilityTask {
         Ok(Self {
             train: enc(train)?,
             test: enc(test)?,
+            test_kinds: test.iter().map(|l| l.kind).collect(),
             head,
             pad: tok.pad_id(),
             device: device.clone(),
         })
     }
 
-    /// Held-out AUC of the current model.
-    pub fn held_out_auc(&self, model: &T5Model) -> Result<f64> {
+    /// Held-out AUC of the current model: overall, then of positives against each kind of
+    /// negative (`auc_<kind>`), which tells which corruptions the scorer detects.
+    pub fn held_out_aucs(&self, model: &T5Model) -> Result<Metrics> {
         let mut scores = Vec::with_capacity(self.test.len());
         for chunk in self.test.chunks(64) {
             let rows: Vec<Vec<u32>> = chunk.iter().map(|r| r.0.clone()).collect();
@@ -240,7 +244,21 @@ impl PlausibilityTask {
             scores.extend(l.to_vec1::<f32>()?.into_iter().map(f64::from));
         }
         let labels: Vec<f32> = self.test.iter().map(|r| r.1).collect();
-        Ok(auc(&scores, &labels))
+        let mut out = vec![("held_out_auc".to_string(), auc(&scores, &labels))];
+        let mut kinds: Vec<&str> = self.test_kinds.clone();
+        kinds.sort_unstable();
+        kinds.dedup();
+        for kind in kinds.into_iter().filter(|k| *k != "positive") {
+            let (s, l): (Vec<f64>, Vec<f32>) = scores
+                .iter()
+                .zip(&labels)
+                .zip(&self.test_kinds)
+                .filter(|(_, k)| **k == kind || **k == "positive")
+                .map(|((s, l), _)| (*s, *l))
+                .unzip();
+            out.push((format!("auc_{kind}"), auc(&s, &l)));
+        }
+        Ok(out)
     }
 }
 
@@ -263,10 +281,7 @@ impl TrainTask for PlausibilityTask {
     }
 
     fn evaluate(&self, model: &TrainableModel) -> Result<Metrics> {
-        Ok(vec![(
-            "held_out_auc".into(),
-            self.held_out_auc(&model.model)?,
-        )])
+        self.held_out_aucs(&model.model)
     }
 
     fn selection(&self) -> Selection {

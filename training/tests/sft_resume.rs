@@ -98,3 +98,88 @@ fn sft_interrupted_and_resumed_continues_loss_curve_and_data_order_exactly() {
     assert!(full.curves().is_file());
     assert!(full.best().join("model.safetensors").is_file());
 }
+
+/// The plausibility scorer learns to tell real rationales from degenerate ones, and reports a
+/// held-out AUC per kind of negative.
+#[test]
+fn plausibility_scorer_learns_a_separable_problem() {
+    use mario_training::data::TeacherRecord;
+    use mario_training::pipeline::{train_plausibility, StageOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let (model_dir, _, _) = common::micro_setup(dir.path());
+    let mut recs = Vec::new();
+    for i in 0..120 {
+        let a = i % 50;
+        let b = (i * 7 + 3) % 50;
+        let q = format!("Is {a} larger than {b}?");
+        let gold = if a > b { "yes" } else { "no" };
+        let wrong = if a > b { "no" } else { "yes" };
+        recs.push(TeacherRecord {
+            question: q.clone(),
+            gold_label: gold.into(),
+            predicted_label: gold.into(),
+            predicted_rationale: format!("{a} is more than {b} and that is the reason."),
+        });
+        recs.push(TeacherRecord {
+            question: q,
+            gold_label: gold.into(),
+            predicted_label: wrong.into(),
+            predicted_rationale: "no no no no".into(),
+        });
+    }
+    let teacher = dir.path().join("teacher.jsonl");
+    let text: String = recs
+        .iter()
+        .map(|r| serde_json::to_string(r).unwrap() + "\n")
+        .collect();
+    std::fs::write(&teacher, text).unwrap();
+    let settings = SftSettings {
+        lr: 3e-3,
+        warmup_steps: 5,
+        steps: 80,
+        batch_size: 16,
+        eval_every: 10,
+        seed: 2,
+        ..SftSettings::default()
+    };
+    let o = StageOptions {
+        resume: false,
+        max_minutes: None,
+        progress: false,
+        device: Device::Cpu,
+    };
+    let (scorer, auc) = train_plausibility(
+        &model_dir,
+        &[teacher],
+        &settings,
+        &dir.path().join("pl"),
+        &o,
+    )
+    .unwrap();
+    // the corrupted rationales ("no no no no") are told apart from the real ones; the other
+    // negatives (shuffled words, another question's rationale) need arithmetic this model lacks
+    let report = std::fs::read_to_string(dir.path().join("pl/report.md")).unwrap();
+    let wrong: f64 = report
+        .lines()
+        .find(|l| l.starts_with("| auc_wrong_label |"))
+        .and_then(|l| l.split('|').nth(2))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no auc_wrong_label in {report}"));
+    assert!(
+        wrong > 0.9,
+        "AUC against wrong-label rationales {wrong}: {report}"
+    );
+    assert!(auc > 0.5 && auc <= 1.0, "overall AUC {auc}");
+    assert!(scorer.join("plausibility.json").is_file());
+    // the saved scorer loads and ranks a positive above a negative
+    let s =
+        mario::rewards::PlausibilityScorer::load(&scorer, candle_core::DType::F32, &Device::Cpu)
+            .unwrap();
+    let l = s
+        .logits(&[
+            "Is 40 larger than 3? 40 is more than 3 and that is the reason.".into(),
+            "Is 40 larger than 3? no no no no".into(),
+        ])
+        .unwrap();
+    assert!(l[0] > l[1], "{l:?}");
+}

@@ -1,0 +1,108 @@
+//! Model-based rewards on the fixtures: the VERA-format plausibility head against
+//! transformers (scripts/make_vera_reference.py), and the consistency scorer's bounds.
+
+mod common;
+
+use candle_core::{DType, Device};
+use common::*;
+use mario::checkpoint::Checkpoint;
+use mario::rewards::consistency::{I2O_DIR, IR2O_DIR};
+use mario::rewards::plausibility::{PlausibilityHead, PlausibilityInput, PLAUSIBILITY_FILE};
+use mario::rewards::{ConsistencyScorer, PlausibilityScorer, Reward, RewardInput};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct VeraReference {
+    weight_row: usize,
+    bias_row: usize,
+    temperature_row: usize,
+    texts: Vec<String>,
+    logits: Vec<f32>,
+    scores: Vec<f64>,
+}
+
+#[test]
+fn vera_format_head_matches_transformers_on_a_fixture() {
+    let name = "t5-v1_1-gated";
+    let r: VeraReference = serde_json::from_str(
+        &std::fs::read_to_string(fixture_dir(name).join("vera_reference.json")).unwrap(),
+    )
+    .unwrap();
+    let dir = copy_fixture(name);
+    let head = PlausibilityHead {
+        weight_row: r.weight_row,
+        bias_row: r.bias_row,
+        temperature_row: r.temperature_row,
+        input: PlausibilityInput::Rationale,
+        max_tokens: 128,
+    };
+    std::fs::write(
+        dir.path().join(PLAUSIBILITY_FILE),
+        serde_json::to_string(&head).unwrap(),
+    )
+    .unwrap();
+    let scorer = PlausibilityScorer::load(dir.path(), DType::F32, &Device::Cpu).unwrap();
+    // the texts as one padded batch: each row reads its own last token
+    let logits = scorer.logits(&r.texts).unwrap();
+    for (got, want) in logits.iter().zip(&r.logits) {
+        assert!(
+            (got - want).abs() < 1e-4,
+            "logit {got} vs transformers {want}"
+        );
+    }
+    let items: Vec<RewardInput> = r
+        .texts
+        .iter()
+        .map(|t| RewardInput {
+            question: "q",
+            output: t,
+            gold: None,
+        })
+        .collect();
+    let scores = scorer.score(&items).unwrap();
+    for (got, want) in scores.iter().zip(&r.scores) {
+        assert!((got.unwrap() - want).abs() < 1e-4);
+    }
+    // without plausibility.json the VERA layout (rows 32099...) is assumed: refused here
+    std::fs::remove_file(dir.path().join(PLAUSIBILITY_FILE)).unwrap();
+    let err = PlausibilityScorer::load(dir.path(), DType::F32, &Device::Cpu).unwrap_err();
+    assert!(err.to_string().contains("32099"), "{err}");
+}
+
+#[test]
+fn consistency_scores_are_differences_of_probabilities() {
+    let i2o = Checkpoint::load(&fixture_dir("t5-v1_0-tied"), DType::F32, &Device::Cpu).unwrap();
+    let ir2o = Checkpoint::load(&fixture_dir("t5-v1_1-gated"), DType::F32, &Device::Cpu).unwrap();
+    let scorer = ConsistencyScorer::new(i2o, ir2o);
+    let q = "Is a pear heavier than water?";
+    let items = [
+        RewardInput {
+            question: q,
+            output: "Pears float. So the answer is no.",
+            gold: Some("no"),
+        },
+        RewardInput {
+            question: q,
+            output: "Pears float. So the answer is no.",
+            gold: Some("yes"),
+        },
+        RewardInput {
+            question: q,
+            output: "x",
+            gold: None,
+        },
+        RewardInput {
+            question: q,
+            output: "x",
+            gold: Some("maybe"),
+        },
+    ];
+    let s = scorer.score(&items).unwrap();
+    let (a, b) = (s[0].unwrap(), s[1].unwrap());
+    assert!(a.abs() < 1.0 && b.abs() < 1.0);
+    // with two choices the two golds' scores are opposite
+    assert!((a + b).abs() < 1e-6, "{a} + {b}");
+    assert_eq!(s[2], None, "no gold: no score");
+    assert_eq!(s[3], None, "gold not among the choices: no score");
+    let _ = (I2O_DIR, IR2O_DIR);
+}
