@@ -12,11 +12,26 @@ use serde::Deserialize;
 pub const FIXTURES: [&str; 2] = ["t5-v1_0-tied", "t5-v1_1-gated"];
 
 /// `tests/fixtures/<name>`.
+/// `tests/fixtures/<name>`; `MARIO_FIXTURES` points elsewhere (test binaries run on another
+/// machine, e.g. by scripts/gpu-check.sh).
 pub fn fixture_dir(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("fixtures")
-        .join(name)
+    match std::env::var_os("MARIO_FIXTURES") {
+        Some(dir) => PathBuf::from(dir).join(name),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests")
+            .join("fixtures")
+            .join(name),
+    }
+}
+
+/// The device the engine tests run on: `MARIO_TEST_DEVICE` (cpu, cuda or auto; default cpu).
+/// A requested CUDA device that cannot be opened fails the test instead of falling back.
+pub fn test_device() -> Device {
+    let choice: mario::device::DeviceChoice = std::env::var("MARIO_TEST_DEVICE")
+        .unwrap_or_else(|_| "cpu".into())
+        .parse()
+        .expect("MARIO_TEST_DEVICE");
+    choice.open().expect("MARIO_TEST_DEVICE opens")
 }
 
 /// A float array stored as base64 little-endian f32.
@@ -66,7 +81,7 @@ pub fn reference(name: &str) -> Reference {
 }
 
 pub fn load(name: &str, dtype: DType) -> Checkpoint {
-    Checkpoint::load(&fixture_dir(name), dtype, &Device::Cpu).expect("fixture loads")
+    Checkpoint::load(&fixture_dir(name), dtype, &test_device()).expect("fixture loads")
 }
 
 /// Flattened f32 values of a tensor.

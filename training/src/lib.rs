@@ -14,6 +14,7 @@
 //! - [`report`]: markdown tables and PNG plots;
 //! - [`config`]: run configuration files.
 
+pub mod bench;
 pub mod config;
 pub mod consistency;
 pub mod data;

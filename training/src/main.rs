@@ -71,6 +71,8 @@ enum Command {
     Sweep(SweepArgs),
     /// Every stage from tokenizer to MaRio and the report, resumable stage by stage.
     Pipeline(PipelineArgs),
+    /// Time greedy generation (forced new tokens) of a model folder, as the peer benchmarks do.
+    BenchGenerate(BenchGenerateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -196,6 +198,37 @@ struct PipelineArgs {
     /// Device: cpu, cuda or auto.
     #[arg(long, default_value = "cpu")]
     device: DeviceChoice,
+}
+
+#[derive(Debug, Args)]
+struct BenchGenerateArgs {
+    /// Model folders (comma-separated), each with config.json, weights and tokenizer.json.
+    #[arg(long, value_delimiter = ',', required = true)]
+    model: Vec<PathBuf>,
+    /// Inputs: JSON Lines with `text` (tokenized) or `ids` (batch B = the first B lines).
+    #[arg(long)]
+    inputs: PathBuf,
+    /// Weight and activation types: fp32, bf16.
+    #[arg(long, value_delimiter = ',', default_value = "fp32")]
+    dtypes: Vec<String>,
+    /// Batch sizes.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+    batch_sizes: Vec<usize>,
+    /// Forced new tokens per row (EOS suppressed until then).
+    #[arg(long, default_value_t = 64)]
+    new_tokens: usize,
+    /// Untimed runs per configuration.
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// Timed runs per configuration (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Device: cpu, cuda or auto.
+    #[arg(long, default_value = "cpu")]
+    device: DeviceChoice,
+    /// Also write all rows here as JSON Lines.
+    #[arg(long)]
+    json_out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -526,6 +559,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Mario(a) => cmd_mario(a, progress(cli)),
         Command::Sweep(a) => cmd_sweep(a),
         Command::Pipeline(a) => cmd_pipeline(a, progress(cli)),
+        Command::BenchGenerate(a) => cmd_bench_generate(a),
     }
 }
 
@@ -883,6 +917,47 @@ fn cmd_check(a: &CheckArgs) -> Result<()> {
             f.display(),
             serde_json::to_string_pretty(&report)?
         );
+    }
+    Ok(())
+}
+
+fn cmd_bench_generate(a: &BenchGenerateArgs) -> Result<()> {
+    use mario_training::bench::{bench_generate, GenerateBench};
+    let device = a.device.open().map_err(|e| anyhow!("--device: {e}"))?;
+    let bench = GenerateBench {
+        batch_sizes: a.batch_sizes.clone(),
+        new_tokens: a.new_tokens,
+        warmup: a.warmup,
+        repeats: a.repeats,
+    };
+    let mut all = Vec::new();
+    for model in &a.model {
+        for d in &a.dtypes {
+            let dtype = match d.as_str() {
+                "fp32" | "f32" | "float32" => DType::F32,
+                "bf16" | "bfloat16" => DType::BF16,
+                other => bail!("--dtypes {other}: use fp32 or bf16"),
+            };
+            let rows = bench_generate(model, &a.inputs, dtype, &bench, &device, |r| {
+                println!("{}", serde_json::to_string(r).unwrap_or_default());
+            })
+            .with_context(|| format!("benchmarking {}", model.display()))?;
+            all.extend(rows);
+        }
+    }
+    println!("| model | dtype | batch | tokens/s | ms/step |\n|---|---|---:|---:|---:|");
+    for r in &all {
+        println!(
+            "| {} | {} | {} | {:.1} | {:.3} |",
+            r.model, r.dtype, r.batch, r.tok_s, r.ms_per_step
+        );
+    }
+    if let Some(p) = &a.json_out {
+        let text: String = all
+            .iter()
+            .map(|r| serde_json::to_string(r).map(|s| s + "\n"))
+            .collect::<Result<_, _>>()?;
+        std::fs::write(p, text).with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(())
 }

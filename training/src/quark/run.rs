@@ -604,6 +604,8 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<PathBuf> {
         let (mut sum_nll, mut sum_kl, mut n_log) = (0f64, 0f64, 0usize);
         let pad = policy.tokenizer.pad_id();
         let start_id = policy.config.decoder_start();
+        let t_train = std::time::Instant::now();
+        let (mut window_tokens, mut t_window) = (0usize, std::time::Instant::now());
         for _ in 0..s.steps_per_round {
             let mut rows = Vec::with_capacity(s.batch_size);
             for _ in 0..s.batch_size.max(1) {
@@ -614,6 +616,7 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<PathBuf> {
                 rows.push(&train[order[cursor]]);
                 cursor += 1;
             }
+            window_tokens += rows.iter().map(|e| e.tokens()).sum::<usize>();
             let batch = Seq2SeqBatch::new(&rows, start_id, pad, dev_)?;
             let (_, pol_logits) = forward(&policy.model, &batch, Mode::Training(&dropout))?;
             let plain: Vec<Seq2SeqExample> = rows
@@ -656,7 +659,10 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<PathBuf> {
                     json!({"round": round, "step": state.step, "kind": "train",
                         "loss": (sum_nll + s.kl_coef * sum_kl) / n_log as f64,
                         "nll": sum_nll / n_log as f64, "kl": sum_kl / n_log as f64,
-                        "lr": schedule.lr(state.step)}),
+                        "lr": schedule.lr(state.step),
+                        "train_s": t_train.elapsed().as_secs_f64(),
+                        "updates_per_s": n_log as f64 / t_window.elapsed().as_secs_f64(),
+                        "tokens_per_s": window_tokens as f64 / t_window.elapsed().as_secs_f64()}),
                 )?;
                 if run.progress {
                     eprintln!(
@@ -667,6 +673,7 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<PathBuf> {
                     );
                 }
                 (sum_nll, sum_kl, n_log) = (0.0, 0.0, 0);
+                (window_tokens, t_window) = (0, std::time::Instant::now());
             }
         }
         let _ = Tensor::zeros(1, DType::F32, dev_)?;
