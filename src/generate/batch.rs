@@ -258,16 +258,44 @@ impl DecodingBatch {
     ) -> Result<Vec<RowEvent>, GenerateError> {
         let eos = model.config().eos_ids();
         let host_needed = self.rows.iter().any(|r| {
-            !r.params.sampling.is_greedy()
-                || r.params.logprobs
-                || r.params.no_repeat_ngram_size > 0
-                || r.generated.len() < r.params.min_new_tokens
+            !r.params.sampling.is_greedy() || r.params.logprobs || r.params.no_repeat_ngram_size > 0
         });
-        // Greedy rows without log-probs only need the argmax: compute it on the device.
+        let suppress_eos: Vec<bool> = self
+            .rows
+            .iter()
+            .map(|r| r.generated.len() < r.params.min_new_tokens)
+            .collect();
+        // Greedy rows without log-probs only need the argmax: compute it on the device, and
+        // a second one with EOS masked for the rows still under their `min_new_tokens`
+        // (only B ids cross to the host, never the (B, V) logits).
         let (host, argmaxes) = if host_needed {
             (Some(logits.to_dtype(DType::F32)?.to_vec2::<f32>()?), None)
         } else {
-            (None, Some(logits.argmax(D::Minus1)?.to_vec1::<u32>()?))
+            let plain = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
+            let chosen = if suppress_eos.iter().any(|&s| s) {
+                let v = logits.dim(D::Minus1)?;
+                let mut mask = vec![0f32; v];
+                for &e in &eos {
+                    if let Some(m) = mask.get_mut(e as usize) {
+                        *m = f32::NEG_INFINITY;
+                    }
+                }
+                let mask =
+                    Tensor::from_vec(mask, (1, v), logits.device())?.to_dtype(logits.dtype())?;
+                let masked = logits
+                    .broadcast_add(&mask)?
+                    .argmax(D::Minus1)?
+                    .to_vec1::<u32>()?;
+                plain
+                    .into_iter()
+                    .zip(masked)
+                    .zip(&suppress_eos)
+                    .map(|((p, m), &s)| if s { m } else { p })
+                    .collect()
+            } else {
+                plain
+            };
+            (None, Some(chosen))
         };
         let mut events = Vec::with_capacity(self.rows.len());
         let mut keep = Vec::with_capacity(self.rows.len());
@@ -281,7 +309,7 @@ impl DecodingBatch {
                     } else {
                         None
                     };
-                    if row.generated.len() < row.params.min_new_tokens {
+                    if suppress_eos[i] {
                         for &e in &eos {
                             l[e as usize] = f32::NEG_INFINITY;
                         }

@@ -105,8 +105,18 @@ impl AttentionBias {
     }
 }
 
+static FORCE_TENSOR_OPS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes inference attention on the CPU run as tensor ops, the path a GPU takes, so that path
+/// can be checked without one (tests, comparisons). Process-wide.
+pub fn force_tensor_attention(on: bool) {
+    FORCE_TENSOR_OPS.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
 fn use_fused(device: &Device, mode: Mode) -> bool {
-    device.is_cpu() && !mode.is_training()
+    device.is_cpu()
+        && !mode.is_training()
+        && !FORCE_TENSOR_OPS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// One attention module: `q`, `k`, `v`, `o` projections.

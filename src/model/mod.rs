@@ -35,7 +35,7 @@ mod t5;
 
 use std::path::PathBuf;
 
-pub use attention::{AttentionBias, KeyWindows, MASKED};
+pub use attention::{force_tensor_attention, AttentionBias, KeyWindows, MASKED};
 pub use cache::DecoderCache;
 pub use config::{Activation, T5Config, TokenIds};
 pub use layers::{DropoutRng, DropoutRngState, Linear, Mode};

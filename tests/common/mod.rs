@@ -26,7 +26,12 @@ pub fn fixture_dir(name: &str) -> PathBuf {
 
 /// The device the engine tests run on: `MARIO_TEST_DEVICE` (cpu, cuda or auto; default cpu).
 /// A requested CUDA device that cannot be opened fails the test instead of falling back.
+/// `MARIO_TEST_ATTENTION=tensor` makes CPU inference take the GPU's attention path (tensor
+/// ops and an additive mask) instead of the fused CPU kernel.
 pub fn test_device() -> Device {
+    if std::env::var("MARIO_TEST_ATTENTION").as_deref() == Ok("tensor") {
+        mario::model::force_tensor_attention(true);
+    }
     let choice: mario::device::DeviceChoice = std::env::var("MARIO_TEST_DEVICE")
         .unwrap_or_else(|_| "cpu".into())
         .parse()
