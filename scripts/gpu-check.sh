@@ -70,94 +70,9 @@ CARD=$(head -n1 "$OUT/card.txt" | xargs)
 log "device $DEVICE: $CARD; binaries in $BIN"
 SECONDS=0
 
-# --- 1. parity and batch invariance -------------------------------------------------------
-PARITY_ROWS=""
-for t in parity batch; do
-  exe=$(ls "$TESTS"/$t 2>/dev/null || ls -t "$TESTS"/$t-* 2>/dev/null | grep -v '\.d$' | head -n1)
-  if [ -z "$exe" ]; then log "no $t test binary"; PARITY_ROWS+="| $t | missing |\n"; continue; fi
-  MARIO_TEST_DEVICE=$DEVICE MARIO_FIXTURES=$ROOT/tests/fixtures timeout 300 "$exe" --test-threads 1 --nocapture \
-    > "$WORK/$t.txt" 2>&1
-  rc=$?
-  cat "$WORK/$t.txt" >> "$OUT/parity.txt"
-  summary=$(grep -E "^test result" "$WORK/$t.txt" | tail -n1)
-  PARITY_ROWS+="| $t | ${summary:-exit $rc} |\n"
-  log "$t: ${summary:-exit $rc}"
-done
-BF16=$(grep -E "bf16 (relative error|argmax agreement)" "$OUT/parity.txt" | sort -u | tr '\n' ';')
-
-# --- 2. generation: transformers and mario on the same folders ------------------------------
-log "making models $ARCHS"
-timeout 300 "$PY" scripts/gpu_peer.py make --out "$WORK/models" --archs "$ARCHS" >> "$LOG" 2>&1 || log "make failed"
-MODELS=$(echo "$ARCHS" | tr ',' '\n' | sed "s|^|$WORK/models/|" | paste -sd,)
-log "transformers generate"
-timeout 900 "$PY" scripts/gpu_peer.py time --models "$MODELS" --inputs "$WORK/models/inputs.jsonl" \
-  --dtypes "$DTYPES" --batch-sizes "$BATCHES" --new-tokens "$NEW" --warmup "$WARMUP" \
-  --repeats "$REPEATS" --device "$DEVICE" > "$OUT/torch_generate.jsonl" 2>> "$LOG" || log "torch timing failed"
-log "mario generate"
-timeout 900 "$BIN/mario-train" --no-progress bench-generate --model "$MODELS" \
-  --inputs "$WORK/models/inputs.jsonl" --dtypes "$DTYPES" --batch-sizes "$BATCHES" --new-tokens "$NEW" \
-  --warmup "$WARMUP" --repeats "$REPEATS" --device "$DEVICE" --json-out "$OUT/mario_generate.jsonl" \
-  >> "$LOG" 2>&1 || log "mario timing failed"
-
-# --- 3. training ----------------------------------------------------------------------------
-T=$WORK/train && mkdir -p "$T"
-cat > "$T/config.toml" <<EOF
-[data]
-datasets = ["strategyqa"]
-[tokenizer]
-vocab_size = 8000
-[init]
-arch = "$TRAIN_ARCH"
-seed = 0
-[sft]
-lr = 1e-3
-warmup_steps = 20
-epochs = 1
-batch_size = $TRAIN_BATCH
-eval_every = 0
-log_every = 5
-eval_limit = 16
-max_new_tokens = 48
-[eval]
-max_new_tokens = 48
-[mario]
-rewards = ["accuracy", "diversity"]
-bins = 5
-rounds = 1
-steps_per_round = $MARIO_STEPS
-questions_per_round = $MARIO_Q
-max_new_tokens = 48
-batch_size = $TRAIN_BATCH
-eval_limit = 16
-selection = "dev_reward_mean"
-EOF
-export MARIO_DATA=$DATA
-log "training: tokenizer, init ($TRAIN_ARCH), SFT $SFT_STEPS steps, MaRio $MARIO_STEPS steps"
-{
-  "$BIN/mario-train" --no-progress tokenizer --config "$T/config.toml" --out "$T/tokenizer.json" &&
-  "$BIN/mario-train" --no-progress init --config "$T/config.toml" --tokenizer "$T/tokenizer.json" --out "$T/init" &&
-  timeout 300 "$BIN/mario-train" --no-progress sft --config "$T/config.toml" --model "$T/init" --out "$T/sft" \
-    --stop-after "$SFT_STEPS" --device "$DEVICE" &&
-  timeout 300 "$BIN/mario-train" --no-progress mario --config "$T/config.toml" --sft "$T/sft/last" \
-    --out "$T/mario" --device "$DEVICE"
-} >> "$LOG" 2>&1 || log "training failed (see log.txt)"
-cp "$T/sft/metrics.jsonl" "$OUT/sft_metrics.jsonl" 2>/dev/null
-cp "$T/mario/metrics.jsonl" "$OUT/mario_metrics.jsonl" 2>/dev/null
-
-# --- 4. the server under load ----------------------------------------------------------------
-log "server under load ($LEVELS clients, $LEVEL_S s each)"
-PORT=18080
-"$BIN/mario-server" --model models/default --device "$DEVICE" --port $PORT --max-batch-size 64 \
-  --max-concurrent-requests 256 --max-queue 512 --max-batch-wait-ms 5 > "$WORK/server.log" 2>&1 &
-SERVER=$!
-for _ in $(seq 120); do curl -fs "http://127.0.0.1:$PORT/ready" > /dev/null 2>&1 && break; sleep 0.5; done
-timeout 300 "${GPU_CHECK_LOAD:-$BIN/server_load}" --url "http://127.0.0.1:$PORT" --questions "$DATA/strategyqa/dev.jsonl" \
-  --levels "$LEVELS" --seconds "$LEVEL_S" > "$OUT/server_load.jsonl" 2>> "$LOG" || log "load test failed"
-kill $SERVER 2> /dev/null; wait $SERVER 2> /dev/null
-tail -n 5 "$WORK/server.log" >> "$LOG"
-
-# --- the table -------------------------------------------------------------------------------
-"$PY" - "$OUT" "$CARD" "$DEVICE" "$SECONDS" "$BF16" "$(printf "$PARITY_ROWS")" > "$OUT/gpu.md" <<'PY'
+# --- the table (rewritten after every stage, so a run cut short still reports) ---------------
+write_table() {
+  "$PY" - "$OUT" "$CARD" "$DEVICE" "$SECONDS" "$BF16" "$(printf "$PARITY_ROWS")" > "$OUT/gpu.md" <<'PY'
 import json, sys, os, datetime
 out, card, device, secs, bf16, parity = sys.argv[1:7]
 def rows(name):
@@ -196,5 +111,101 @@ for r in rows("server_load.jsonl"):
     print(f"| {r['clients']} | {r['requests_per_s']:.2f} | {r['tokens_per_s']:.0f} | {r['p50_s']:.3f} | "
           f"{r['p99_s']:.3f} | {r['errors']} | {r['server_errors_or_lost']} | {r['mismatched']} |")
 PY
+}
+
+# --- 1. parity and batch invariance -------------------------------------------------------
+PARITY_ROWS=""
+for t in parity batch; do
+  exe=$(ls "$TESTS"/$t 2>/dev/null || ls -t "$TESTS"/$t-* 2>/dev/null | grep -v '\.d$' | head -n1)
+  if [ -z "$exe" ]; then log "no $t test binary"; PARITY_ROWS+="| $t | missing |\n"; continue; fi
+  MARIO_TEST_DEVICE=$DEVICE MARIO_FIXTURES=$ROOT/tests/fixtures timeout 300 "$exe" --test-threads 1 --nocapture \
+    > "$WORK/$t.txt" 2>&1
+  rc=$?
+  cat "$WORK/$t.txt" >> "$OUT/parity.txt"
+  summary=$(grep -E "^test result" "$WORK/$t.txt" | tail -n1)
+  PARITY_ROWS+="| $t | ${summary:-exit $rc} |\n"
+  log "$t: ${summary:-exit $rc}"
+done
+BF16=$(grep -E "bf16 (relative error|argmax agreement)" "$OUT/parity.txt" | sort -u | tr '\n' ';')
+write_table
+
+# --- 2. generation: transformers and mario on the same folders ------------------------------
+log "making models $ARCHS"
+timeout 150 "$PY" scripts/gpu_peer.py make --out "$WORK/models" --archs "$ARCHS" >> "$LOG" 2>&1 || log "make failed"
+MODELS=$(echo "$ARCHS" | tr ',' '\n' | sed "s|^|$WORK/models/|" | paste -sd,)
+log "transformers generate"
+timeout 200 "$PY" scripts/gpu_peer.py time --models "$MODELS" --inputs "$WORK/models/inputs.jsonl" \
+  --dtypes "$DTYPES" --batch-sizes "$BATCHES" --new-tokens "$NEW" --warmup "$WARMUP" \
+  --repeats "$REPEATS" --device "$DEVICE" > "$OUT/torch_generate.jsonl" 2>> "$LOG" || log "torch timing failed"
+log "mario generate"
+timeout 200 "$BIN/mario-train" --no-progress bench-generate --model "$MODELS" \
+  --inputs "$WORK/models/inputs.jsonl" --dtypes "$DTYPES" --batch-sizes "$BATCHES" --new-tokens "$NEW" \
+  --warmup "$WARMUP" --repeats "$REPEATS" --device "$DEVICE" --json-out "$OUT/mario_generate.jsonl" \
+  >> "$LOG" 2>&1 || log "mario timing failed"
+write_table
+
+# --- 3. training ----------------------------------------------------------------------------
+T=$WORK/train && mkdir -p "$T"
+cat > "$T/config.toml" <<EOF
+[data]
+datasets = ["strategyqa"]
+[tokenizer]
+vocab_size = 8000
+[init]
+arch = "$TRAIN_ARCH"
+seed = 0
+[sft]
+lr = 1e-3
+warmup_steps = 20
+epochs = 1
+batch_size = $TRAIN_BATCH
+eval_every = 0
+log_every = 5
+eval_limit = 16
+max_new_tokens = 48
+[eval]
+max_new_tokens = 48
+[mario]
+rewards = ["accuracy", "diversity"]
+bins = 5
+rounds = 1
+steps_per_round = $MARIO_STEPS
+questions_per_round = $MARIO_Q
+max_new_tokens = 48
+batch_size = $TRAIN_BATCH
+eval_limit = 16
+selection = "dev_reward_mean"
+EOF
+export MARIO_DATA=$DATA
+log "training: tokenizer, init ($TRAIN_ARCH), SFT $SFT_STEPS steps, MaRio $MARIO_STEPS steps"
+{
+  "$BIN/mario-train" --no-progress tokenizer --config "$T/config.toml" --out "$T/tokenizer.json" &&
+  "$BIN/mario-train" --no-progress init --config "$T/config.toml" --tokenizer "$T/tokenizer.json" --out "$T/init" &&
+  timeout 120 "$BIN/mario-train" --no-progress sft --config "$T/config.toml" --model "$T/init" --out "$T/sft" \
+    --stop-after "$SFT_STEPS" --device "$DEVICE" &&
+  timeout 120 "$BIN/mario-train" --no-progress mario --config "$T/config.toml" --sft "$T/sft/last" \
+    --out "$T/mario" --device "$DEVICE"
+} >> "$LOG" 2>&1 || log "training failed (see log.txt)"
+cp "$T/sft/metrics.jsonl" "$OUT/sft_metrics.jsonl" 2>/dev/null
+cp "$T/mario/metrics.jsonl" "$OUT/mario_metrics.jsonl" 2>/dev/null
+write_table
+
+# --- 4. the server under load ----------------------------------------------------------------
+log "server under load ($LEVELS clients, $LEVEL_S s each)"
+PORT=18080
+"$BIN/mario-server" --model models/default --device "$DEVICE" --port $PORT --max-batch-size 64 \
+  --max-concurrent-requests 256 --max-queue 512 --max-batch-wait-ms 5 > "$WORK/server.log" 2>&1 &
+SERVER=$!
+for _ in $(seq 120); do
+  "$PY" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$PORT/ready', timeout=2)" \
+    > /dev/null 2>&1 && break
+  sleep 0.5
+done
+timeout 100 "${GPU_CHECK_LOAD:-$BIN/server_load}" --url "http://127.0.0.1:$PORT" --questions "$DATA/strategyqa/dev.jsonl" \
+  --levels "$LEVELS" --seconds "$LEVEL_S" > "$OUT/server_load.jsonl" 2>> "$LOG" || log "load test failed"
+kill $SERVER 2> /dev/null; wait $SERVER 2> /dev/null
+tail -n 5 "$WORK/server.log" >> "$LOG"
+write_table
+
 log "done in $SECONDS s: $OUT/gpu.md"
 cat "$OUT/gpu.md"
