@@ -15,7 +15,7 @@ DATA=${MARIO_DATA:-../shared/data/mario}
 
 "$BUILD" . --release --workspace --bins --features mario-training/cuda
 CARGO_CMD=test "$BUILD" . --release --features cuda --no-run --test parity --test batch
-cargo build --release --example server_load
+CARGO_TARGET_DIR=target cargo build --release --example server_load
 
 STAGE=$(mktemp -d)
 trap 'rm -rf "$STAGE"' EXIT

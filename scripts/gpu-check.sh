@@ -56,17 +56,16 @@ TESTS=${GPU_CHECK_TESTS:-$BIN}
 if [ "$DEVICE" = cuda ]; then
   # the CUDA 13 libraries of the machine's PyTorch environment and the driver (as
   # ../shared/gpu/run_on_gpu.sh finds them)
-  LIBDIRS=""
-  for lib in libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libcurand.so.10 libnvrtc.so.13; do
-    f=$(find -L /opt/torch/.venv /usr/local/nvidia /usr/local/cuda -name "$lib" -not -path '*/stubs/*' 2>/dev/null | head -n1)
-    [ -n "$f" ] && LIBDIRS="$LIBDIRS:$(dirname "$f")"
-  done
-  export LD_LIBRARY_PATH="${LIBDIRS#:}:/usr/local/nvidia/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$OUT/card.txt" 2>&1
+  LIBDIRS=$(find -L /opt/torch/.venv /usr/local/nvidia /usr/local/cuda \( -name libcudart.so.13 -o \
+    -name libcublas.so.13 -o -name libcublasLt.so.13 -o -name libcurand.so.10 -o -name libnvrtc.so.13 \) \
+    -not -path '*/stubs/*' 2>/dev/null | xargs -r -n1 dirname | sort -u | paste -sd:)
+  export LD_LIBRARY_PATH="$LIBDIRS:/usr/local/nvidia/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$WORK/card.txt" 2>&1
 else
-  grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 > "$OUT/card.txt"
+  grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 > "$WORK/card.txt"
 fi
-CARD=$(head -n1 "$OUT/card.txt" | xargs)
+CARD=$(head -n1 "$WORK/card.txt" | xargs)
+log "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
 log "device $DEVICE: $CARD; binaries in $BIN"
 SECONDS=0
 
