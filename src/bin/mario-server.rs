@@ -36,14 +36,9 @@ fn main() -> ExitCode {
     } else {
         builder.init();
     }
-    if let Some(n) = cli.server.threads {
-        if let Err(e) = rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global()
-        {
-            eprintln!("mario-server: --threads: {e}");
-            return ExitCode::from(2);
-        }
+    if let Err(e) = mario::device::configure_threads(cli.server.threads) {
+        eprintln!("mario-server: --threads: {e}");
+        return ExitCode::from(2);
     }
     if let Err(e) = cli.server.validate() {
         eprintln!("mario-server: invalid configuration: {e}");

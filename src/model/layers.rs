@@ -176,6 +176,13 @@ impl RmsNorm {
                 };
                 candle_nn::ops::rms_norm(&xs, &self.weight, self.eps as f32)
             }
+            Mode::Training(_)
+                if xs.dtype() == DType::F32
+                    && xs.device().is_cpu()
+                    && self.weight.dtype() == DType::F32 =>
+            {
+                super::rms_norm::rms_norm_train(xs, &self.weight, self.eps as f32)
+            }
             _ => {
                 let dtype = xs.dtype();
                 let x = if dtype == DType::F64 {

@@ -31,6 +31,7 @@ mod fused;
 mod layers;
 mod load;
 pub mod position;
+mod rms_norm;
 mod t5;
 
 use std::path::PathBuf;

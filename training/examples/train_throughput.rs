@@ -45,9 +45,7 @@ struct Args {
 
 fn main() -> Result<()> {
     let a = Args::parse();
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(a.threads)
-        .build_global()?;
+    mario::device::configure_threads(Some(a.threads)).map_err(anyhow::Error::msg)?;
     let dev = Device::Cpu;
     let model = TrainableModel::load(&a.model, &dev)?;
     let vocab = model.config.vocab_size as u32;

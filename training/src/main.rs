@@ -531,13 +531,9 @@ fn main() {
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    if let Some(n) = cli.threads {
-        if let Err(e) = rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global()
-        {
-            eprintln!("mario-train: --threads: {e}");
-        }
+    if let Err(e) = mario::device::configure_threads(cli.threads) {
+        eprintln!("mario-train: --threads: {e}");
+        std::process::exit(2);
     }
     if let Err(e) = run(&cli) {
         eprintln!("mario-train: error: {e:#}");
