@@ -104,5 +104,31 @@ fn consistency_scores_are_differences_of_probabilities() {
     assert!((a + b).abs() < 1e-6, "{a} + {b}");
     assert_eq!(s[2], None, "no gold: no score");
     assert_eq!(s[3], None, "gold not among the choices: no score");
+    // batched scoring (mixed choice sets, several rationales) equals scoring one by one
+    let outputs = [
+        "Pears float. So the answer is no.",
+        "A pear is mostly water and air pockets. So the answer is no.",
+        "x",
+    ];
+    let mc = "Which is heavier? Answer Choices: (A) a pear (B) a brick";
+    let mut many = Vec::new();
+    for (k, o) in outputs.iter().enumerate() {
+        many.push(RewardInput {
+            question: q,
+            output: o,
+            gold: Some(if k % 2 == 0 { "no" } else { "yes" }),
+        });
+        many.push(RewardInput {
+            question: mc,
+            output: o,
+            gold: Some("(B)"),
+        });
+    }
+    let batched = scorer.score(&many).unwrap();
+    for (item, got) in many.iter().zip(&batched) {
+        let alone = scorer.score(std::slice::from_ref(item)).unwrap()[0];
+        assert_eq!(*got, alone, "{item:?}");
+        assert!(got.is_some());
+    }
     let _ = (I2O_DIR, IR2O_DIR);
 }

@@ -164,32 +164,51 @@ impl ConsistencyScorer {
         Self { i2o, ir2o }
     }
 
-    fn score_one(&self, item: &RewardInput<'_>) -> candle_core::Result<Option<f64>> {
-        let Some(gold) = item.gold else {
-            return Ok(None);
-        };
-        let choices = extract_choices(item.question);
-        let Some(g) = choices.index_of(gold) else {
-            return Ok(None);
-        };
-        let rationale = parse_output(item.output).rationale;
-        let p_i2o = choice_probabilities(
-            &mean_label_log_likelihoods(
+    /// Scores every item in batches: items are grouped by their choice labels, and each
+    /// answer model reads each group in batches of 16 inputs (padded batches give each row
+    /// what it gets alone, so scores do not depend on the grouping).
+    fn score_batched(&self, items: &[RewardInput<'_>]) -> candle_core::Result<Vec<Option<f64>>> {
+        let mut out = vec![None; items.len()];
+        // choice labels -> (item index, gold index)
+        let mut groups: std::collections::BTreeMap<Vec<String>, Vec<(usize, usize)>> =
+            std::collections::BTreeMap::new();
+        for (i, item) in items.iter().enumerate() {
+            let Some(gold) = item.gold else { continue };
+            let choices = extract_choices(item.question);
+            if let Some(g) = choices.index_of(gold) {
+                groups.entry(choices.labels).or_default().push((i, g));
+            }
+        }
+        for (labels, members) in groups {
+            let i2o_inputs: Vec<String> = members
+                .iter()
+                .map(|&(i, _)| i2o_input(items[i].question))
+                .collect();
+            let ir2o_inputs: Vec<String> = members
+                .iter()
+                .map(|&(i, _)| {
+                    ir2o_input(items[i].question, &parse_output(items[i].output).rationale)
+                })
+                .collect();
+            let a = mean_label_log_likelihoods(
                 &self.i2o.model,
                 &self.i2o.tokenizer,
-                &[i2o_input(item.question)],
-                &choices.labels,
-            )?[0],
-        );
-        let p_ir2o = choice_probabilities(
-            &mean_label_log_likelihoods(
+                &i2o_inputs,
+                &labels,
+            )?;
+            let b = mean_label_log_likelihoods(
                 &self.ir2o.model,
                 &self.ir2o.tokenizer,
-                &[ir2o_input(item.question, &rationale)],
-                &choices.labels,
-            )?[0],
-        );
-        Ok(Some(p_ir2o[g] - p_i2o[g]))
+                &ir2o_inputs,
+                &labels,
+            )?;
+            for (k, &(i, g)) in members.iter().enumerate() {
+                let p_i2o = choice_probabilities(&a[k]);
+                let p_ir2o = choice_probabilities(&b[k]);
+                out[i] = Some(p_ir2o[g] - p_i2o[g]);
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -199,15 +218,10 @@ impl Reward for ConsistencyScorer {
     }
 
     fn score(&self, items: &[RewardInput<'_>]) -> Result<Vec<Option<f64>>, RewardError> {
-        items
-            .iter()
-            .map(|it| {
-                self.score_one(it).map_err(|e| RewardError {
-                    reward: "consistency".into(),
-                    message: e.to_string(),
-                })
-            })
-            .collect()
+        self.score_batched(items).map_err(|e| RewardError {
+            reward: "consistency".into(),
+            message: e.to_string(),
+        })
     }
 }
 
