@@ -143,7 +143,21 @@ impl Linear {
         let dims = xs.dims();
         let in_dim = dims[dims.len() - 1];
         let rows = xs.elem_count() / in_dim;
-        let out = xs.reshape((rows, in_dim))?.matmul(&self.weight.t()?)?;
+        let x2 = xs.reshape((rows, in_dim))?;
+        // decoding steps (a few rows, no gradient): stream each weight row once instead of
+        // letting the general product repack the whole weight at every call
+        let small = rows <= super::small_matmul::MAX_ROWS
+            && xs.device().is_cpu()
+            && xs.dtype() == DType::F32
+            && self.weight.dtype() == DType::F32
+            && self.weight.is_contiguous()
+            && !xs.track_op()
+            && !self.weight.track_op();
+        let out = if small {
+            super::small_matmul::small_matmul(&x2, &self.weight)?
+        } else {
+            x2.matmul(&self.weight.t()?)?
+        };
         let mut out_dims = dims.to_vec();
         *out_dims.last_mut().expect("non-empty dims") = self.weight.dim(0)?;
         out.reshape(out_dims)

@@ -32,6 +32,7 @@ mod layers;
 mod load;
 pub mod position;
 mod rms_norm;
+mod small_matmul;
 mod t5;
 
 use std::path::PathBuf;

@@ -153,21 +153,28 @@ fn ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
     (first..=last).map(|k| k as f64 * step).collect()
 }
 
-fn fmt_tick(v: f64) -> String {
+/// A tick label with as many decimals as the tick spacing `step` needs (so that neighbouring
+/// ticks never print the same text).
+fn fmt_tick(v: f64, step: f64) -> String {
     let a = v.abs();
     if a == 0.0 {
-        "0".into()
-    } else if !(1e-3..1e5).contains(&a) {
-        format!("{v:.1e}")
-    } else if a >= 100.0 {
-        format!("{v:.0}")
-    } else if a >= 1.0 {
-        format!("{v:.2}")
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_string()
+        return "0".into();
+    }
+    if a >= 1e6 {
+        return format!("{v:.3e}");
+    }
+    let mag = step.abs().max(1e-12).log10().floor();
+    // 2.5 x 10^k steps need one more decimal than 10^k
+    let extra = usize::from(((step.abs() / 10f64.powf(mag)) - 2.5).abs() < 1e-6);
+    let decimals = ((-mag).max(0.0) as usize + extra).min(8);
+    format!("{v:.decimals$}")
+}
+
+fn step_of(ticks: &[f64]) -> f64 {
+    if ticks.len() >= 2 {
+        ticks[1] - ticks[0]
     } else {
-        format!("{v:.3}").trim_end_matches('0').to_string()
+        1.0
     }
 }
 
@@ -211,20 +218,31 @@ pub fn draw_chart(canvas: &mut Canvas, chart: &Chart, x: f64, y: f64, w: f64, h:
     let sx = |v: f64| left + (v - x0) / (x1 - x0) * (right - left);
     let sy = |v: f64| bottom - (v - y0) / (y1 - y0) * (bottom - top);
     let grid = [225, 225, 225];
-    for t in ticks(y0, y1, 6) {
+    let y_ticks = ticks(y0, y1, 6);
+    let y_step = step_of(&y_ticks);
+    for t in y_ticks {
         canvas.line((left, sy(t)), (right, sy(t)), grid, 1.0);
         canvas.text(
             left - 6.0,
             sy(t) + 4.0,
-            &fmt_tick(t),
+            &fmt_tick(t, y_step),
             12.0,
             [60, 60, 60],
             1.0,
         );
     }
-    for t in ticks(x0, x1, 6) {
+    let x_ticks = ticks(x0, x1, 6);
+    let x_step = step_of(&x_ticks);
+    for t in x_ticks {
         canvas.line((sx(t), top), (sx(t), bottom), grid, 1.0);
-        canvas.text(sx(t), bottom + 16.0, &fmt_tick(t), 12.0, [60, 60, 60], 0.5);
+        canvas.text(
+            sx(t),
+            bottom + 16.0,
+            &fmt_tick(t, x_step),
+            12.0,
+            [60, 60, 60],
+            0.5,
+        );
     }
     let axis = [80, 80, 80];
     canvas.line((left, bottom), (right, bottom), axis, 1.2);
@@ -348,6 +366,25 @@ pub fn training_curves(metrics: &Path, out: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn neighbouring_tick_labels_differ() {
+        for (lo, hi) in [
+            (0.2093, 0.2099),
+            (0.0, 1.0),
+            (-0.025, -0.001),
+            (0.0, 1400.0),
+            (3.2, 9.9),
+        ] {
+            let t = ticks(lo, hi, 6);
+            let labels: Vec<String> = t.iter().map(|&v| fmt_tick(v, step_of(&t))).collect();
+            for w in labels.windows(2) {
+                assert_ne!(w[0], w[1], "{labels:?}");
+            }
+        }
+        assert_eq!(fmt_tick(0.25, 0.25), "0.25");
+        assert_eq!(fmt_tick(400.0, 200.0), "400");
+    }
 
     #[test]
     fn ticks_are_round() {
