@@ -27,6 +27,7 @@
 mod attention;
 mod cache;
 mod config;
+mod cpu_slice;
 mod fused;
 mod layers;
 mod load;
@@ -40,6 +41,7 @@ use std::path::PathBuf;
 pub use attention::{force_tensor_attention, AttentionBias, KeyWindows, MASKED};
 pub use cache::DecoderCache;
 pub use config::{Activation, T5Config, TokenIds};
+pub use cpu_slice::contiguous_f32;
 pub use layers::{DropoutRng, DropoutRngState, Linear, Mode};
 pub use load::{
     expected_tensors, load_t5, load_t5_encoder, weight_files, CONFIG_FILE, WEIGHTS_FILE,

@@ -7,6 +7,8 @@
 //! composed ops and with finite differences.
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+
+use super::cpu_slice::contiguous_f32;
 use rayon::prelude::*;
 
 /// Rows per parallel task.
@@ -26,17 +28,6 @@ pub fn rms_norm_train(x: &Tensor, w: &Tensor, eps: f32) -> Result<Tensor> {
         w.contiguous()?
     };
     x.apply_op2(&w, RmsNormOp { eps })
-}
-
-fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let data = match s {
-        CpuStorage::F32(v) => v.as_slice(),
-        _ => candle_core::bail!("rms_norm_train: {what} must be f32"),
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("rms_norm_train: {what} must be contiguous"),
-    }
 }
 
 #[inline]
@@ -61,8 +52,8 @@ impl CustomOp2 for RmsNormOp {
         ws: &CpuStorage,
         wl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = slice(xs, xl, "x")?;
-        let w = slice(ws, wl, "weight")?;
+        let x = contiguous_f32(xs, xl, "rms_norm_train: x")?;
+        let w = contiguous_f32(ws, wl, "rms_norm_train: weight")?;
         let d = w.len();
         if d == 0 || x.len() % d != 0 || xl.dims().last() != Some(&d) {
             candle_core::bail!(
@@ -118,9 +109,9 @@ impl CustomOp3 for RmsNormGradX {
         gs: &CpuStorage,
         gl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = slice(xs, xl, "x")?;
-        let w = slice(ws, wl, "weight")?;
-        let g = slice(gs, gl, "grad")?;
+        let x = contiguous_f32(xs, xl, "rms_norm_train: x")?;
+        let w = contiguous_f32(ws, wl, "rms_norm_train: weight")?;
+        let g = contiguous_f32(gs, gl, "rms_norm_train: grad")?;
         let d = w.len();
         let mut out = vec![0f32; x.len()];
         out.par_chunks_mut(d * ROWS_PER_TASK)
@@ -157,8 +148,8 @@ impl CustomOp2 for RmsNormGradW {
         gs: &CpuStorage,
         gl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = slice(xs, xl, "x")?;
-        let g = slice(gs, gl, "grad")?;
+        let x = contiguous_f32(xs, xl, "rms_norm_train: x")?;
+        let g = contiguous_f32(gs, gl, "rms_norm_train: grad")?;
         let d = *xl.dims().last().unwrap_or(&0);
         if d == 0 {
             candle_core::bail!("rms_norm_train: empty rows");

@@ -8,6 +8,8 @@
 //! of rows: results do not depend on the batch.
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+
+use super::cpu_slice::contiguous_f32;
 use rayon::prelude::*;
 
 /// Largest row count sent to this kernel.
@@ -27,17 +29,6 @@ pub fn small_matmul(x: &Tensor, w: &Tensor) -> Result<Tensor> {
 }
 
 struct SmallMatmul;
-
-fn contiguous<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let data = match s {
-        CpuStorage::F32(v) => v.as_slice(),
-        _ => candle_core::bail!("small_matmul: {what} must be f32"),
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("small_matmul: {what} must be contiguous"),
-    }
-}
 
 /// Dot products of `R` input rows with one weight row, each in the same fixed order: 8 lanes
 /// accumulated along `k`, the lanes summed pairwise, then the tail. The `R` accumulators are
@@ -170,8 +161,8 @@ impl CustomOp2 for SmallMatmul {
         ws: &CpuStorage,
         wl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous(xs, xl, "x")?;
-        let w = contiguous(ws, wl, "weight")?;
+        let x = contiguous_f32(xs, xl, "small_matmul: x")?;
+        let w = contiguous_f32(ws, wl, "small_matmul: weight")?;
         let (m, k) = xl.shape().dims2()?;
         let (n, k2) = wl.shape().dims2()?;
         if k != k2 {

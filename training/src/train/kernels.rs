@@ -7,6 +7,7 @@
 //! composed version.
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, D};
+use mario::model::contiguous_f32;
 use rayon::prelude::*;
 
 /// Per-row negative log-likelihood of `labels` under `logits (N, V)`: returns `(N)`.
@@ -33,17 +34,6 @@ fn row_lse(row: &[f32]) -> f32 {
     max + sum.ln()
 }
 
-fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    let data = match s {
-        CpuStorage::F32(v) => v.as_slice(),
-        _ => candle_core::bail!("fused kernel: expected f32"),
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("fused kernel: expected a contiguous tensor"),
-    }
-}
-
 struct TokenNll {
     labels: Vec<u32>,
 }
@@ -54,7 +44,7 @@ impl CustomOp1 for TokenNll {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(s, l)?;
+        let x = contiguous_f32(s, l, "token_nll input")?;
         let (n, v) = l.shape().dims2()?;
         if let Some(&bad) = self.labels.iter().find(|&&l| l as usize >= v) {
             candle_core::bail!("token_nll: label {bad} out of range for {v} logits");
@@ -89,7 +79,7 @@ impl CustomOp1 for TokenNllGrad {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(s, l)?;
+        let x = contiguous_f32(s, l, "token_nll input")?;
         let (n, v) = l.shape().dims2()?;
         let mut out = vec![0f32; n * v];
         out.par_chunks_mut(v).enumerate().for_each(|(r, o)| {
