@@ -101,7 +101,7 @@ impl TextTokenizer {
         Ok(ids)
     }
 
-    /// Encodes many texts (in parallel inside `tokenizers`).
+    /// Encodes many texts, one after the other.
     pub fn encode_batch(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>, TokenizeError> {
         texts.iter().map(|t| self.encode(t)).collect()
     }

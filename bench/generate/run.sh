@@ -1,52 +1,81 @@
 #!/usr/bin/env bash
-# CPU generation throughput: mario vs CTranslate2 float32 (the bar) and transformers, on the
-# same model folders and prompts (../shared/bench/peers: StrategyQA dev prompts, greedy, 64
-# forced new tokens, 2 threads, 1 warm-up + median of 3), run back to back on this machine.
-# Writes bench/generate/results.md. Needs the peer venv and models of ../shared/bench/peers/README.md:
+# CPU generation throughput: mario vs CTranslate2 float32 (the bar), CTranslate2 int8 and
+# transformers, on the same model folders and prompts (../shared/bench/peers: StrategyQA dev
+# prompts, greedy, 64 forced new tokens, 2 threads, 1 warm-up + median of 3 per measurement).
+# Runs are interleaved: each round measures every (model, batch) with mario and then with each
+# peer, so a slow spell of the machine hits all engines alike; a row reports the median over
+# rounds and the median of the per-round ratios mario / peer.
+# Writes bench/generate/results.md (+ raw rows mario.jsonl, peers.jsonl).
+# Needs the peer venv and models of ../shared/bench/peers/README.md:
 #   python3 -m venv target/peer-venv && target/peer-venv/bin/pip install torch transformers safetensors tokenizers sentencepiece ctranslate2
 #   target/peer-venv/bin/python ../shared/bench/peers/make_models.py --models tiny,t5-small
 # Run it on an otherwise idle machine (see the peers README, "Busy machine").
+# Knobs: MODELS, BATCHES, ENGINES, ROUNDS (default 3).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 MODELS=${MODELS:-target/peer-models/tiny,target/peer-models/t5-small}
 BATCHES=${BATCHES:-1,8,32}
-ENGINES=${ENGINES:-ct2-float32,torch}
+ENGINES=${ENGINES:-ct2-float32,ct2-int8,torch}
+ROUNDS=${ROUNDS:-3}
 PY=${PY:-target/peer-venv/bin/python}
 PEERS=../shared/bench/peers
 OUT=bench/generate
 cargo build --release -p mario-training --bin mario-train
-MARIO_THREADS=2 target/release/mario-train --no-progress bench-generate --model "$MODELS" \
-  --inputs "$PEERS/bench_prompts.jsonl" --batch-sizes "$BATCHES" --new-tokens 64 --warmup 1 --repeats 3 \
-  --json-out "$OUT/mario.jsonl"
-"$PY" "$PEERS/bench_peers.py" --models "$MODELS" --engines "$ENGINES" --batch-sizes "$BATCHES" \
-  --prompts-file "$PEERS/bench_prompts.jsonl" --threads 2 --json-out target/bench-generate-peers.json > /dev/null
-cp target/bench-generate-peers.json "$OUT/peers.json"
-python3 - "$OUT" <<'PY' > "$OUT/results.md"
-import json, sys, datetime, os
-out = sys.argv[1]
-mario = [json.loads(l) for l in open(os.path.join(out, "mario.jsonl")) if l.strip()]
-peers = json.load(open(os.path.join(out, "peers.json")))
-prow = peers["results"] if isinstance(peers, dict) else peers
-def key(r):
-    return (os.path.basename(os.path.normpath(r.get("model", ""))), r.get("batch"))
-by = {}
-for r in prow:
-    by.setdefault(r.get("engine"), {})[key(r)] = r
+: > "$OUT/mario.jsonl"
+: > "$OUT/peers.jsonl"
+for round in $(seq "$ROUNDS"); do
+  for model in ${MODELS//,/ }; do
+    for b in ${BATCHES//,/ }; do
+      echo "round $round: $(basename "$model") batch $b" >&2
+      MARIO_THREADS=2 target/release/mario-train --no-progress bench-generate --model "$model" \
+        --inputs "$PEERS/bench_prompts.jsonl" --batch-sizes "$b" --new-tokens 64 --warmup 1 --repeats 3 \
+        --json-out target/bench-generate-mario.jsonl > /dev/null
+      sed "s/^{/{\"round\":$round,/" target/bench-generate-mario.jsonl >> "$OUT/mario.jsonl"
+      "$PY" "$PEERS/bench_peers.py" --models "$model" --engines "$ENGINES" --batch-sizes "$b" \
+        --prompts-file "$PEERS/bench_prompts.jsonl" --threads 2 --json-out target/bench-generate-peers.json > /dev/null
+      "$PY" - "$round" target/bench-generate-peers.json >> "$OUT/peers.jsonl" <<'PY'
+import json, sys
+for r in json.load(open(sys.argv[2]))["results"]:
+    r["round"] = int(sys.argv[1])
+    print(json.dumps(r))
+PY
+    done
+  done
+done
+python3 - "$OUT" "$ROUNDS" <<'PY' > "$OUT/results.md"
+import json, sys, datetime, os, statistics
+out, rounds = sys.argv[1], int(sys.argv[2])
+def rows(f):
+    return [json.loads(l) for l in open(os.path.join(out, f)) if l.strip()]
+def name(m):
+    return os.path.basename(os.path.normpath(m))
+tok = {}  # (engine, model, batch) -> {round: tok_s}
+for r in rows("mario.jsonl"):
+    tok.setdefault(("mario", name(r["model"]), r["batch"]), {})[r["round"]] = r["tok_s"]
+for r in rows("peers.jsonl"):
+    tok.setdefault((r["engine"], name(r["model"]), r["batch"]), {})[r["round"]] = r["tok_s"]
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+engines = [e for e in ["ct2-float32", "ct2-int8", "torch"] if any(k[0] == e for k in tok)]
 print("# Generation throughput on the CPU: mario vs CTranslate2 and transformers\n")
-print(f"Run on {datetime.date.today()} on this machine ({cpu}, 2 threads each) with `bench/generate/run.sh`: "
-      "the peer workload of `../shared/bench/peers` (StrategyQA dev prompts, batch B = the first B, greedy, "
-      "64 forced new tokens, 1 warm-up + median of 3), the same model folders for every engine, "
-      "run back to back. mario runs f32.\n")
-engines = [e for e in ["ct2-float32", "torch", "ct2-int8"] if e in by]
-print("| model | batch | mario tok/s | " + " | ".join(f"{e} tok/s" for e in engines) + " | mario / ct2-float32 |")
-print("|---|---:|---:|" + "---:|" * len(engines) + "---:|")
-for m in mario:
-    k = (m["model"], m["batch"])
-    cells = [f"{by[e][k]['tok_s']:.0f}" if k in by[e] else "-" for e in engines]
-    ct2 = by.get("ct2-float32", {}).get(k)
-    ratio = f"{m['tok_s'] / ct2['tok_s']:.2f}x" if ct2 else "-"
-    print(f"| {m['model']} | {m['batch']} | {m['tok_s']:.0f} | " + " | ".join(cells) + f" | {ratio} |")
-print("\nRaw rows: `mario.jsonl`, `peers.json`.")
+print(f"Run on {datetime.date.today()} on this machine ({cpu}, 2 cores, 2 threads each) with "
+      f"`bench/generate/run.sh` ({rounds} interleaved rounds): the peer workload of `../shared/bench/peers` "
+      "(StrategyQA dev prompts, batch B = the first B, greedy, 64 forced new tokens, 1 warm-up + median "
+      "of 3 per measurement), the same model folders for every engine. mario runs f32. tok/s: median over "
+      "rounds; ratio: median over rounds of mario / peer measured in the same round.\n")
+head = "| model | batch | mario tok/s | " + " | ".join(f"{e} tok/s" for e in engines) + " | " + \
+    " | ".join(f"mario / {e}" for e in engines) + " |"
+print(head)
+print("|---|---:|---:|" + "---:|" * (2 * len(engines)))
+keys = sorted({(k[1], k[2]) for k in tok if k[0] == "mario"}, key=lambda k: (k[0] != "tiny", k[0], k[1]))
+for m, b in keys:
+    mar = tok[("mario", m, b)]
+    cells, ratios = [], []
+    for e in engines:
+        peer = tok.get((e, m, b), {})
+        cells.append(f"{statistics.median(peer.values()):.0f}" if peer else "-")
+        common = [r for r in mar if r in peer]
+        ratios.append(f"{statistics.median(mar[r] / peer[r] for r in common):.2f}x" if common else "-")
+    print(f"| {m} | {b} | {statistics.median(mar.values()):.0f} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+print("\nRaw rows (one per engine, model, batch and round): `mario.jsonl`, `peers.jsonl`.")
 PY
 cat "$OUT/results.md"

@@ -46,6 +46,10 @@ struct Args {
 fn main() -> Result<()> {
     let a = Args::parse();
     mario::device::configure_threads(Some(a.threads)).map_err(anyhow::Error::msg)?;
+    mario::device::run_in_pool(|| bench(&a))
+}
+
+fn bench(a: &Args) -> Result<()> {
     let dev = Device::Cpu;
     let model = TrainableModel::load(&a.model, &dev)?;
     let vocab = model.config.vocab_size as u32;

@@ -535,7 +535,7 @@ fn main() {
         eprintln!("mario-train: --threads: {e}");
         std::process::exit(2);
     }
-    if let Err(e) = run(&cli) {
+    if let Err(e) = mario::device::run_in_pool(|| run(&cli)) {
         eprintln!("mario-train: error: {e:#}");
         std::process::exit(1);
     }
