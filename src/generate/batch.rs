@@ -53,8 +53,6 @@ struct Row {
 pub struct DecodingBatch {
     rows: Vec<Row>,
     cache: DecoderCache,
-    /// `(1, V)`: 0, and -inf at the EOS ids; built on the first step that needs it.
-    eos_mask: Option<Tensor>,
 }
 
 fn check_request(model: &T5Model, req: &GenerationRequest) -> Result<(), GenerateError> {
@@ -167,11 +165,7 @@ impl DecodingBatch {
                 logprobs: Vec::new(),
             })
             .collect();
-        let mut batch = DecodingBatch {
-            rows,
-            cache,
-            eos_mask: None,
-        };
+        let mut batch = DecodingBatch { rows, cache };
         let events = batch.advance(model, tokenizer, &logits)?;
         Ok((batch, events))
     }
@@ -279,24 +273,8 @@ impl DecodingBatch {
         } else {
             let plain = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
             let chosen = if suppress_eos.iter().any(|&s| s) {
-                let mask = match &self.eos_mask {
-                    Some(m) => m.clone(),
-                    None => {
-                        let v = logits.dim(D::Minus1)?;
-                        let mut mask = vec![0f32; v];
-                        for &e in &eos {
-                            if let Some(m) = mask.get_mut(e as usize) {
-                                *m = f32::NEG_INFINITY;
-                            }
-                        }
-                        let m = Tensor::from_vec(mask, (1, v), logits.device())?
-                            .to_dtype(logits.dtype())?;
-                        self.eos_mask = Some(m.clone());
-                        m
-                    }
-                };
                 let masked = logits
-                    .broadcast_add(&mask)?
+                    .broadcast_add(&model.eos_logit_mask()?)?
                     .argmax(D::Minus1)?
                     .to_vec1::<u32>()?;
                 plain

@@ -269,6 +269,8 @@ pub struct T5Model {
     decoder: Stack,
     /// `(V, D)` untied output head.
     lm_head: Option<Linear>,
+    /// `(1, V)`: 0, and -inf at the EOS ids; built on first use (`eos_logit_mask`).
+    eos_mask: std::sync::OnceLock<Tensor>,
 }
 
 impl T5Model {
@@ -285,7 +287,25 @@ impl T5Model {
             enc,
             decoder,
             lm_head,
+            eos_mask: std::sync::OnceLock::new(),
         })
+    }
+
+    /// `(1, V)`, the model's dtype and device: 0, and -inf at the EOS ids. Added to logits, it
+    /// keeps an argmax off EOS (`min_new_tokens`). Built once per model.
+    pub fn eos_logit_mask(&self) -> Result<Tensor> {
+        if let Some(m) = self.eos_mask.get() {
+            return Ok(m.clone());
+        }
+        let v = self.enc.cfg.vocab_size;
+        let mut mask = vec![0f32; v];
+        for e in self.enc.cfg.eos_ids() {
+            if let Some(m) = mask.get_mut(e as usize) {
+                *m = f32::NEG_INFINITY;
+            }
+        }
+        let m = Tensor::from_vec(mask, (1, v), self.device())?.to_dtype(self.dtype())?;
+        Ok(self.eos_mask.get_or_init(|| m).clone())
     }
 
     /// The architecture.
