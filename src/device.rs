@@ -91,6 +91,31 @@ pub fn configure_threads(threads: Option<usize>) -> Result<usize, String> {
 /// they are done: two thread wake-ups per operation, hundreds of operations per decoding step.
 /// A profile of t5-small decoding at batch 8 had 16 % of its samples in those system calls
 /// (`futex`, `sched_yield`). Run from a pool thread, the caller takes part in the work itself.
+///
+/// For a program's main work only: `work` holds a pool thread until it returns. A long-lived
+/// loop that waits for input (the server's model thread) uses `run_in_own_pool` instead.
 pub fn run_in_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
     rayon::scope(|_| work())
+}
+
+/// `run_in_pool` on a new pool of its own, with as many threads as the global pool, named
+/// `name-<i>`; the pool ends when `work` returns.
+///
+/// For loops that live long and block while idle: on the global pool such a loop would hold
+/// one of its threads the whole time, a second one would wait for a free thread (forever, once
+/// every thread holds one), and another loop's parallel work could be run inside it while it
+/// waits. If the pool cannot be built, `work` runs on the calling thread (with a warning).
+pub fn run_in_own_pool<R: Send>(name: &str, work: impl FnOnce() -> R + Send) -> R {
+    let prefix = name.to_string();
+    match rayon::ThreadPoolBuilder::new()
+        .num_threads(rayon::current_num_threads())
+        .thread_name(move |i| format!("{prefix}-{i}"))
+        .build()
+    {
+        Ok(pool) => pool.install(work),
+        Err(e) => {
+            tracing::warn!("cannot start the `{name}` thread pool ({e}); running on one thread");
+            work()
+        }
+    }
 }

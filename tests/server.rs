@@ -436,6 +436,23 @@ fn server_concurrent_greedy_requests_return_what_each_returns_alone() {
     );
 }
 
+/// Each server's model loop runs on a thread pool of its own: more servers in one process than
+/// the global pool has threads all become ready and answer (a loop that held a thread of the
+/// global pool left the next server waiting for one).
+#[test]
+fn more_servers_than_pool_threads_all_answer() {
+    let dir = fixture_dir("t5-v1_0-tied");
+    let servers: Vec<TestServer> = (0..rayon::current_num_threads() + 1)
+        .map(|_| TestServer::start(&dir, &[]))
+        .collect();
+    let body =
+        json!({"question": "Is a pear heavier than water?", "parameters": {"max_new_tokens": 4}});
+    for s in &servers {
+        let (status, v) = post(s, body.clone());
+        assert_eq!(status, 200, "{v}");
+    }
+}
+
 #[test]
 fn server_control_tokens_become_the_decoder_prefix() {
     let dir = with_extra_vocab("t5-v1_0-tied", 12);

@@ -119,9 +119,9 @@ impl Scheduler {
         let handle = std::thread::Builder::new()
             .name("mario-model".into())
             .spawn(move || {
-                // the model loop runs on a thread of the rayon pool (see `run_in_pool`); it is
-                // the only user of the pool in the server, so blocking there while idle is fine
-                crate::device::run_in_pool(move || worker.run(warmup_input_tokens))
+                crate::device::run_in_own_pool("mario-model", move || {
+                    worker.run(warmup_input_tokens)
+                })
             })
             .expect("spawn the model thread");
         (
