@@ -62,6 +62,14 @@ impl DeviceChoice {
 /// matrix product, which a profile of sampling showed at about 5 % of the CPU time; and
 /// without it a thread count given for the rayon pool alone would not reach the matrix
 /// products.
+///
+/// It also sets `CANDLE_NUM_THREADS=1` unless the variable is set: candle then runs its large
+/// element-wise operations on the calling thread instead of on its own "barrier pool", whose
+/// worker spins for a while after every operation. Those operations are bound by memory
+/// bandwidth, and on the 2-core machine that the benchmarks run on the spinning worker took
+/// a core from the matrix products: a profile of a t5-small training step had about 15 % of its
+/// samples in that pool, and the variable made training about 13 % faster (bench/PERF_LOG.md).
+/// Matrix products still use all `RAYON_NUM_THREADS` threads.
 pub fn configure_threads(threads: Option<usize>) -> Result<usize, String> {
     let n = match threads {
         Some(0) => return Err("the thread count must be at least 1".into()),
@@ -77,6 +85,9 @@ pub fn configure_threads(threads: Option<usize>) -> Result<usize, String> {
             }),
     };
     std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
     // an error only means a pool exists already (a second call); the variable is what counts
     let _ = rayon::ThreadPoolBuilder::new()
         .num_threads(n)

@@ -27,14 +27,20 @@ print("# Training throughput: mario vs transformers (CPU)\n")
 print(f"Run on {datetime.date.today()} on this machine ({cpu}, 2 threads each), {len(rows)//(2*len(models))} rounds, with "
       "`bench/train_throughput/run.sh`: synthetic batches of 16 examples x (32 encoder + 48 target) "
       "tokens, one step = forward + backward + clip + AdamW, dropout 0.1, median of 10 steps after 2 "
-      "warm-up steps, rounds interleaved; the row value is the median over rounds.\n")
-print("| model | params | mario tokens/s | transformers tokens/s | mario / transformers |")
-print("|---|---:|---:|---:|---:|")
+      "warm-up steps, rounds interleaved; tokens/s: median over rounds; mario / transformers: median "
+      "of the per-round ratios (each round runs mario and then transformers back to back).\n")
+print("| model | params | mario tokens/s | transformers tokens/s | mario / transformers | per-round ratios |")
+print("|---|---:|---:|---:|---:|---|")
 for m in models:
     mar = statistics.median(r["tokens_per_s"] for r in rows if r["model"] == m and r["engine"] == "mario")
     tor = statistics.median(r["tokens_per_s"] for r in rows if r["model"] == m and r["engine"] == "torch")
     p = [r["params"] for r in rows if r["model"] == m][0]
-    print(f"| {m} | {p/1e6:.1f}M | {mar:.0f} | {tor:.0f} | {mar/tor:.2f} |")
+    # rows come in run order (per round and model: mario, then transformers): pair them by round
+    mr = [r["tokens_per_s"] for r in rows if r["model"] == m and r["engine"] == "mario"]
+    tr = [r["tokens_per_s"] for r in rows if r["model"] == m and r["engine"] == "torch"]
+    ratios = [a / b for a, b in zip(mr, tr)]
+    print(f"| {m} | {p/1e6:.1f}M | {mar:.0f} | {tor:.0f} | {statistics.median(ratios):.2f} | "
+          + ", ".join(f"{x:.2f}" for x in ratios) + " |")
 tv = next((r.get("torch") for r in rows if r.get("torch")), "?")
 print(f"\ntorch {tv}. Raw rows: `results.jsonl`.")
 PY
