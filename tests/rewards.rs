@@ -127,7 +127,7 @@ fn consistency_scores_are_differences_of_probabilities() {
     let batched = scorer.score(&many).unwrap();
     for (item, got) in many.iter().zip(&batched) {
         let alone = scorer.score(std::slice::from_ref(item)).unwrap()[0];
-        // a batch above 16 rows takes the general matrix product, a lone item the small-batch
+        // a batch above 64 rows takes the general matrix product, a lone item the small-batch
         // kernel: equal up to f32 rounding
         let (g, a) = (got.expect("scored"), alone.expect("scored"));
         assert!((g - a).abs() < 1e-6, "{item:?}: {g} vs {a}");

@@ -64,8 +64,7 @@ print("# Generation throughput on the CPU: mario vs CTranslate2 and transformers
 print(f"Run on {datetime.date.today()} on this machine ({cpu}, 2 cores, 2 threads each) with "
       f"`bench/generate/run.sh` ({rounds} interleaved rounds): the peer workload of `../shared/bench/peers` "
       "(StrategyQA dev prompts, batch B = the first B, greedy, 64 forced new tokens, 1 warm-up + median "
-      "of 3 per measurement), the same model folders for every engine. mario runs f32 (bf16 weights and "
-      "activations in the second table). tok/s: median over "
+      "of 3 per measurement), the same model folders for every engine. mario runs f32. tok/s: median over "
       "rounds; ratio: median over rounds of mario / peer measured in the same round.\n")
 head = "| model | batch | mario tok/s | " + " | ".join(f"{e} tok/s" for e in engines) + " | " + \
     " | ".join(f"mario / {e}" for e in engines) + " |"

@@ -6,14 +6,18 @@
 //! output is one dot product of an input row with a weight row (`W` is stored `(out, in)`, so
 //! its rows are contiguous), computed by the same code in the same order whatever the number
 //! of rows: results do not depend on the batch.
+//!
+//! The limit was 16 rows until the AVX-512 kernels of `gemm` were switched on for training:
+//! at 32 rows (t5-small decoding at batch 32) those made a decoding step 2.5x slower than this
+//! kernel (186 vs 75 ms), so decoding batches up to 64 rows come here (bench/PERF_LOG.md).
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
 use super::cpu_slice::contiguous_f32;
 use rayon::prelude::*;
 
-/// Largest row count sent to this kernel.
-pub const MAX_ROWS: usize = 16;
+/// Largest row count sent to this kernel (rows are taken 8 at a time per weight row).
+pub const MAX_ROWS: usize = 64;
 
 /// Output columns per parallel task.
 const COLS_PER_TASK: usize = 64;
@@ -231,7 +235,14 @@ mod tests {
     #[test]
     fn matches_matmul_and_does_not_depend_on_the_batch() -> Result<()> {
         let dev = Device::Cpu;
-        for (m, k, n) in [(1, 512, 300), (8, 37, 129), (16, 256, 64), (3, 7, 5)] {
+        for (m, k, n) in [
+            (1, 512, 300),
+            (8, 37, 129),
+            (16, 256, 64),
+            (3, 7, 5),
+            (33, 64, 70),
+            (MAX_ROWS, 512, 96),
+        ] {
             let x = Tensor::randn(0f32, 1.0, (m, k), &dev)?;
             let w = Tensor::randn(0f32, 0.1, (n, k), &dev)?;
             let got = small_matmul(&x, &w)?;
