@@ -68,8 +68,9 @@ impl DeviceChoice {
 /// worker spins for a while after every operation. Those operations are bound by memory
 /// bandwidth, and on the 2-core machine that the benchmarks run on the spinning worker took
 /// a core from the matrix products: a profile of a t5-small training step had about 15 % of its
-/// samples in that pool, and the variable made training about 13 % faster (bench/PERF_LOG.md).
-/// Matrix products still use all `RAYON_NUM_THREADS` threads.
+/// samples in that pool, and the variable made training 11-13 % faster (median of 4-5
+/// alternating pairs in each of two sessions, bench/PERF_LOG.md). Matrix products still use
+/// all `RAYON_NUM_THREADS` threads.
 pub fn configure_threads(threads: Option<usize>) -> Result<usize, String> {
     let n = match threads {
         Some(0) => return Err("the thread count must be at least 1".into()),
