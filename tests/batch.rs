@@ -67,17 +67,22 @@ fn batch_padded_inputs_give_the_logits_of_single_runs_within_1e5() {
                 err < 1e-5,
                 "{name} row {i}: batched vs single max |err| {err}"
             );
-            // and the encoder states of the real tokens agree too
+            // and the encoder states of the real tokens agree too, within 1e-5 of their
+            // largest magnitude: a lone short input's projections take the streaming kernel
+            // (`small_matmul`, up to 64 rows) and the padded batch the general product, which
+            // sum in different orders
             let h_b = enc
                 .hidden
                 .narrow(0, i, 1)
                 .unwrap()
                 .narrow(1, 0, row.len())
                 .unwrap();
-            let err = max_abs_diff(&flat(&h_b), &flat(&enc1.hidden));
+            let h1 = flat(&enc1.hidden);
+            let scale = h1.iter().fold(1f32, |m, v| m.max(v.abs()));
+            let err = max_abs_diff(&flat(&h_b), &h1);
             assert!(
-                err < 1e-5,
-                "{name} row {i}: encoder batched vs single {err}"
+                err < 1e-5 * scale,
+                "{name} row {i}: encoder batched vs single {err} (largest |h| {scale})"
             );
         }
     }
