@@ -51,17 +51,6 @@ fn batch_padded_inputs_give_the_logits_of_single_runs_within_1e5() {
                 .model
                 .decode(&dec.narrow(0, i, 1).unwrap(), &enc1, Mode::Inference)
                 .unwrap();
-            let h_b0 = enc
-                .hidden
-                .narrow(0, i, 1)
-                .unwrap()
-                .narrow(1, 0, row.len())
-                .unwrap();
-            eprintln!(
-                "enc err {} logit scale {}",
-                max_abs_diff(&flat(&h_b0), &flat(&enc1.hidden)),
-                flat(&single).iter().fold(0f32, |m, v| m.max(v.abs()))
-            );
             let err = max_abs_diff(&flat(&batched.narrow(0, i, 1).unwrap()), &flat(&single));
             assert!(
                 err < 1e-5,
