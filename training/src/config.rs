@@ -109,6 +109,15 @@ impl Default for EvalSection {
     }
 }
 
+/// `[plausibility_data]`: which examples the plausibility scorer trains on.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlausibilityDataSection {
+    /// Negatives kept per positive in the training split (0 = all, about 3.5); the held-out
+    /// split keeps all of them.
+    pub negatives_per_positive: f64,
+}
+
 /// A whole configuration file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -123,8 +132,10 @@ pub struct RunConfig {
     pub sft: SftSettings,
     /// The consistency reward's answer models (I2O, IR2O).
     pub consistency: SftSettings,
-    /// The plausibility scorer.
+    /// The plausibility scorer's training.
     pub plausibility: SftSettings,
+    /// The plausibility scorer's examples.
+    pub plausibility_data: PlausibilityDataSection,
     /// The multi-reward QUARK loop.
     pub mario: crate::quark::run::MarioSettings,
     /// Evaluation.

@@ -1059,7 +1059,14 @@ fn cmd_plausibility(a: &PlausibilityArgs, progress: bool) -> Result<()> {
         "teacher files",
     )?;
     let o = stage(a.device, a.resume, a.max_minutes, progress)?;
-    let (dest, auc) = train_plausibility(&a.model, &teacher, &cfg.plausibility, &a.out, &o)?;
+    let (dest, auc) = train_plausibility(
+        &a.model,
+        &teacher,
+        &cfg.plausibility,
+        &cfg.plausibility_data,
+        &a.out,
+        &o,
+    )?;
     println!("wrote {} (held-out AUC {auc:.4})", dest.display());
     Ok(())
 }

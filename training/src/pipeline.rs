@@ -13,11 +13,11 @@ use mario::rewards::plausibility::PLAUSIBILITY_FILE;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::config::RunConfig;
+use crate::config::{PlausibilityDataSection, RunConfig};
 use crate::consistency::{AnswerMode, AnswerTask};
 use crate::data::load_teacher;
 use crate::eval::{evaluate_model, EvalOptions};
-use crate::plausibility::{build_examples, PlausibilityTask};
+use crate::plausibility::{balance, build_examples, PlausibilityTask};
 use crate::quark::run::{
     build_rewards, run_mario, score_all, MarioRun, MarioSettings, RewardModels,
 };
@@ -97,6 +97,7 @@ pub fn train_plausibility(
     model: &Path,
     teacher_files: &[PathBuf],
     settings: &SftSettings,
+    data: &PlausibilityDataSection,
     out: &Path,
     o: &StageOptions,
 ) -> Result<(PathBuf, f64)> {
@@ -105,10 +106,13 @@ pub fn train_plausibility(
         records.extend(load_teacher(f)?);
     }
     let (train_ex, test_ex) = build_examples(&records, settings.seed);
+    let built = train_ex.len();
+    let train_ex = balance(train_ex, data.negatives_per_positive, settings.seed);
     let mut m = TrainableModel::load(model, &o.device)?;
     let task = PlausibilityTask::new(&mut m, &train_ex, &test_ex, &o.device)?;
     tracing::info!(
         train = task.train.len(),
+        built,
         held_out = task.test.len(),
         "plausibility data"
     );
@@ -134,12 +138,20 @@ pub fn train_plausibility(
     std::fs::write(
         out.join("report.md"),
         format!(
-            "# Plausibility scorer\n\nTrained from `{}` on {} examples ({} held out, split by \
-             question) from {:?}; the checkpoint of step {best_step} was kept.\n\nHeld-out AUC, \
+            "# Plausibility scorer\n\nTrained from `{}` on {} examples ({}; {} held out, split \
+             by question) from {:?}; the checkpoint of step {best_step} was kept.\n\nHeld-out AUC, \
              overall and of the positives against each kind of negative:\n\n| metric | AUC |\n\
              |---|---|\n{table}",
             model.display(),
             task.train.len(),
+            if data.negatives_per_positive > 0.0 {
+                format!(
+                    "every positive and at most {} negatives per positive, of {built} built",
+                    data.negatives_per_positive
+                )
+            } else {
+                "all the negatives built".to_string()
+            },
             task.test.len(),
             teacher_files
         ),
@@ -394,7 +406,14 @@ pub fn run_pipeline(cfg: &RunConfig, out: &Path, o: &StageOptions) -> Result<()>
             resume,
             ..o.clone()
         };
-        train_plausibility(&sft, &teacher_files, &cfg.plausibility, &pl_dir, &so)?;
+        train_plausibility(
+            &sft,
+            &teacher_files,
+            &cfg.plausibility,
+            &cfg.plausibility_data,
+            &pl_dir,
+            &so,
+        )?;
         tracing::info!("stage plausibility: done");
     }
     let reward_models = RewardModels {

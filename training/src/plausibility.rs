@@ -110,6 +110,26 @@ pub fn build_examples(records: &[TeacherRecord], seed: u64) -> (Vec<Labelled>, V
     (train, test)
 }
 
+/// Keeps every positive and a seeded random subset of the negatives, at most
+/// `negatives_per_positive` per positive (0 keeps all). `build_examples` makes about 3.5
+/// negatives per positive; a scorer trained on that mix learns the prior first (its loss sat at
+/// the prior's entropy on StrategyQA), and fewer negatives also make an epoch shorter. The
+/// subset is drawn from all negatives alike, so every kind keeps its share.
+pub fn balance(examples: Vec<Labelled>, negatives_per_positive: f64, seed: u64) -> Vec<Labelled> {
+    if negatives_per_positive <= 0.0 {
+        return examples;
+    }
+    let (pos, mut neg): (Vec<Labelled>, Vec<Labelled>) =
+        examples.into_iter().partition(|l| l.label > 0.5);
+    let keep = ((pos.len() as f64 * negatives_per_positive).round() as usize).min(neg.len());
+    neg.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x5eed));
+    neg.truncate(keep);
+    let mut out = pos;
+    out.extend(neg);
+    out.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    out
+}
+
 /// Area under the ROC curve (ties count half).
 pub fn auc(scores: &[f64], labels: &[f32]) -> f64 {
     let mut idx: Vec<usize> = (0..scores.len()).collect();
@@ -302,6 +322,35 @@ mod tests {
         assert_eq!(auc(&[0.9, 0.8, 0.2, 0.1], &[0.0, 0.0, 1.0, 1.0]), 0.0);
         assert_eq!(auc(&[0.5, 0.5, 0.5, 0.5], &[0.0, 1.0, 0.0, 1.0]), 0.5);
         assert!((auc(&[0.1, 0.4, 0.35, 0.8], &[0.0, 0.0, 1.0, 1.0]) - 0.75).abs() < 1e-12);
+    }
+
+    #[test]
+    fn balance_keeps_every_positive_and_the_requested_share_of_negatives() {
+        let ex = |label: f32, kind: &'static str, i: usize| Labelled {
+            text: format!("{kind} {i}"),
+            label,
+            kind,
+        };
+        let mut all = Vec::new();
+        for i in 0..100 {
+            all.push(ex(1.0, "positive", i));
+            for kind in ["shuffled", "repeated", "other_question"] {
+                all.push(ex(0.0, kind, i));
+            }
+        }
+        let b = balance(all.clone(), 1.5, 4);
+        assert_eq!(b.iter().filter(|l| l.label > 0.5).count(), 100);
+        assert_eq!(b.iter().filter(|l| l.label < 0.5).count(), 150);
+        for kind in ["shuffled", "repeated", "other_question"] {
+            let n = b.iter().filter(|l| l.kind == kind).count();
+            assert!((20..=80).contains(&n), "{kind}: {n} of 150");
+        }
+        assert_eq!(balance(all.clone(), 0.0, 4), all, "0 keeps everything");
+        assert_eq!(
+            balance(all.clone(), 10.0, 4).len(),
+            400,
+            "never more than there are"
+        );
     }
 
     #[test]

@@ -103,6 +103,7 @@ fn sft_interrupted_and_resumed_continues_loss_curve_and_data_order_exactly() {
 /// held-out AUC per kind of negative.
 #[test]
 fn plausibility_scorer_learns_a_separable_problem() {
+    use mario_training::config::PlausibilityDataSection;
     use mario_training::data::TeacherRecord;
     use mario_training::pipeline::{train_plausibility, StageOptions};
     let dir = tempfile::tempdir().unwrap();
@@ -152,6 +153,7 @@ fn plausibility_scorer_learns_a_separable_problem() {
         &model_dir,
         &[teacher],
         &settings,
+        &PlausibilityDataSection::default(),
         &dir.path().join("pl"),
         &o,
     )
