@@ -14,7 +14,8 @@ use mario_training::data::{duplicate_report, load_examples, load_teacher};
 use mario_training::eval::{evaluate_model, evaluate_rationale_file, write_eval, EvalOptions};
 use mario_training::init::{init_weights, resolve_arch, write_model_folder};
 use mario_training::pipeline::{
-    run_pipeline, sweep, train_answer_model, train_plausibility, StageOptions,
+    run_pipeline, sweep, train_answer_model, train_plausibility, PipelineOutcome, StageOptions,
+    StageOutcome,
 };
 use mario_training::quark::run::{run_mario, MarioRun, RewardModels};
 use mario_training::report::markdown_table;
@@ -1037,7 +1038,7 @@ fn cmd_consistency(a: &ConsistencyArgs, progress: bool) -> Result<()> {
     let train_files = or_config(&a.train, &cfg, "train.jsonl", "training files")?;
     let dev_files = or_config(&a.dev, &cfg, "dev.jsonl", "dev files")?;
     let o = stage(a.device, a.resume, a.max_minutes, progress)?;
-    let dest = train_answer_model(
+    match train_answer_model(
         a.mode,
         &a.model,
         &train_files,
@@ -1045,8 +1046,10 @@ fn cmd_consistency(a: &ConsistencyArgs, progress: bool) -> Result<()> {
         &cfg.consistency,
         &a.out,
         &o,
-    )?;
-    println!("wrote {}", dest.display());
+    )? {
+        StageOutcome::Done(dest) => println!("wrote {}", dest.display()),
+        StageOutcome::Stopped(s) => println!("{s}"),
+    }
     Ok(())
 }
 
@@ -1059,15 +1062,19 @@ fn cmd_plausibility(a: &PlausibilityArgs, progress: bool) -> Result<()> {
         "teacher files",
     )?;
     let o = stage(a.device, a.resume, a.max_minutes, progress)?;
-    let (dest, auc) = train_plausibility(
+    match train_plausibility(
         &a.model,
         &teacher,
         &cfg.plausibility,
         &cfg.plausibility_data,
         &a.out,
         &o,
-    )?;
-    println!("wrote {} (held-out AUC {auc:.4})", dest.display());
+    )? {
+        StageOutcome::Done((dest, auc)) => {
+            println!("wrote {} (held-out AUC {auc:.4})", dest.display())
+        }
+        StageOutcome::Stopped(s) => println!("{s}"),
+    }
     Ok(())
 }
 
@@ -1109,7 +1116,9 @@ fn cmd_sweep(a: &SweepArgs) -> Result<()> {
 fn cmd_pipeline(a: &PipelineArgs, progress: bool) -> Result<()> {
     let cfg = RunConfig::from_file(&a.config)?;
     let o = stage(a.device, true, a.max_minutes_per_stage, progress)?;
-    run_pipeline(&cfg, &a.out, &o)?;
-    println!("wrote {}", a.out.join("report.md").display());
+    match run_pipeline(&cfg, &a.out, &o)? {
+        PipelineOutcome::Finished => println!("wrote {}", a.out.join("report.md").display()),
+        PipelineOutcome::Stopped(s) => println!("{s}"),
+    }
     Ok(())
 }

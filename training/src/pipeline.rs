@@ -55,8 +55,42 @@ pub struct StageOptions {
     pub device: Device,
 }
 
+/// A training stage that hit its time limit (`--max-minutes`) before its last update. Its
+/// checkpoint is kept, and nothing downstream treats the stage as done.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoppedEarly {
+    /// The stage (`sft`, `consistency-i2o`, ...).
+    pub stage: String,
+    /// Updates done so far.
+    pub steps: u64,
+    /// Its run folder (`last/` resumes, `best/` is the best checkpoint so far).
+    pub run: PathBuf,
+}
+
+impl std::fmt::Display for StoppedEarly {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "stage {} stopped by its time limit after {} updates; its best checkpoint so far is \
+             {}/best; rerun with --resume (the pipeline: the same command) to finish it",
+            self.stage,
+            self.steps,
+            self.run.display()
+        )
+    }
+}
+
+/// How a training stage ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StageOutcome<T> {
+    /// It ran to its last update and wrote its output.
+    Done(T),
+    /// It hit its time limit; no final output was written.
+    Stopped(StoppedEarly),
+}
+
 /// Trains I2O or IR2O from `model` (usually the SFT model) and writes the best checkpoint to
-/// `<out>/consistency-i2o` or `<out>/consistency-ir2o`.
+/// `<out>/consistency-i2o` or `<out>/consistency-ir2o` once training has run to its end.
 pub fn train_answer_model(
     mode: AnswerMode,
     model: &Path,
@@ -65,7 +99,7 @@ pub fn train_answer_model(
     settings: &SftSettings,
     out: &Path,
     o: &StageOptions,
-) -> Result<PathBuf> {
+) -> Result<StageOutcome<PathBuf>> {
     let name = match mode {
         AnswerMode::I2o => mario::rewards::consistency::I2O_DIR,
         AnswerMode::Ir2o => mario::rewards::consistency::IR2O_DIR,
@@ -86,13 +120,20 @@ pub fn train_answer_model(
     let run = RunDir(out.join("runs").join(name));
     let summary = train(&task, &mut m, &opts, &run, o.resume)?;
     tracing::info!("{name}: {:?}", summary.best);
+    if !summary.completed {
+        return Ok(StageOutcome::Stopped(StoppedEarly {
+            stage: name.to_string(),
+            steps: summary.steps,
+            run: run.0.clone(),
+        }));
+    }
     let dest = out.join(name);
     copy_dir(&run.best(), &dest)?;
-    Ok(dest)
+    Ok(StageOutcome::Done(dest))
 }
 
-/// Trains a plausibility scorer; writes it (with `plausibility.json`) to `out/scorer` and
-/// returns that folder and the held-out AUC.
+/// Trains a plausibility scorer; once training has run to its end, writes it (with
+/// `plausibility.json`) to `out/scorer` and returns that folder and the held-out AUC.
 pub fn train_plausibility(
     model: &Path,
     teacher_files: &[PathBuf],
@@ -100,7 +141,7 @@ pub fn train_plausibility(
     data: &PlausibilityDataSection,
     out: &Path,
     o: &StageOptions,
-) -> Result<(PathBuf, f64)> {
+) -> Result<StageOutcome<(PathBuf, f64)>> {
     let mut records = Vec::new();
     for f in teacher_files {
         records.extend(load_teacher(f)?);
@@ -121,6 +162,13 @@ pub fn train_plausibility(
     opts.progress = o.progress;
     let run = RunDir(out.join("run"));
     let summary = train(&task, &mut m, &opts, &run, o.resume)?;
+    if !summary.completed {
+        return Ok(StageOutcome::Stopped(StoppedEarly {
+            stage: "plausibility".into(),
+            steps: summary.steps,
+            run: run.0.clone(),
+        }));
+    }
     let dest = out.join("scorer");
     copy_dir(&run.best(), &dest)?;
     std::fs::write(
@@ -156,7 +204,7 @@ pub fn train_plausibility(
             teacher_files
         ),
     )?;
-    Ok((dest, auc))
+    Ok(StageOutcome::Done((dest, auc)))
 }
 
 /// One row of the controllability sweep.
@@ -297,8 +345,19 @@ pub fn sweep(
     Ok(rows)
 }
 
-/// Runs every stage of a configuration into `out`, skipping stages whose output exists.
-pub fn run_pipeline(cfg: &RunConfig, out: &Path, o: &StageOptions) -> Result<()> {
+/// How `run_pipeline` ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PipelineOutcome {
+    /// Every stage is done and `report.md` is written.
+    Finished,
+    /// A training stage hit its time limit; running the pipeline again continues it.
+    Stopped(StoppedEarly),
+}
+
+/// Runs every stage of a configuration into `out`, skipping stages whose output exists. A
+/// training stage stopped by `o.max_minutes` ends the run there (its checkpoint kept, nothing
+/// downstream started), so the next invocation resumes it instead of building on a cut stage.
+pub fn run_pipeline(cfg: &RunConfig, out: &Path, o: &StageOptions) -> Result<PipelineOutcome> {
     std::fs::create_dir_all(out)?;
     let train_files = cfg.data.files("train.jsonl");
     let dev_files = cfg.data.files("dev.jsonl");
@@ -362,7 +421,14 @@ pub fn run_pipeline(cfg: &RunConfig, out: &Path, o: &StageOptions) -> Result<()>
         let mut opts = cfg.sft.train_options(task.train.len());
         opts.max_minutes = o.max_minutes;
         opts.progress = o.progress;
-        train(&task, &mut m, &opts, &sft_run, sft_run.has_checkpoint())?;
+        let summary = train(&task, &mut m, &opts, &sft_run, sft_run.has_checkpoint())?;
+        if !summary.completed {
+            return Ok(PipelineOutcome::Stopped(StoppedEarly {
+                stage: "sft".into(),
+                steps: summary.steps,
+                run: sft_run.0.clone(),
+            }));
+        }
         std::fs::write(out.join("sft/report.md"), "SFT done\n")?;
         tracing::info!("stage sft: done");
     }
@@ -385,7 +451,7 @@ pub fn run_pipeline(cfg: &RunConfig, out: &Path, o: &StageOptions) -> Result<()>
                     resume,
                     ..o.clone()
                 };
-                train_answer_model(
+                if let StageOutcome::Stopped(s) = train_answer_model(
                     mode,
                     &sft,
                     &train_files,
@@ -393,7 +459,9 @@ pub fn run_pipeline(cfg: &RunConfig, out: &Path, o: &StageOptions) -> Result<()>
                     &cfg.consistency,
                     &rm_dir,
                     &so,
-                )?;
+                )? {
+                    return Ok(PipelineOutcome::Stopped(s));
+                }
                 tracing::info!("stage {name}: done");
             }
         }
@@ -406,14 +474,16 @@ pub fn run_pipeline(cfg: &RunConfig, out: &Path, o: &StageOptions) -> Result<()>
             resume,
             ..o.clone()
         };
-        train_plausibility(
+        if let StageOutcome::Stopped(s) = train_plausibility(
             &sft,
             &teacher_files,
             &cfg.plausibility,
             &cfg.plausibility_data,
             &pl_dir,
             &so,
-        )?;
+        )? {
+            return Ok(PipelineOutcome::Stopped(s));
+        }
         tracing::info!("stage plausibility: done");
     }
     let reward_models = RewardModels {
@@ -455,7 +525,7 @@ pub fn run_pipeline(cfg: &RunConfig, out: &Path, o: &StageOptions) -> Result<()>
         )?;
     }
     write_comparison(&mario_dir, &sweep_dir, out)?;
-    Ok(())
+    Ok(PipelineOutcome::Finished)
 }
 
 /// `report.md`: SFT against MaRio on dev (from the MaRio run's metrics), the sweep verdicts.

@@ -1,6 +1,6 @@
 //! The whole pipeline on a micro configuration: tokenizer → init → SFT → consistency models →
-//! plausibility scorer → MaRio → sweep → report, then a resumed invocation that has nothing
-//! left to do.
+//! plausibility scorer → MaRio → sweep → report, first cut by a time limit inside SFT, then a
+//! resumed invocation that has nothing left to do.
 
 mod common;
 
@@ -8,7 +8,7 @@ use std::path::Path;
 
 use candle_core::Device;
 use mario_training::config::RunConfig;
-use mario_training::pipeline::{run_pipeline, StageOptions};
+use mario_training::pipeline::{run_pipeline, PipelineOutcome, StageOptions};
 
 fn write_dataset(dir: &Path) {
     let ds = dir.join("synthetic");
@@ -75,7 +75,26 @@ fn pipeline_runs_every_stage_on_a_micro_configuration_and_resumes() {
         progress: false,
         device: Device::Cpu,
     };
-    run_pipeline(&cfg, &out, &o).unwrap();
+    // a time limit of 0 minutes stops SFT after its first update: the pipeline ends there and
+    // nothing downstream takes the cut SFT model as done
+    let cut = StageOptions {
+        max_minutes: Some(0.0),
+        ..o.clone()
+    };
+    match run_pipeline(&cfg, &out, &cut).unwrap() {
+        PipelineOutcome::Stopped(s) => {
+            assert_eq!((s.stage.as_str(), s.steps), ("sft", 1), "{s}");
+            assert!(s.to_string().contains("--resume"), "{s}");
+        }
+        other => panic!("expected a stop inside SFT, got {other:?}"),
+    }
+    assert!(out.join("sft/last/trainer_state.json").is_file());
+    assert!(!out.join("sft/report.md").exists());
+    assert!(!out.join("reward-models").exists());
+    assert_eq!(
+        run_pipeline(&cfg, &out, &o).unwrap(),
+        PipelineOutcome::Finished
+    );
     for p in [
         "tokenizer.json",
         "init/config.json",

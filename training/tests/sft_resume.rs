@@ -105,7 +105,7 @@ fn sft_interrupted_and_resumed_continues_loss_curve_and_data_order_exactly() {
 fn plausibility_scorer_learns_a_separable_problem() {
     use mario_training::config::PlausibilityDataSection;
     use mario_training::data::TeacherRecord;
-    use mario_training::pipeline::{train_plausibility, StageOptions};
+    use mario_training::pipeline::{train_plausibility, StageOptions, StageOutcome};
     let dir = tempfile::tempdir().unwrap();
     let (model_dir, _, _) = common::micro_setup(dir.path());
     let mut recs = Vec::new();
@@ -149,7 +149,7 @@ fn plausibility_scorer_learns_a_separable_problem() {
         progress: false,
         device: Device::Cpu,
     };
-    let (scorer, auc) = train_plausibility(
+    let StageOutcome::Done((scorer, auc)) = train_plausibility(
         &model_dir,
         &[teacher],
         &settings,
@@ -157,7 +157,9 @@ fn plausibility_scorer_learns_a_separable_problem() {
         &dir.path().join("pl"),
         &o,
     )
-    .unwrap();
+    .unwrap() else {
+        panic!("no time limit was set, so the stage runs to its end")
+    };
     // the corrupted rationales ("no no no no") are told apart from the real ones; the other
     // negatives (shuffled words, another question's rationale) need arithmetic this model lacks
     let report = std::fs::read_to_string(dir.path().join("pl/report.md")).unwrap();
