@@ -24,7 +24,7 @@ use crate::quark::run::{
 use crate::report::markdown_table;
 use crate::report::plot::{save_charts, Chart, Series};
 use crate::sft::{SftSettings, SftTask};
-use crate::train::{train, RunDir, TrainableModel};
+use crate::train::{train, RunDir, TrainSummary, TrainableModel};
 
 /// Copies the files of a folder (not recursive).
 pub fn copy_dir(src: &Path, dst: &Path) -> Result<()> {
@@ -80,6 +80,17 @@ impl std::fmt::Display for StoppedEarly {
     }
 }
 
+impl StoppedEarly {
+    /// `Some` when `summary` ended before the stage's last update.
+    fn unless_completed(summary: &TrainSummary, stage: &str, run: &RunDir) -> Option<Self> {
+        (!summary.completed).then(|| Self {
+            stage: stage.to_string(),
+            steps: summary.steps,
+            run: run.0.clone(),
+        })
+    }
+}
+
 /// How a training stage ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StageOutcome<T> {
@@ -120,12 +131,8 @@ pub fn train_answer_model(
     let run = RunDir(out.join("runs").join(name));
     let summary = train(&task, &mut m, &opts, &run, o.resume)?;
     tracing::info!("{name}: {:?}", summary.best);
-    if !summary.completed {
-        return Ok(StageOutcome::Stopped(StoppedEarly {
-            stage: name.to_string(),
-            steps: summary.steps,
-            run: run.0.clone(),
-        }));
+    if let Some(s) = StoppedEarly::unless_completed(&summary, name, &run) {
+        return Ok(StageOutcome::Stopped(s));
     }
     let dest = out.join(name);
     copy_dir(&run.best(), &dest)?;
@@ -162,12 +169,8 @@ pub fn train_plausibility(
     opts.progress = o.progress;
     let run = RunDir(out.join("run"));
     let summary = train(&task, &mut m, &opts, &run, o.resume)?;
-    if !summary.completed {
-        return Ok(StageOutcome::Stopped(StoppedEarly {
-            stage: "plausibility".into(),
-            steps: summary.steps,
-            run: run.0.clone(),
-        }));
+    if let Some(s) = StoppedEarly::unless_completed(&summary, "plausibility", &run) {
+        return Ok(StageOutcome::Stopped(s));
     }
     let dest = out.join("scorer");
     copy_dir(&run.best(), &dest)?;
@@ -422,12 +425,8 @@ pub fn run_pipeline(cfg: &RunConfig, out: &Path, o: &StageOptions) -> Result<Pip
         opts.max_minutes = o.max_minutes;
         opts.progress = o.progress;
         let summary = train(&task, &mut m, &opts, &sft_run, sft_run.has_checkpoint())?;
-        if !summary.completed {
-            return Ok(PipelineOutcome::Stopped(StoppedEarly {
-                stage: "sft".into(),
-                steps: summary.steps,
-                run: sft_run.0.clone(),
-            }));
+        if let Some(s) = StoppedEarly::unless_completed(&summary, "sft", &sft_run) {
+            return Ok(PipelineOutcome::Stopped(s));
         }
         std::fs::write(out.join("sft/report.md"), "SFT done\n")?;
         tracing::info!("stage sft: done");
