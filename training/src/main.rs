@@ -99,7 +99,9 @@ struct ConsistencyArgs {
     /// Continue an interrupted run.
     #[arg(long)]
     resume: bool,
-    /// Stop after this many minutes.
+    /// Stop (with a checkpoint) once the run's training time reaches this many minutes. The
+    /// time counts every invocation of the run: after a resume, pass the old total plus the
+    /// minutes to add.
     #[arg(long)]
     max_minutes: Option<f64>,
     /// Device: cpu, cuda or auto.
@@ -124,7 +126,9 @@ struct PlausibilityArgs {
     /// Continue an interrupted run.
     #[arg(long)]
     resume: bool,
-    /// Stop after this many minutes.
+    /// Stop (with a checkpoint) once the run's training time reaches this many minutes. The
+    /// time counts every invocation of the run: after a resume, pass the old total plus the
+    /// minutes to add.
     #[arg(long)]
     max_minutes: Option<f64>,
     /// Device: cpu, cuda or auto.
@@ -193,7 +197,8 @@ struct PipelineArgs {
     /// Output folder for every stage and report.md.
     #[arg(long)]
     out: PathBuf,
-    /// Time limit of each training stage, in minutes.
+    /// Time limit of each training stage, in minutes of that stage's total training time (a
+    /// resumed stage counts its earlier invocations too).
     #[arg(long)]
     max_minutes_per_stage: Option<f64>,
     /// Device: cpu, cuda or auto.
@@ -371,7 +376,9 @@ struct SftArgs {
     /// Stop with a checkpoint after this many updates in this invocation.
     #[arg(long)]
     stop_after: Option<u64>,
-    /// Stop (final evaluation and checkpoint) after this many minutes.
+    /// Stop (final evaluation and checkpoint) once the run's training time reaches this many
+    /// minutes. The time counts every invocation of the run: after a resume, pass the old total
+    /// plus the minutes to add (`elapsed_s` in last/trainer_state.json holds the total so far).
     #[arg(long)]
     max_minutes: Option<f64>,
     /// Device: cpu, cuda or auto.

@@ -410,9 +410,9 @@ pub fn run_pipeline(cfg: &RunConfig, out: &Path, o: &StageOptions) -> Result<Pip
     }
     // 3. SFT
     let sft_run = RunDir(out.join("sft"));
-    if !done(&sft_run.best())
-        || (sft_run.has_checkpoint() && o.resume && !out.join("sft/report.md").is_file())
-    {
+    // Done means the trainer state reached its last update: a standalone `sft` cut by its
+    // time limit leaves `best/` behind, which must not pass for a finished stage.
+    if !sft_run.completed() {
         let mut m = TrainableModel::load(&init, &o.device)?;
         let task = SftTask::load(
             &train_files,
@@ -428,7 +428,6 @@ pub fn run_pipeline(cfg: &RunConfig, out: &Path, o: &StageOptions) -> Result<Pip
         if let Some(s) = StoppedEarly::unless_completed(&summary, "sft", &sft_run) {
             return Ok(PipelineOutcome::Stopped(s));
         }
-        std::fs::write(out.join("sft/report.md"), "SFT done\n")?;
         tracing::info!("stage sft: done");
     }
     let sft = sft_run.best();

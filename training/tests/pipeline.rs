@@ -9,6 +9,7 @@ use std::path::Path;
 use candle_core::Device;
 use mario_training::config::RunConfig;
 use mario_training::pipeline::{run_pipeline, PipelineOutcome, StageOptions};
+use mario_training::train::RunDir;
 
 fn write_dataset(dir: &Path) {
     let ds = dir.join("synthetic");
@@ -89,11 +90,24 @@ fn pipeline_runs_every_stage_on_a_micro_configuration_and_resumes() {
         other => panic!("expected a stop inside SFT, got {other:?}"),
     }
     assert!(out.join("sft/last/trainer_state.json").is_file());
-    assert!(!out.join("sft/report.md").exists());
     assert!(!out.join("reward-models").exists());
+    let sft_run = RunDir(out.join("sft"));
+    assert!(!sft_run.completed());
+    // the standalone `sft` command writes report.md (and keeps best/) when its time runs out:
+    // the pipeline must still see an unfinished stage and resume it
+    assert!(out.join("sft/best/config.json").is_file());
+    std::fs::write(
+        out.join("sft/report.md"),
+        "# SFT run stopped by its time limit\n",
+    )
+    .unwrap();
     assert_eq!(
         run_pipeline(&cfg, &out, &o).unwrap(),
         PipelineOutcome::Finished
+    );
+    assert!(
+        sft_run.completed(),
+        "the rerun finished SFT instead of skipping it"
     );
     for p in [
         "tokenizer.json",

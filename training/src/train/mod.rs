@@ -143,6 +143,15 @@ impl RunDir {
     pub fn has_checkpoint(&self) -> bool {
         self.state().is_file()
     }
+    /// Whether the run reached its last update, read from `last/trainer_state.json` (`false`
+    /// when there is no checkpoint or it cannot be read). A run cut by `max_minutes` or
+    /// `stop_after` is not completed, whatever else its folder holds.
+    pub fn completed(&self) -> bool {
+        std::fs::read_to_string(self.state())
+            .ok()
+            .and_then(|t| serde_json::from_str::<TrainerState>(&t).ok())
+            .is_some_and(|s| s.step >= s.options.total_steps)
+    }
 }
 
 /// Summary of a finished (or stopped) run.
