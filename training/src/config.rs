@@ -19,6 +19,10 @@
 //! max_new_tokens = 128
 //! ```
 //! Command-line flags override the file; the file overrides the built-in defaults.
+//!
+//! A file may start from another one: `base = "strategyqa.toml"` (a path relative to the
+//! file) takes every section of the base and lets this file replace single keys; tables merge
+//! key by key, any other value (arrays included) is replaced whole.
 
 use std::path::{Path, PathBuf};
 
@@ -142,12 +146,67 @@ pub struct RunConfig {
     pub eval: EvalSection,
 }
 
+/// How many `base` files one configuration may chain through.
+const MAX_BASE_DEPTH: usize = 8;
+
 impl RunConfig {
-    /// Reads a TOML file; unknown sections or keys are errors naming the file.
+    /// Reads a TOML file (and its `base` chain); unknown sections or keys are errors naming
+    /// the file.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("{}: invalid configuration", path.display()))
+        let table: toml::Table = toml::from_str(&text)
+            .with_context(|| format!("{}: invalid configuration", path.display()))?;
+        if !table.contains_key("base") {
+            // parse the text itself: serde's errors then carry the line and column
+            return toml::from_str(&text)
+                .with_context(|| format!("{}: invalid configuration", path.display()));
+        }
+        let merged = Self::resolve(path, table, 0)?;
+        merged
+            .try_into()
+            .with_context(|| format!("{}: invalid configuration", path.display()))
+    }
+
+    /// `table` with its `base` chain merged underneath it (`base` removed).
+    fn resolve(path: &Path, mut table: toml::Table, depth: usize) -> Result<toml::Table> {
+        let Some(base) = table.remove("base") else {
+            return Ok(table);
+        };
+        let toml::Value::String(base) = base else {
+            anyhow::bail!("{}: `base` must be a file name (a string)", path.display());
+        };
+        if depth >= MAX_BASE_DEPTH {
+            anyhow::bail!(
+                "{}: more than {MAX_BASE_DEPTH} `base` files in a chain (a cycle?)",
+                path.display()
+            );
+        }
+        let base_path = path.parent().unwrap_or(Path::new(".")).join(&base);
+        let text = std::fs::read_to_string(&base_path).with_context(|| {
+            format!(
+                "{}: reading its base {}",
+                path.display(),
+                base_path.display()
+            )
+        })?;
+        let base_table: toml::Table = toml::from_str(&text)
+            .with_context(|| format!("{}: invalid configuration", base_path.display()))?;
+        let mut merged = Self::resolve(&base_path, base_table, depth + 1)?;
+        merge_into(&mut merged, table);
+        Ok(merged)
+    }
+}
+
+/// Writes `over` onto `into`: tables merge key by key, other values are replaced.
+fn merge_into(into: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (into.get_mut(&key), value) {
+            (Some(toml::Value::Table(a)), toml::Value::Table(b)) => merge_into(a, b),
+            (_, value) => {
+                into.insert(key, value);
+            }
+        }
     }
 }
 
@@ -168,6 +227,57 @@ mod tests {
             }
         }
         assert!(n >= 3);
+    }
+
+    #[test]
+    fn a_base_file_is_merged_key_by_key_under_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.toml"),
+            "[data]\ndatasets = [\"strategyqa\"]\n[sft]\nlr = 1e-3\nepochs = 5\n\
+             [mario]\nrounds = 4\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("b.toml"),
+            "base = \"a.toml\"\n[data]\ndatasets = [\"quarel\", \"numersense\"]\n\
+             [sft]\nepochs = 2\n",
+        )
+        .unwrap();
+        let b = RunConfig::from_file(&dir.path().join("b.toml")).unwrap();
+        let a = RunConfig::from_file(&dir.path().join("a.toml")).unwrap();
+        // arrays are replaced, tables merge: lr and [mario] come from the base
+        assert_eq!(b.data.datasets, ["quarel", "numersense"]);
+        assert_eq!((b.sft.lr, b.sft.epochs), (1e-3, 2.0));
+        assert_eq!(b.mario, a.mario);
+        assert_eq!(b.mario.rounds, 4);
+        // an unknown key in the child still names the child
+        std::fs::write(
+            dir.path().join("c.toml"),
+            "base = \"a.toml\"\n[sft]\nlearning_rate = 1.0\n",
+        )
+        .unwrap();
+        let msg = format!(
+            "{:#}",
+            RunConfig::from_file(&dir.path().join("c.toml")).unwrap_err()
+        );
+        assert!(
+            msg.contains("c.toml") && msg.contains("learning_rate"),
+            "{msg}"
+        );
+        // a missing base and a cycle are errors, not silent defaults
+        std::fs::write(dir.path().join("d.toml"), "base = \"nope.toml\"\n").unwrap();
+        let msg = format!(
+            "{:#}",
+            RunConfig::from_file(&dir.path().join("d.toml")).unwrap_err()
+        );
+        assert!(msg.contains("d.toml") && msg.contains("nope.toml"), "{msg}");
+        std::fs::write(dir.path().join("e.toml"), "base = \"e.toml\"\n").unwrap();
+        let msg = format!(
+            "{:#}",
+            RunConfig::from_file(&dir.path().join("e.toml")).unwrap_err()
+        );
+        assert!(msg.contains("cycle"), "{msg}");
     }
 
     #[test]
