@@ -301,7 +301,7 @@ impl DecodingBatch {
                         None
                     };
                     if suppress_eos[i] {
-                        for &e in &eos {
+                        for &e in eos {
                             l[e as usize] = f32::NEG_INFINITY;
                         }
                     }
@@ -322,7 +322,7 @@ impl DecodingBatch {
                 token,
                 logprob,
             });
-            match finish(row, token, &eos, tokenizer)? {
+            match finish(row, token, eos, tokenizer)? {
                 Some(output) => events.push(RowEvent::Finished {
                     row: row.id,
                     output,

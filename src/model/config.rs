@@ -76,9 +76,14 @@ pub enum TokenIds {
 impl TokenIds {
     /// All ids as a vector.
     pub fn to_vec(&self) -> Vec<u32> {
+        self.as_slice().to_vec()
+    }
+
+    /// All ids, borrowed (no allocation: read on every decoding step).
+    pub fn as_slice(&self) -> &[u32] {
         match self {
-            TokenIds::One(id) => vec![*id],
-            TokenIds::Many(ids) => ids.clone(),
+            TokenIds::One(id) => std::slice::from_ref(id),
+            TokenIds::Many(ids) => ids,
         }
     }
 }
@@ -263,8 +268,8 @@ impl T5Config {
     }
 
     /// The end-of-sequence ids.
-    pub fn eos_ids(&self) -> Vec<u32> {
-        self.eos_token_id.to_vec()
+    pub fn eos_ids(&self) -> &[u32] {
+        self.eos_token_id.as_slice()
     }
 
     /// A named architecture: `tiny`, `small`, `base`, `large` (T5 v1.0 shapes) with the given

@@ -299,7 +299,7 @@ impl T5Model {
         }
         let v = self.enc.cfg.vocab_size;
         let mut mask = vec![0f32; v];
-        for e in self.enc.cfg.eos_ids() {
+        for &e in self.enc.cfg.eos_ids() {
             if let Some(m) = mask.get_mut(e as usize) {
                 *m = f32::NEG_INFINITY;
             }
