@@ -18,10 +18,12 @@ use crate::consistency::{AnswerMode, AnswerTask};
 use crate::data::load_teacher;
 use crate::eval::{evaluate_model, EvalOptions};
 use crate::plausibility::{balance, build_examples, PlausibilityTask};
+use crate::quark::dev_scores::{dev_scores_path, paired, read_dev_scores};
 use crate::quark::run::{
     build_rewards, run_mario, score_all, MarioRun, MarioSettings, RewardModels,
 };
 use crate::report::markdown_table;
+use crate::report::paired::PairedDiff;
 use crate::report::plot::{save_charts, Chart, Series};
 use crate::sft::{SftSettings, SftTask};
 use crate::train::{train, RunDir, TrainSummary, TrainableModel};
@@ -221,6 +223,9 @@ pub struct SweepRow {
     pub means: Vec<(String, f64)>,
     /// Dev accuracy.
     pub accuracy: f64,
+    /// Every reward's score per dev question, in the means' order (for paired intervals).
+    #[serde(skip)]
+    pub per_question: Vec<Vec<Option<f64>>>,
 }
 
 /// For each reward, decodes dev with that reward's bin from best to worst (the others at
@@ -277,11 +282,15 @@ pub fn sweep(
                 })
                 .collect();
             tracing::info!(reward = %r.name, bin, "sweep {means:?}");
+            let per_question = (0..rewards.len())
+                .map(|k| scores.iter().map(|s| s[k]).collect())
+                .collect();
             rows.push(SweepRow {
                 reward: r.name.clone(),
                 bin,
                 means,
                 accuracy: m.accuracy,
+                per_question,
             });
         }
     }
@@ -305,10 +314,22 @@ pub fn sweep(
         markdown_table(&header, &table_rows)
     );
     md.push_str(
-        "\n| reward | best-bin mean | worst-bin mean | best > worst |\n|---|---:|---:|---|\n",
+        "\nThe last two columns pair the best and the worst bin's outputs question by question: \
+         the mean of best - worst with its 95 % interval, and where that interval lies.\n\n\
+         | reward | best-bin mean | worst-bin mean | best > worst | best - worst [95 %] | \
+         where it lies |\n|---|---:|---:|---|---:|---|\n",
     );
     let mut charts = Vec::new();
-    for name in &names {
+    for (k, name) in names.iter().enumerate() {
+        let own_rows: Vec<&SweepRow> = rows.iter().filter(|r| &r.reward == name).collect();
+        let diff = match (own_rows.first(), own_rows.last()) {
+            (Some(b), Some(w)) => PairedDiff::of(&w.per_question[k], &b.per_question[k])
+                .filter(|_| own_rows.len() > 1),
+            _ => None,
+        };
+        let (diff_text, verdict) = diff
+            .map(|d| (d.describe(), d.verdict()))
+            .unwrap_or_else(|| ("-".into(), "-"));
         let own: Vec<(usize, f64)> = rows
             .iter()
             .filter(|r| &r.reward == name)
@@ -325,7 +346,7 @@ pub fn sweep(
             .collect();
         if let (Some(first), Some(last)) = (own.first(), own.last()) {
             md.push_str(&format!(
-                "| {name} | {:.4} | {:.4} | {} |\n",
+                "| {name} | {:.4} | {:.4} | {} | {diff_text} | {verdict} |\n",
                 first.1,
                 last.1,
                 if first.1 > last.1 { "yes" } else { "no" }
@@ -555,28 +576,56 @@ pub fn write_comparison(mario_dir: &Path, sweep_dir: &Path, out: &Path) -> Resul
                 .collect()
         })
         .unwrap_or_default();
-    let table_rows: Vec<Vec<String>> = keys
-        .iter()
-        .map(|k| {
+    // per-question scores of both decodings, when the run wrote them
+    let per_question = match best_round {
+        Some(r) => {
             let (a, b) = (
-                sft[k].as_f64().unwrap_or(f64::NAN),
-                best[k].as_f64().unwrap_or(f64::NAN),
+                dev_scores_path(mario_dir, "sft"),
+                dev_scores_path(mario_dir, &format!("round-{r}")),
             );
-            vec![
-                k.trim_start_matches("dev_").to_string(),
-                format!("{a:.4}"),
-                format!("{b:.4}"),
-                format!("{:+.4}", b - a),
-            ]
-        })
-        .collect();
+            if a.is_file() && b.is_file() {
+                Some((read_dev_scores(&a)?, read_dev_scores(&b)?))
+            } else {
+                None
+            }
+        }
+        None => None,
+    };
+    let mut table_rows = Vec::new();
+    for k in &keys {
+        let (a, b) = (
+            sft[k].as_f64().unwrap_or(f64::NAN),
+            best[k].as_f64().unwrap_or(f64::NAN),
+        );
+        let metric = k.trim_start_matches("dev_");
+        let diff = match &per_question {
+            Some((sa, sb)) => paired(sa, sb, metric)?,
+            None => None,
+        };
+        table_rows.push(vec![
+            metric.to_string(),
+            format!("{a:.4}"),
+            format!("{b:.4}"),
+            format!("{:+.4}", b - a),
+            diff.map(|d| format!("[{:+.4}, {:+.4}]", d.low(), d.high()))
+                .unwrap_or_else(|| "-".into()),
+            diff.map(|d| d.verdict().to_string())
+                .unwrap_or_else(|| "-".into()),
+        ]);
+    }
     let sweep_md = std::fs::read_to_string(sweep_dir.join("sweep.md")).unwrap_or_default();
-    let md = format!(
+    let md =
+        format!(
         "# MaRio vs SFT\n\nDev metrics of the SFT start and of the best MaRio round ({}), decoded \
-         with the best control tokens; written by `mario-train pipeline`.\n\n{}\n\
+         with the best control tokens; written by `mario-train pipeline`. The interval is the \
+         95 % interval of the change, paired question by question (`mario/dev/*.jsonl`); \
+         \"within noise\" means it contains 0.\n\n{}\n\
          ![rewards per round](mario/rewards.png)\n\n{}",
         best_round.map(|r| format!("round {r}")).unwrap_or_default(),
-        markdown_table(&["metric", "SFT", "MaRio", "change"], &table_rows),
+        markdown_table(
+            &["metric", "SFT", "MaRio", "change", "95 % interval", "where it lies"],
+            &table_rows
+        ),
         sweep_md.replace("](sweep.png)", "](sweep/sweep.png)")
     );
     std::fs::write(out.join("report.md"), md)?;

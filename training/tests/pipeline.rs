@@ -119,6 +119,9 @@ fn pipeline_runs_every_stage_on_a_micro_configuration_and_resumes() {
         "mario/best/mario.json",
         "mario/pool.jsonl",
         "mario/rewards.png",
+        "mario/dev/sft.jsonl",
+        "mario/dev/round-0.jsonl",
+        "mario/dev/round-1.jsonl",
         "sweep/sweep.md",
         "sweep/sweep.png",
         "report.md",
@@ -131,6 +134,20 @@ fn pipeline_runs_every_stage_on_a_micro_configuration_and_resumes() {
         "{report}"
     );
     assert!(report.contains("plausibility") && report.contains("consistency"));
+    // paired intervals: one per reward row in both tables (the micro run's numbers vary, the
+    // layout does not)
+    let accuracy_row = report
+        .lines()
+        .find(|l| l.starts_with("| accuracy |"))
+        .unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(accuracy_row.matches('|').count(), 7, "{accuracy_row}");
+    assert!(
+        ["above 0", "below 0", "within noise"]
+            .iter()
+            .any(|v| accuracy_row.contains(v)),
+        "{accuracy_row}"
+    );
+    assert!(report.contains("best - worst [95 %]"), "{report}");
     // the pool holds the silver data, and both rounds sampled
     let pool = std::fs::read_to_string(out.join("mario/pool.jsonl")).unwrap();
     assert!(

@@ -2,6 +2,7 @@
 //! pool itself, the NLL + KL − entropy objective, and the loop (`mario-train mario`).
 
 pub mod bins;
+pub mod dev_scores;
 pub mod loss;
 pub mod pool;
 pub mod run;

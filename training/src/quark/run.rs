@@ -29,6 +29,7 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::dev_scores::{dev_scores_path, write_dev_scores, DevScore};
 use super::loss::quark_loss;
 use super::pool::{DataPool, PoolItem, Source};
 use crate::data::{load_examples, Example};
@@ -308,7 +309,7 @@ fn sample_outputs(
 }
 
 /// Dev metrics with the given prefix: accuracy, format, diversity, and every other reward's
-/// mean.
+/// mean. Every question's output and scores go to `save` (see [`super::dev_scores`]).
 fn evaluate_dev(
     model: &mario::model::T5Model,
     tok: &mario::tokenize::TextTokenizer,
@@ -316,6 +317,7 @@ fn evaluate_dev(
     prefix: Vec<u32>,
     rewards: &[Box<dyn Reward>],
     s: &MarioSettings,
+    save: &Path,
 ) -> Result<Vec<(String, f64)>> {
     let opts = EvalOptions {
         max_new_tokens: s.max_new_tokens,
@@ -335,6 +337,25 @@ fn evaluate_dev(
         .map(|r| (r.question.clone(), r.output.clone(), r.gold.clone()))
         .collect();
     let scores = score_all(rewards, &items)?;
+    let rows: Vec<DevScore> = results
+        .iter()
+        .zip(&scores)
+        .map(|(r, sc)| {
+            let mut m: std::collections::BTreeMap<String, Option<f64>> = rewards
+                .iter()
+                .zip(sc)
+                .map(|(rw, v)| (rw.name().to_string(), *v))
+                .collect();
+            m.insert("accuracy".into(), Some(f64::from(u8::from(r.correct))));
+            DevScore {
+                question: r.question.clone(),
+                gold: r.gold.clone(),
+                output: r.output.clone(),
+                scores: m,
+            }
+        })
+        .collect();
+    write_dev_scores(save, &rows)?;
     let mut quantile_means = Vec::new();
     for (k, r) in rewards.iter().enumerate() {
         if r.name() == "accuracy" {
@@ -450,6 +471,7 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<PathBuf> {
             Vec::new(),
             &rewards,
             &s,
+            &dev_scores_path(out, "sft"),
         )?;
         let mut line = json!({"round": -1, "step": 0, "kind": "eval", "model": "sft"});
         for (k, v) in &m {
@@ -679,7 +701,15 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<PathBuf> {
         let _ = Tensor::zeros(1, DType::F32, dev_)?;
         // 5. evaluate with the best control tokens
         let prefix = prefix_of(&best_bins, active, &policy.tokenizer);
-        let m = evaluate_dev(&policy.model, &policy.tokenizer, &dev, prefix, &rewards, &s)?;
+        let m = evaluate_dev(
+            &policy.model,
+            &policy.tokenizer,
+            &dev,
+            prefix,
+            &rewards,
+            &s,
+            &dev_scores_path(out, &format!("round-{round}")),
+        )?;
         let mut line =
             json!({"round": round, "step": state.step, "kind": "eval", "model": "policy"});
         for (k, v) in &m {

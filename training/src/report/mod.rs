@@ -1,5 +1,6 @@
 //! Reports: markdown tables and PNG plots.
 
+pub mod paired;
 pub mod plot;
 
 /// A markdown table from a header and rows.
