@@ -11,7 +11,6 @@ use mario::checkpoint::Checkpoint;
 use mario::control::ControlChoice;
 use mario::rewards::plausibility::PLAUSIBILITY_FILE;
 use serde::Serialize;
-use serde_json::json;
 
 use crate::config::{PlausibilityDataSection, RunConfig};
 use crate::consistency::{AnswerMode, AnswerTask};
@@ -330,9 +329,8 @@ pub fn sweep(
         let (diff_text, verdict) = diff
             .map(|d| (d.describe(), d.verdict()))
             .unwrap_or_else(|| ("-".into(), "-"));
-        let own: Vec<(usize, f64)> = rows
+        let own: Vec<(usize, f64)> = own_rows
             .iter()
-            .filter(|r| &r.reward == name)
             .map(|r| {
                 (
                     r.bin,
@@ -629,6 +627,5 @@ pub fn write_comparison(mario_dir: &Path, sweep_dir: &Path, out: &Path) -> Resul
         sweep_md.replace("](sweep.png)", "](sweep/sweep.png)")
     );
     std::fs::write(out.join("report.md"), md)?;
-    let _ = json!({});
     Ok(())
 }
