@@ -73,7 +73,7 @@ fn vera_format_head_matches_transformers_on_a_fixture() {
 fn consistency_scores_are_differences_of_probabilities() {
     let i2o = Checkpoint::load(&fixture_dir("t5-v1_0-tied"), DType::F32, &Device::Cpu).unwrap();
     let ir2o = Checkpoint::load(&fixture_dir("t5-v1_1-gated"), DType::F32, &Device::Cpu).unwrap();
-    let scorer = ConsistencyScorer::new(i2o, ir2o);
+    let scorer = ConsistencyScorer::new(i2o.clone(), ir2o.clone());
     let q = "Is a pear heavier than water?";
     let items = [
         RewardInput {
@@ -125,8 +125,17 @@ fn consistency_scores_are_differences_of_probabilities() {
         });
     }
     let batched = scorer.score(&many).unwrap();
+    // I2O depends on the question only: each question's choice probabilities are computed once
+    assert_eq!(scorer.cached_questions(), 2);
+    assert_eq!(
+        scorer.score(&many).unwrap(),
+        batched,
+        "cached I2O, same scores"
+    );
     for (item, got) in many.iter().zip(&batched) {
-        let alone = scorer.score(std::slice::from_ref(item)).unwrap()[0];
+        // a fresh scorer, so that I2O is computed for the lone item too
+        let fresh = ConsistencyScorer::new(i2o.clone(), ir2o.clone());
+        let alone = fresh.score(std::slice::from_ref(item)).unwrap()[0];
         // a batch above 64 rows takes the general matrix product, a lone item the small-batch
         // kernel: equal up to f32 rounding
         let (g, a) = (got.expect("scored"), alone.expect("scored"));

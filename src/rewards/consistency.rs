@@ -6,14 +6,16 @@
 //! choice label by the mean log-likelihood of its tokens (`</s>` included); a softmax over the
 //! choices gives `P`. The reward is `P_IR2O(gold | q, r) − P_I2O(gold | q)`, in (−1, 1).
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Mutex;
 
 use candle_core::{DType, Device, Tensor, D};
 
 use super::{Reward, RewardError, RewardInput};
 use crate::checkpoint::Checkpoint;
 use crate::choices::{extract_choices, Choices};
-use crate::model::{pad_rows, EncoderInput, Mode, ModelError, T5Model};
+use crate::model::{pad_rows, EncoderInput, EncoderOutput, Mode, ModelError, T5Model};
 use crate::rationale::parse_output;
 use crate::tokenize::TextTokenizer;
 
@@ -93,27 +95,38 @@ pub fn mean_label_log_likelihoods(
         .collect::<candle_core::Result<_>>()?;
     let start = model.config().decoder_start();
     let mut out = Vec::with_capacity(inputs.len());
+    let dev = model.device();
+    let pad = tok.pad_id();
     for chunk in inputs.chunks(16) {
-        // one row per (input, label) pair
-        let mut enc_rows = Vec::new();
+        // each input is encoded once; its encoder rows are then repeated, one per label, so
+        // that the decoder reads one row per (input, label) pair
+        let mut enc_rows = Vec::with_capacity(chunk.len());
         let mut dec_rows = Vec::new();
         let mut tgt_rows = Vec::new();
         for input in chunk {
-            let ids = tok.encode(input).map_err(enc_err)?;
+            enc_rows.push(tok.encode(input).map_err(enc_err)?);
             for l in &label_ids {
-                enc_rows.push(ids.clone());
                 let mut d = vec![start];
                 d.extend_from_slice(&l[..l.len() - 1]);
                 dec_rows.push(d);
                 tgt_rows.push(l.clone());
             }
         }
-        let dev = model.device();
-        let pad = tok.pad_id();
+        // (chunk, S, D)
         let enc = model.encode(
             &EncoderInput::from_rows(&enc_rows, pad, dev)?,
             Mode::Inference,
         )?;
+        let repeat: Vec<u32> = (0..chunk.len() as u32)
+            .flat_map(|i| std::iter::repeat_n(i, label_ids.len()))
+            .collect();
+        // (chunk * labels, S, D)
+        let enc = EncoderOutput {
+            hidden: enc
+                .hidden
+                .index_select(&Tensor::new(repeat.as_slice(), dev)?, 0)?,
+            lengths: repeat.iter().map(|&i| enc.lengths[i as usize]).collect(),
+        };
         let (dec_flat, _) = pad_rows(&dec_rows, pad);
         let n = dec_rows.len();
         let t = dec_flat.len() / n;
@@ -143,11 +156,28 @@ pub fn mean_label_log_likelihoods(
     Ok(out)
 }
 
+/// How many questions' I2O probabilities a [`ConsistencyScorer`] keeps; when full, the cache
+/// is emptied and refilled (a long-running server cannot grow it without bound).
+pub const I2O_CACHE_CAPACITY: usize = 65_536;
+
 /// The two answer models.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ConsistencyScorer {
     i2o: Checkpoint,
     ir2o: Checkpoint,
+    /// I2O input (it depends on the question only) -> mean log-likelihood of each choice
+    /// label. The same questions come back in every MaRio round, dev evaluation and sweep row.
+    i2o_cache: Mutex<HashMap<String, Vec<f64>>>,
+}
+
+impl Clone for ConsistencyScorer {
+    fn clone(&self) -> Self {
+        Self {
+            i2o: self.i2o.clone(),
+            ir2o: self.ir2o.clone(),
+            i2o_cache: Mutex::new(self.lock_cache().clone()),
+        }
+    }
 }
 
 impl ConsistencyScorer {
@@ -156,12 +186,69 @@ impl ConsistencyScorer {
         Ok(Self {
             i2o: Checkpoint::load(&dir.join(I2O_DIR), dtype, device)?,
             ir2o: Checkpoint::load(&dir.join(IR2O_DIR), dtype, device)?,
+            i2o_cache: Mutex::new(HashMap::new()),
         })
     }
 
     /// From two loaded answer models.
     pub fn new(i2o: Checkpoint, ir2o: Checkpoint) -> Self {
-        Self { i2o, ir2o }
+        Self {
+            i2o,
+            ir2o,
+            i2o_cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Questions whose I2O probabilities are cached.
+    pub fn cached_questions(&self) -> usize {
+        self.lock_cache().len()
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<f64>>> {
+        // the map is only ever replaced whole or extended: a panic elsewhere cannot leave it
+        // half-written, so a poisoned lock is still usable
+        self.i2o_cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// I2O mean label log-likelihoods of `inputs`, from the cache where present; the others
+    /// are computed in batches and cached.
+    fn i2o_log_likelihoods(
+        &self,
+        inputs: &[String],
+        labels: &[String],
+    ) -> candle_core::Result<Vec<Vec<f64>>> {
+        // hits copied out under the lock; each missing input listed once
+        let mut out: Vec<Option<Vec<f64>>> = Vec::with_capacity(inputs.len());
+        let mut missing: Vec<String> = Vec::new();
+        {
+            let cache = self.lock_cache();
+            let mut listed = std::collections::HashSet::new();
+            for input in inputs {
+                let hit = cache.get(input).cloned();
+                if hit.is_none() && listed.insert(input.as_str()) {
+                    missing.push(input.clone());
+                }
+                out.push(hit);
+            }
+        }
+        if missing.is_empty() {
+            return Ok(out.into_iter().flatten().collect());
+        }
+        let computed =
+            mean_label_log_likelihoods(&self.i2o.model, &self.i2o.tokenizer, &missing, labels)?;
+        let fresh: HashMap<&str, &Vec<f64>> =
+            missing.iter().map(String::as_str).zip(&computed).collect();
+        let out = out
+            .into_iter()
+            .zip(inputs)
+            .map(|(hit, input)| hit.unwrap_or_else(|| fresh[input.as_str()].clone()))
+            .collect();
+        let mut cache = self.lock_cache();
+        if cache.len() + missing.len() > I2O_CACHE_CAPACITY {
+            cache.clear();
+        }
+        cache.extend(missing.into_iter().zip(computed));
+        Ok(out)
     }
 
     /// Scores every item in batches: items are grouped by their choice labels, and each
@@ -190,12 +277,7 @@ impl ConsistencyScorer {
                     ir2o_input(items[i].question, &parse_output(items[i].output).rationale)
                 })
                 .collect();
-            let a = mean_label_log_likelihoods(
-                &self.i2o.model,
-                &self.i2o.tokenizer,
-                &i2o_inputs,
-                &labels,
-            )?;
+            let a = self.i2o_log_likelihoods(&i2o_inputs, &labels)?;
             let b = mean_label_log_likelihoods(
                 &self.ir2o.model,
                 &self.ir2o.tokenizer,

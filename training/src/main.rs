@@ -69,6 +69,9 @@ enum Command {
     /// The multi-reward QUARK loop (MaRio) from an SFT checkpoint.
     Mario(MarioArgs),
     /// Controllability sweep of a MaRio checkpoint: each reward's bin from best to worst.
+    ///
+    /// Each finished decoding is kept in `<out>/sweep-partial.jsonl`: the same command run
+    /// again after an interruption continues where it stopped.
     Sweep(SweepArgs),
     /// Every stage from tokenizer to MaRio and the report, resumable stage by stage.
     Pipeline(PipelineArgs),

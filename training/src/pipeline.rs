@@ -10,7 +10,7 @@ use candle_core::{DType, Device};
 use mario::checkpoint::Checkpoint;
 use mario::control::ControlChoice;
 use mario::rewards::plausibility::PLAUSIBILITY_FILE;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{PlausibilityDataSection, RunConfig};
 use crate::consistency::{AnswerMode, AnswerTask};
@@ -250,30 +250,50 @@ pub fn sweep(
     for f in dev_files {
         dev.extend(crate::data::load_examples(f)?);
     }
+    std::fs::create_dir_all(out)?;
+    let limit = (settings.eval_limit > 0).then_some(settings.eval_limit);
+    let questions = limit.map_or(dev.len(), |l| l.min(dev.len()));
+    let partial_path = out.join(SWEEP_PARTIAL_FILE);
+    let mut done = SweepPartial::open(&partial_path, model_dir, questions)?;
     let mut rows = Vec::new();
     for r in &table.rewards {
         for bin in 0..r.bins() {
             let bins = table.resolve(&ControlChoice::Bins(
                 [(r.name.clone(), bin)].into_iter().collect(),
             ))?;
-            let opts = EvalOptions {
-                max_new_tokens: settings.max_new_tokens,
-                limit: (settings.eval_limit > 0).then_some(settings.eval_limit),
-                prefix: table.prefix_ids(&bins, &ckpt.tokenizer),
-                no_repeat_ngram_size: settings.no_repeat_ngram_size,
-                ..Default::default()
+            // every reward's bin 0 is the same all-best setting: decoded once
+            let decoding = match done.get(&bins) {
+                Some(d) => d.clone(),
+                None => {
+                    let opts = EvalOptions {
+                        max_new_tokens: settings.max_new_tokens,
+                        limit,
+                        prefix: table.prefix_ids(&bins, &ckpt.tokenizer),
+                        no_repeat_ngram_size: settings.no_repeat_ngram_size,
+                        ..Default::default()
+                    };
+                    let (m, results) = evaluate_model(&ckpt.model, &ckpt.tokenizer, &dev, &opts)?;
+                    let items: Vec<(String, String, String)> = results
+                        .iter()
+                        .map(|x| (x.question.clone(), x.output.clone(), x.gold.clone()))
+                        .collect();
+                    let scores = score_all(&rewards, &items)?;
+                    let d = SweepDecoding {
+                        bins: bins.clone(),
+                        accuracy: m.accuracy,
+                        per_question: (0..rewards.len())
+                            .map(|k| scores.iter().map(|s| s[k]).collect())
+                            .collect(),
+                    };
+                    done.record(d.clone())?;
+                    d
+                }
             };
-            let (m, results) = evaluate_model(&ckpt.model, &ckpt.tokenizer, &dev, &opts)?;
-            let items: Vec<(String, String, String)> = results
+            let means: Vec<(String, f64)> = rewards
                 .iter()
-                .map(|x| (x.question.clone(), x.output.clone(), x.gold.clone()))
-                .collect();
-            let scores = score_all(&rewards, &items)?;
-            let means = rewards
-                .iter()
-                .enumerate()
-                .map(|(k, rw)| {
-                    let v: Vec<f64> = scores.iter().filter_map(|s| s[k]).collect();
+                .zip(&decoding.per_question)
+                .map(|(rw, col)| {
+                    let v: Vec<f64> = col.iter().copied().flatten().collect();
                     (
                         rw.name().to_string(),
                         v.iter().sum::<f64>() / v.len().max(1) as f64,
@@ -281,15 +301,12 @@ pub fn sweep(
                 })
                 .collect();
             tracing::info!(reward = %r.name, bin, "sweep {means:?}");
-            let per_question = (0..rewards.len())
-                .map(|k| scores.iter().map(|s| s[k]).collect())
-                .collect();
             rows.push(SweepRow {
                 reward: r.name.clone(),
                 bin,
                 means,
-                accuracy: m.accuracy,
-                per_question,
+                accuracy: decoding.accuracy,
+                per_question: decoding.per_question,
             });
         }
     }
@@ -364,7 +381,110 @@ pub fn sweep(
     md.push_str("\n![sweep](sweep.png)\n");
     std::fs::write(out.join("sweep.md"), md)?;
     save_charts(&charts, 2, &out.join("sweep.png"))?;
+    std::fs::remove_file(&partial_path)?;
     Ok(rows)
+}
+
+/// The sweep's finished decodings so far (`<out>/sweep-partial.jsonl`), so that an
+/// interrupted sweep resumes where it stopped; removed when the sweep is written.
+pub const SWEEP_PARTIAL_FILE: &str = "sweep-partial.jsonl";
+
+/// One decoding of the sweep: a bin per reward (prefix order) and what it scored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SweepDecoding {
+    bins: Vec<usize>,
+    accuracy: f64,
+    /// Every reward's score per dev question.
+    per_question: Vec<Vec<Option<f64>>>,
+}
+
+/// The first line of the partial file: what the decodings were made from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct SweepPartialHeader {
+    model: String,
+    questions: usize,
+}
+
+/// The partial file, read at the start and appended to after each decoding.
+struct SweepPartial {
+    path: PathBuf,
+    decodings: Vec<SweepDecoding>,
+}
+
+impl SweepPartial {
+    /// Reads the decodings a previous run of the same sweep left; a file from another model
+    /// or dev set, or a bad line, is an error naming the file.
+    fn open(path: &Path, model: &Path, questions: usize) -> Result<Self> {
+        let header = SweepPartialHeader {
+            model: model.display().to_string(),
+            questions,
+        };
+        let mut decodings = Vec::new();
+        if path.is_file() {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let mut lines = text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty());
+            if let Some((_, first)) = lines.next() {
+                let found: SweepPartialHeader = serde_json::from_str(first)
+                    .with_context(|| format!("{}: line 1", path.display()))?;
+                if found != header {
+                    bail!(
+                        "{} holds a sweep of {} over {} questions, not of {} over {}: remove it \
+                         to start this sweep afresh",
+                        path.display(),
+                        found.model,
+                        found.questions,
+                        header.model,
+                        header.questions
+                    );
+                }
+                for (i, line) in lines {
+                    let d: SweepDecoding = serde_json::from_str(line)
+                        .with_context(|| format!("{}: line {}", path.display(), i + 1))?;
+                    if d.per_question.iter().any(|c| c.len() != questions) {
+                        bail!(
+                            "{}: line {}: not {questions} questions",
+                            path.display(),
+                            i + 1
+                        );
+                    }
+                    decodings.push(d);
+                }
+            }
+        }
+        if decodings.is_empty() {
+            std::fs::write(path, serde_json::to_string(&header)? + "\n")
+                .with_context(|| format!("writing {}", path.display()))?;
+        } else {
+            tracing::info!(
+                done = decodings.len(),
+                "sweep: resuming from {}",
+                path.display()
+            );
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            decodings,
+        })
+    }
+
+    fn get(&self, bins: &[usize]) -> Option<&SweepDecoding> {
+        self.decodings.iter().find(|d| d.bins == bins)
+    }
+
+    fn record(&mut self, d: SweepDecoding) -> Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .with_context(|| format!("appending to {}", self.path.display()))?;
+        writeln!(f, "{}", serde_json::to_string(&d)?)?;
+        self.decodings.push(d);
+        Ok(())
+    }
 }
 
 /// How `run_pipeline` ended.

@@ -8,7 +8,10 @@ use std::path::Path;
 
 use candle_core::Device;
 use mario_training::config::RunConfig;
-use mario_training::pipeline::{run_pipeline, PipelineOutcome, StageOptions};
+use mario_training::pipeline::{
+    run_pipeline, sweep, PipelineOutcome, StageOptions, SWEEP_PARTIAL_FILE,
+};
+use mario_training::quark::run::RewardModels;
 use mario_training::train::RunDir;
 
 fn write_dataset(dir: &Path) {
@@ -170,4 +173,33 @@ fn pipeline_runs_every_stage_on_a_micro_configuration_and_resumes() {
             .len(),
         before
     );
+
+    // the sweep resumes from its partial file: a decoding recorded there is not redone, and
+    // the all-best setting (every reward's bin 0) is one decoding shared by four rows
+    let sweep_dir = out.join("sweep");
+    let partial = sweep_dir.join(SWEEP_PARTIAL_FILE);
+    assert!(!partial.exists(), "removed once the sweep is written");
+    let model = out.join("mario/best");
+    let models = RewardModels {
+        consistency: Some(out.join("reward-models")),
+        plausibility: Some(out.join("plausibility/scorer")),
+    };
+    let dev = cfg.data.files("dev.jsonl");
+    let header = serde_json::json!({"model": model.display().to_string(), "questions": 4});
+    let recorded = serde_json::json!({"bins": [0, 0, 0, 0], "accuracy": 0.123,
+        "per_question": vec![vec![0.5; 4]; 4]});
+    std::fs::write(&partial, format!("{header}\n{recorded}\n")).unwrap();
+    let rows = sweep(&model, &dev, &models, &cfg.mario, &sweep_dir, &Device::Cpu).unwrap();
+    assert_eq!(rows.len(), 3 + 2 + 3 + 3, "one row per reward and bin");
+    for r in &rows {
+        let reused = r.bin == 0;
+        assert_eq!(r.accuracy == 0.123, reused, "{} bin {}", r.reward, r.bin);
+        assert_eq!(r.means.iter().all(|m| m.1 == 0.5), reused, "{r:?}");
+    }
+    assert!(!partial.exists());
+    // a partial file of another dev set is refused, not mixed in
+    let other = serde_json::json!({"model": model.display().to_string(), "questions": 5});
+    std::fs::write(&partial, format!("{other}\n{recorded}\n")).unwrap();
+    let err = sweep(&model, &dev, &models, &cfg.mario, &sweep_dir, &Device::Cpu).unwrap_err();
+    assert!(err.to_string().contains("remove it"), "{err}");
 }
