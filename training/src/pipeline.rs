@@ -649,9 +649,10 @@ pub fn run_pipeline(cfg: &RunConfig, out: &Path, o: &StageOptions) -> Result<Pip
         })?;
         tracing::info!("stage mario: done");
     }
-    // 7. sweep and report
+    // 7. sweep and report (the report first without the sweep, which takes a while)
     let sweep_dir = out.join("sweep");
     if !sweep_dir.join("sweep.json").is_file() {
+        write_comparison(&mario_dir, &sweep_dir, out)?;
         sweep(
             &mario_dir.join("best"),
             &dev_files,
@@ -731,7 +732,14 @@ pub fn write_comparison(mario_dir: &Path, sweep_dir: &Path, out: &Path) -> Resul
                 .unwrap_or_else(|| "-".into()),
         ]);
     }
-    let sweep_md = std::fs::read_to_string(sweep_dir.join("sweep.md")).unwrap_or_default();
+    let sweep_md = std::fs::read_to_string(sweep_dir.join("sweep.md")).unwrap_or_else(|_| {
+        format!(
+            "# Controllability sweep\n\nNot finished yet: its finished decodings are in \
+             `{}`; running the same pipeline command again continues it and rewrites this \
+             report.\n",
+            sweep_dir.join(SWEEP_PARTIAL_FILE).display()
+        )
+    });
     let md =
         format!(
         "# MaRio vs SFT\n\nDev metrics of the SFT start and of the best MaRio round ({}), decoded \

@@ -202,4 +202,14 @@ fn pipeline_runs_every_stage_on_a_micro_configuration_and_resumes() {
     std::fs::write(&partial, format!("{other}\n{recorded}\n")).unwrap();
     let err = sweep(&model, &dev, &models, &cfg.mario, &sweep_dir, &Device::Cpu).unwrap_err();
     assert!(err.to_string().contains("remove it"), "{err}");
+    // the pipeline writes its report before the sweep: when the sweep then fails (here on
+    // that partial file), report.md compares SFT and MaRio and says the sweep is unfinished
+    std::fs::remove_file(sweep_dir.join("sweep.json")).unwrap();
+    std::fs::remove_file(sweep_dir.join("sweep.md")).unwrap();
+    let err = run_pipeline(&cfg, &out, &o).unwrap_err();
+    assert!(err.to_string().contains("remove it"), "{err}");
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("| accuracy |"), "{report}");
+    assert!(report.contains("Not finished yet"), "{report}");
+    assert!(!report.contains("best - worst [95 %]"), "{report}");
 }
