@@ -205,7 +205,7 @@ impl ConsistencyScorer {
     }
 
     fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<f64>>> {
-        // the map is only ever replaced whole or extended: a panic elsewhere cannot leave it
+        // the map is only ever cleared or extended: a panic elsewhere cannot leave it
         // half-written, so a poisoned lock is still usable
         self.i2o_cache.lock().unwrap_or_else(|e| e.into_inner())
     }
