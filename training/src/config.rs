@@ -10,6 +10,7 @@
 //! [init]
 //! arch = "tiny"
 //! seed = 0
+//! # model = "models/flan-t5-small"   # or start from a pretrained folder instead
 //!
 //! [sft]                            # any field of SftSettings
 //! lr = 1e-3
@@ -80,6 +81,10 @@ pub struct InitSection {
     pub arch: String,
     /// Initialisation seed.
     pub seed: u64,
+    /// A pretrained model folder (Hugging Face T5 layout: `config.json`, `model.safetensors`,
+    /// `tokenizer.json`) for `pipeline` to start SFT from, instead of training a tokenizer and
+    /// initialising random weights (`arch` and `seed` are then unused).
+    pub model: Option<PathBuf>,
 }
 
 impl Default for InitSection {
@@ -87,6 +92,7 @@ impl Default for InitSection {
         Self {
             arch: "tiny".into(),
             seed: 0,
+            model: None,
         }
     }
 }
@@ -251,6 +257,16 @@ mod tests {
         assert_eq!((b.sft.lr, b.sft.epochs), (1e-3, 2.0));
         assert_eq!(b.mario, a.mario);
         assert_eq!(b.mario.rounds, 4);
+        assert_eq!(b.init.model, None);
+        // a child can start from a pretrained folder and keep the rest
+        std::fs::write(
+            dir.path().join("f.toml"),
+            "base = \"a.toml\"\n[init]\nmodel = \"models/flan-t5-small\"\n",
+        )
+        .unwrap();
+        let f = RunConfig::from_file(&dir.path().join("f.toml")).unwrap();
+        assert_eq!(f.init.model, Some(PathBuf::from("models/flan-t5-small")));
+        assert_eq!((f.init.arch.as_str(), f.sft.epochs), ("tiny", 5.0));
         // an unknown key in the child still names the child
         std::fs::write(
             dir.path().join("c.toml"),

@@ -511,42 +511,26 @@ pub fn run_pipeline(cfg: &RunConfig, out: &Path, o: &StageOptions) -> Result<Pip
         );
     }
     let done = |p: &Path| p.join("config.json").is_file();
-    // 1. tokenizer
-    let tok_path = out.join("tokenizer.json");
-    if !tok_path.is_file() {
-        let mut texts = Vec::new();
-        for f in train_files.iter().chain(&teacher_files) {
-            match crate::data::load_examples(f) {
-                Ok(ex) => ex.into_iter().for_each(|e| {
-                    texts.push(e.question);
-                    texts.extend(e.rationale);
-                }),
-                Err(_) => load_teacher(f)?.into_iter().for_each(|r| {
-                    texts.push(r.question);
-                    texts.push(r.predicted_rationale);
-                }),
+    // 1-2. tokenizer and init, unless SFT starts from a pretrained folder
+    let init = match &cfg.init.model {
+        Some(dir) => {
+            for f in ["config.json", "tokenizer.json"] {
+                if !dir.join(f).is_file() {
+                    bail!(
+                        "[init] model = {}: no {f} there (a Hugging Face T5 folder holds \
+                         config.json, model.safetensors and tokenizer.json)",
+                        dir.display()
+                    );
+                }
             }
+            tracing::info!(
+                "stages tokenizer and init: skipped, SFT starts from {}",
+                dir.display()
+            );
+            dir.clone()
         }
-        let tok = crate::tokenizer::train_tokenizer(
-            &crate::tokenizer::corpus(texts.iter().map(String::as_str)),
-            cfg.tokenizer.vocab_size,
-        )?;
-        crate::tokenizer::save_tokenizer(&tok, &tok_path)?;
-        tracing::info!("stage tokenizer: done");
-    }
-    // 2. init
-    let init = out.join("init");
-    if !done(&init) {
-        let tok = mario::tokenize::TextTokenizer::from_file(&tok_path)?;
-        let mcfg = crate::init::resolve_arch(&cfg.init.arch, tok.vocab_size())?;
-        crate::init::write_model_folder(
-            &init,
-            &mcfg,
-            &crate::init::init_weights(&mcfg, cfg.init.seed)?,
-            &tok_path,
-        )?;
-        tracing::info!("stage init: done");
-    }
+        None => new_model(cfg, out, &train_files, &teacher_files)?,
+    };
     // 3. SFT
     let sft_run = RunDir(out.join("sft"));
     // Done means the trainer state reached its last update: a standalone `sft` cut by its
@@ -664,6 +648,52 @@ pub fn run_pipeline(cfg: &RunConfig, out: &Path, o: &StageOptions) -> Result<Pip
     }
     write_comparison(&mario_dir, &sweep_dir, out)?;
     Ok(PipelineOutcome::Finished)
+}
+
+/// Stages 1 and 2: trains `<out>/tokenizer.json` on the training questions and rationales and
+/// writes `<out>/init/` with random weights of `[init] arch`, each skipped when it exists.
+fn new_model(
+    cfg: &RunConfig,
+    out: &Path,
+    train_files: &[PathBuf],
+    teacher_files: &[PathBuf],
+) -> Result<PathBuf> {
+    let done = |p: &Path| p.join("config.json").is_file();
+    let tok_path = out.join("tokenizer.json");
+    if !tok_path.is_file() {
+        let mut texts = Vec::new();
+        for f in train_files.iter().chain(teacher_files) {
+            match crate::data::load_examples(f) {
+                Ok(ex) => ex.into_iter().for_each(|e| {
+                    texts.push(e.question);
+                    texts.extend(e.rationale);
+                }),
+                Err(_) => load_teacher(f)?.into_iter().for_each(|r| {
+                    texts.push(r.question);
+                    texts.push(r.predicted_rationale);
+                }),
+            }
+        }
+        let tok = crate::tokenizer::train_tokenizer(
+            &crate::tokenizer::corpus(texts.iter().map(String::as_str)),
+            cfg.tokenizer.vocab_size,
+        )?;
+        crate::tokenizer::save_tokenizer(&tok, &tok_path)?;
+        tracing::info!("stage tokenizer: done");
+    }
+    let init = out.join("init");
+    if !done(&init) {
+        let tok = mario::tokenize::TextTokenizer::from_file(&tok_path)?;
+        let mcfg = crate::init::resolve_arch(&cfg.init.arch, tok.vocab_size())?;
+        crate::init::write_model_folder(
+            &init,
+            &mcfg,
+            &crate::init::init_weights(&mcfg, cfg.init.seed)?,
+            &tok_path,
+        )?;
+        tracing::info!("stage init: done");
+    }
+    Ok(init)
 }
 
 /// `report.md`: SFT against MaRio on dev (from the MaRio run's metrics), the sweep verdicts.

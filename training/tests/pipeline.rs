@@ -212,4 +212,22 @@ fn pipeline_runs_every_stage_on_a_micro_configuration_and_resumes() {
     assert!(report.contains("| accuracy |"), "{report}");
     assert!(report.contains("Not finished yet"), "{report}");
     assert!(!report.contains("best - worst [95 %]"), "{report}");
+
+    // `[init] model`: SFT starts from an existing model folder (here the first run's init),
+    // without training a tokenizer or initialising weights
+    let mut pretrained = cfg.clone();
+    pretrained.init.model = Some(out.join("init"));
+    let out2 = dir.path().join("run-from-folder");
+    match run_pipeline(&pretrained, &out2, &cut).unwrap() {
+        PipelineOutcome::Stopped(s) => assert_eq!((s.stage.as_str(), s.steps), ("sft", 1)),
+        other => panic!("expected a stop inside SFT, got {other:?}"),
+    }
+    assert!(out2.join("sft/last/trainer_state.json").is_file());
+    assert!(!out2.join("tokenizer.json").exists() && !out2.join("init").exists());
+    pretrained.init.model = Some(dir.path().join("no-such-model"));
+    let err = run_pipeline(&pretrained, &out2, &cut).unwrap_err();
+    assert!(
+        err.to_string().contains("no-such-model") && err.to_string().contains("config.json"),
+        "{err}"
+    );
 }
