@@ -510,7 +510,6 @@ pub fn run_pipeline(cfg: &RunConfig, out: &Path, o: &StageOptions) -> Result<Pip
             cfg.data.dir().display()
         );
     }
-    let done = |p: &Path| p.join("config.json").is_file();
     // 1-2. tokenizer and init, unless SFT starts from a pretrained folder
     let init = match &cfg.init.model {
         Some(dir) => {
@@ -562,7 +561,7 @@ pub fn run_pipeline(cfg: &RunConfig, out: &Path, o: &StageOptions) -> Result<Pip
             (AnswerMode::I2o, "consistency-i2o"),
             (AnswerMode::Ir2o, "consistency-ir2o"),
         ] {
-            if !done(&rm_dir.join(name)) {
+            if !is_model_folder(&rm_dir.join(name)) {
                 let resume = rm_dir
                     .join("runs")
                     .join(name)
@@ -589,7 +588,7 @@ pub fn run_pipeline(cfg: &RunConfig, out: &Path, o: &StageOptions) -> Result<Pip
     }
     // 5. plausibility scorer
     let pl_dir = out.join("plausibility");
-    if needs("plausibility") && !done(&pl_dir.join("scorer")) {
+    if needs("plausibility") && !is_model_folder(&pl_dir.join("scorer")) {
         let resume = pl_dir.join("run/last/trainer_state.json").is_file();
         let so = StageOptions {
             resume,
@@ -650,6 +649,11 @@ pub fn run_pipeline(cfg: &RunConfig, out: &Path, o: &StageOptions) -> Result<Pip
     Ok(PipelineOutcome::Finished)
 }
 
+/// A stage's model folder is written (its `config.json` exists).
+fn is_model_folder(dir: &Path) -> bool {
+    dir.join("config.json").is_file()
+}
+
 /// Stages 1 and 2: trains `<out>/tokenizer.json` on the training questions and rationales and
 /// writes `<out>/init/` with random weights of `[init] arch`, each skipped when it exists.
 fn new_model(
@@ -658,7 +662,6 @@ fn new_model(
     train_files: &[PathBuf],
     teacher_files: &[PathBuf],
 ) -> Result<PathBuf> {
-    let done = |p: &Path| p.join("config.json").is_file();
     let tok_path = out.join("tokenizer.json");
     if !tok_path.is_file() {
         let mut texts = Vec::new();
@@ -682,7 +685,7 @@ fn new_model(
         tracing::info!("stage tokenizer: done");
     }
     let init = out.join("init");
-    if !done(&init) {
+    if !is_model_folder(&init) {
         let tok = mario::tokenize::TextTokenizer::from_file(&tok_path)?;
         let mcfg = crate::init::resolve_arch(&cfg.init.arch, tok.vocab_size())?;
         crate::init::write_model_folder(
