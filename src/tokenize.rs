@@ -106,11 +106,18 @@ impl TextTokenizer {
         texts.iter().map(|t| self.encode(t)).collect()
     }
 
-    /// Decodes ids to text, dropping special tokens (`<pad>`, `</s>`, control tokens).
+    /// Decodes ids to text, dropping special tokens (`<pad>`, `</s>`, control tokens). The
+    /// space a byte-level tokenizer puts before the first word is removed (SentencePiece
+    /// tokenizers remove it themselves).
     pub fn decode(&self, ids: &[u32]) -> Result<String, TokenizeError> {
-        self.inner
+        let text = self
+            .inner
             .decode(ids, true)
-            .map_err(|e| TokenizeError(e.to_string()))
+            .map_err(|e| TokenizeError(e.to_string()))?;
+        Ok(match text.strip_prefix(' ') {
+            Some(rest) => rest.to_string(),
+            None => text,
+        })
     }
 
     /// Adds tokens as special (never split, skipped when decoding) and returns their ids.

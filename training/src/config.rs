@@ -60,18 +60,7 @@ impl DataSection {
 }
 
 /// `[tokenizer]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TokenizerSection {
-    /// Pieces in the vocabulary (specials included).
-    pub vocab_size: usize,
-}
-
-impl Default for TokenizerSection {
-    fn default() -> Self {
-        Self { vocab_size: 8000 }
-    }
-}
+pub use crate::tokenizer::TokenizerSettings as TokenizerSection;
 
 /// `[init]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -87,6 +87,10 @@ pub struct ExampleResult {
     /// With a majority vote: every sample's answer (`None` = no answer).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub votes: Option<Vec<Option<String>>>,
+    /// The rationale equals the question's gold rationale (whitespace and a final period
+    /// aside); `None` when the data has no rationale for the question.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rationale_exact: Option<bool>,
 }
 
 /// Aggregate metrics.
@@ -102,6 +106,10 @@ pub struct EvalMetrics {
     pub diversity: f64,
     /// Mean rationale length in whitespace words.
     pub rationale_words: f64,
+    /// Fraction of the questions with a gold rationale whose rationale equals it (whitespace
+    /// and a final period aside): on the copy probe, the share of names copied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rationale_exact_rate: Option<f64>,
 }
 
 /// Means over per-example results.
@@ -114,7 +122,21 @@ pub fn aggregate(results: &[ExampleResult]) -> EvalMetrics {
         format_valid_rate: mean(&|r| f64::from(u8::from(r.format_valid))),
         diversity: mean(&|r| r.diversity),
         rationale_words: mean(&|r| r.rationale_words as f64),
+        rationale_exact_rate: {
+            let with_gold: Vec<bool> = results.iter().filter_map(|r| r.rationale_exact).collect();
+            (!with_gold.is_empty())
+                .then(|| with_gold.iter().filter(|&&x| x).count() as f64 / with_gold.len() as f64)
+        },
     }
+}
+
+/// Whether a rationale equals a gold one, whitespace and a final period aside.
+pub fn same_rationale(a: &str, b: &str) -> bool {
+    let norm = |t: &str| {
+        let t = t.split_whitespace().collect::<Vec<_>>().join(" ");
+        t.trim_end_matches('.').to_string()
+    };
+    norm(a) == norm(b)
 }
 
 /// Scores one output against a gold answer.
@@ -137,6 +159,7 @@ pub fn score_output(id: &str, question: &str, gold: &str, output: &str) -> Examp
         answer,
         answer_missing: missing,
         votes: None,
+        rationale_exact: None,
     }
 }
 
@@ -210,8 +233,15 @@ pub fn evaluate_model(
                 .iter()
                 .map(|o| score_output(&ex.id, &ex.question, &ex.answer, &o.text))
                 .collect();
+            let exact = |r: &ExampleResult| {
+                ex.rationale
+                    .as_deref()
+                    .map(|g| same_rationale(g, &r.rationale))
+            };
             if samples == 1 {
-                results.push(scored.into_iter().next().expect("one sample"));
+                let mut r = scored.into_iter().next().expect("one sample");
+                r.rationale_exact = exact(&r);
+                results.push(r);
             } else {
                 let votes: Vec<Option<String>> = scored.iter().map(|r| r.answer.clone()).collect();
                 let winner = majority(&votes);
@@ -224,6 +254,7 @@ pub fn evaluate_model(
                     None => scored[0].clone(),
                 };
                 chosen.votes = Some(votes);
+                chosen.rationale_exact = exact(&chosen);
                 results.push(chosen);
             }
         }
@@ -259,6 +290,7 @@ pub fn evaluate_rationale_file(records: &[TeacherRecord]) -> (EvalMetrics, Vec<E
                 answer_missing: (!has_answer)
                     .then(|| "the teacher's answer could not be parsed".into()),
                 votes: None,
+                rationale_exact: None,
             }
         })
         .collect();
@@ -303,6 +335,13 @@ pub fn write_eval(
             format!("{:.1}", metrics.rationale_words),
         ],
     ];
+    let mut rows = rows;
+    if let Some(x) = metrics.rationale_exact_rate {
+        rows.push(vec![
+            "rationale equal to the gold one".into(),
+            format!("{:.2} %", 100.0 * x),
+        ]);
+    }
     let md = format!(
         "# {title}\n\n{}",
         markdown_table(&["metric", "value"], &rows)
@@ -337,6 +376,20 @@ mod tests {
         let m = aggregate(&[score_output("1", "q", "no", "a b. So the answer is no."), r]);
         assert_eq!(m.accuracy, 0.5);
         assert_eq!(m.format_valid_rate, 0.5);
+        assert_eq!(m.rationale_exact_rate, None);
+    }
+
+    #[test]
+    fn exact_rationales_are_counted_over_questions_with_a_gold_one() {
+        assert!(same_rationale("The name is tafi.", " The  name is tafi"));
+        assert!(!same_rationale("The name is tafi.", "The name is tafo."));
+        let mut a = score_output("1", "q", "no", "The name is ka. So the answer is no.");
+        a.rationale_exact = Some(true);
+        let mut b = a.clone();
+        b.rationale_exact = Some(false);
+        let mut c = a.clone();
+        c.rationale_exact = None;
+        assert_eq!(aggregate(&[a, b, c]).rationale_exact_rate, Some(0.5));
     }
 
     #[test]

@@ -4,12 +4,13 @@
 //!
 //! - [`data`]: dataset files (the paper's layout and JSON Lines), validation, choices,
 //!   duplicate reports;
-//! - [`tokenizer`]: a deterministic Unigram tokenizer with T5's special tokens;
+//! - [`tokenizer`]: a deterministic byte-level BPE tokenizer with T5's special tokens;
+//! - [`probe`]: generated probes of a recipe (the copy task);
 //! - [`init`]: a randomly initialised T5 written as a Hugging Face folder;
 //! - [`teach`]: teacher rationales from an OpenAI-compatible endpoint;
 //! - [`train`]: the shared training loop (optimizer, schedule, batches, checkpoints);
 //! - [`sft`]: SFT distillation;
-//! - [`quark`]: quantile bins and the QUARK objective (the MaRio loop is to come);
+//! - [`quark`]: the multi-reward QUARK loop (MaRio): bins, pool, objective, rounds;
 //! - [`eval`]: evaluation of a checkpoint or of a rationale file;
 //! - [`report`]: markdown tables and PNG plots;
 //! - [`config`]: run configuration files.
@@ -22,6 +23,7 @@ pub mod eval;
 pub mod init;
 pub mod pipeline;
 pub mod plausibility;
+pub mod probe;
 pub mod quark;
 pub mod report;
 pub mod sft;

@@ -21,7 +21,7 @@ use mario_training::quark::run::{run_mario, MarioRun, RewardModels};
 use mario_training::report::markdown_table;
 use mario_training::sft::{SftSettings, SftTask};
 use mario_training::teach::{default_demonstrations, teach, Demonstration, TeachOptions};
-use mario_training::tokenizer::{corpus, save_tokenizer, train_tokenizer};
+use mario_training::tokenizer::{corpus_from_files, save_tokenizer, train_tokenizer};
 use mario_training::train::{train, RunDir, TrainableModel};
 use serde_json::json;
 
@@ -77,6 +77,32 @@ enum Command {
     Pipeline(PipelineArgs),
     /// Time greedy generation (forced new tokens) of a model folder, as the peer benchmarks do.
     BenchGenerate(BenchGenerateArgs),
+    /// Generate a probe data set that tests a training recipe (e.g. `probe copy`).
+    #[command(subcommand)]
+    Probe(ProbeCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ProbeCommand {
+    /// The copy task: invented names in the question, repeated in the rationale; dev names are
+    /// never seen in training, so SFT's dev_rationale_exact is the share of names copied.
+    Copy(CopyProbeArgs),
+}
+
+#[derive(Debug, Args)]
+struct CopyProbeArgs {
+    /// Output folder (train.jsonl and dev.jsonl, JSON Lines).
+    #[arg(long)]
+    out: PathBuf,
+    /// Training records, one distinct name each.
+    #[arg(long, default_value_t = 3000)]
+    train: usize,
+    /// Dev records, with names not in training.
+    #[arg(long, default_value_t = 200)]
+    dev: usize,
+    /// Seed of names, templates and answers.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
 }
 
 #[derive(Debug, Args)]
@@ -258,7 +284,7 @@ struct ExportArgs {
 
 #[derive(Debug, Args)]
 struct TokenizerArgs {
-    /// Configuration file ([data] datasets and [tokenizer] vocab_size).
+    /// Configuration file ([data] datasets and [tokenizer] settings).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Dataset folders under the data directory whose train.jsonl (and teacher file) are read.
@@ -267,9 +293,12 @@ struct TokenizerArgs {
     /// Extra data files (split or teacher layout).
     #[arg(long = "file")]
     files: Vec<PathBuf>,
-    /// Vocabulary size (specials included) [default: 8000].
+    /// Vocabulary size (specials and the 256 bytes included) [default: 8000].
     #[arg(long)]
     vocab_size: Option<usize>,
+    /// Merge a pair of pieces only if it occurs this often [default: 8].
+    #[arg(long)]
+    min_frequency: Option<u64>,
     /// Output tokenizer.json.
     #[arg(long)]
     out: PathBuf,
@@ -526,6 +555,10 @@ struct CheckArgs {
     /// Split files (train.jsonl, dev.jsonl layout) to validate.
     #[arg(required = true)]
     files: Vec<PathBuf>,
+    /// Also refuse records whose SFT target this tokenizer (a tokenizer.json or a model
+    /// folder) encodes with `<unk>`.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
 }
 
 fn progress(cli: &Cli) -> bool {
@@ -567,6 +600,21 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Sweep(a) => cmd_sweep(a),
         Command::Pipeline(a) => cmd_pipeline(a, progress(cli)),
         Command::BenchGenerate(a) => cmd_bench_generate(a),
+        Command::Probe(ProbeCommand::Copy(a)) => {
+            mario_training::probe::CopyProbe {
+                train: a.train,
+                dev: a.dev,
+                seed: a.seed,
+            }
+            .write(&a.out)?;
+            println!(
+                "wrote {} ({} train and {} dev records)",
+                a.out.display(),
+                a.train,
+                a.dev
+            );
+            Ok(())
+        }
     }
 }
 
@@ -591,36 +639,18 @@ fn cmd_tokenizer(a: &TokenizerArgs) -> Result<()> {
             cfg.data.dir().display()
         );
     }
-    let mut texts: Vec<String> = Vec::new();
-    for f in &files {
-        // split layout or teacher layout
-        match load_examples(f) {
-            Ok(ex) => {
-                for e in ex {
-                    texts.push(e.question);
-                    texts.extend(e.rationale);
-                }
-            }
-            Err(split_err) => match load_teacher(f) {
-                Ok(recs) => {
-                    for r in recs {
-                        texts.push(r.question);
-                        texts.push(r.predicted_rationale);
-                    }
-                }
-                Err(_) => return Err(split_err.into()),
-            },
-        }
-    }
-    let texts = corpus(texts.iter().map(String::as_str));
-    let vocab = a.vocab_size.unwrap_or(cfg.tokenizer.vocab_size);
+    let texts = corpus_from_files(&files)?;
+    let mut settings = cfg.tokenizer.clone();
+    settings.vocab_size = a.vocab_size.unwrap_or(settings.vocab_size);
+    settings.min_frequency = a.min_frequency.unwrap_or(settings.min_frequency);
     tracing::info!(
         files = files.len(),
         strings = texts.len(),
-        vocab,
+        vocab = settings.vocab_size,
+        min_frequency = settings.min_frequency,
         "training tokenizer"
     );
-    let tok = train_tokenizer(&texts, vocab)?;
+    let tok = train_tokenizer(&texts, &settings)?;
     save_tokenizer(&tok, &a.out)?;
     println!(
         "wrote {} ({} pieces)",
@@ -916,8 +946,18 @@ fn cmd_eval(a: &EvalArgs, progress: bool) -> Result<()> {
 }
 
 fn cmd_check(a: &CheckArgs) -> Result<()> {
+    let tokenizer = match &a.tokenizer {
+        Some(p) if p.is_dir() => Some(mario::tokenize::TextTokenizer::from_file(
+            &p.join(mario::tokenize::TOKENIZER_FILE),
+        )?),
+        Some(p) => Some(mario::tokenize::TextTokenizer::from_file(p)?),
+        None => None,
+    };
     for f in &a.files {
         let ex = load_examples(f)?;
+        if let Some(tok) = &tokenizer {
+            mario_training::tokenizer::check_targets(tok, f, &ex)?;
+        }
         let report = duplicate_report(&ex);
         println!(
             "{}: {}",

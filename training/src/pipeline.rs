@@ -269,7 +269,11 @@ pub fn sweep(
                         max_new_tokens: settings.max_new_tokens,
                         limit,
                         prefix: table.prefix_ids(&bins, &ckpt.tokenizer),
-                        no_repeat_ngram_size: settings.no_repeat_ngram_size,
+                        no_repeat_ngram_size: settings
+                            .eval_no_repeat_ngram_sizes
+                            .first()
+                            .copied()
+                            .unwrap_or(0),
                         ..Default::default()
                     };
                     let (m, results) = evaluate_model(&ckpt.model, &ckpt.tokenizer, &dev, &opts)?;
@@ -664,22 +668,10 @@ fn new_model(
 ) -> Result<PathBuf> {
     let tok_path = out.join("tokenizer.json");
     if !tok_path.is_file() {
-        let mut texts = Vec::new();
-        for f in train_files.iter().chain(teacher_files) {
-            match crate::data::load_examples(f) {
-                Ok(ex) => ex.into_iter().for_each(|e| {
-                    texts.push(e.question);
-                    texts.extend(e.rationale);
-                }),
-                Err(_) => load_teacher(f)?.into_iter().for_each(|r| {
-                    texts.push(r.question);
-                    texts.push(r.predicted_rationale);
-                }),
-            }
-        }
+        let files: Vec<PathBuf> = train_files.iter().chain(teacher_files).cloned().collect();
         let tok = crate::tokenizer::train_tokenizer(
-            &crate::tokenizer::corpus(texts.iter().map(String::as_str)),
-            cfg.tokenizer.vocab_size,
+            &crate::tokenizer::corpus_from_files(&files)?,
+            &cfg.tokenizer,
         )?;
         crate::tokenizer::save_tokenizer(&tok, &tok_path)?;
         tracing::info!("stage tokenizer: done");

@@ -211,7 +211,9 @@ impl SftTask {
     ) -> Result<Self> {
         let mut train_examples = Vec::new();
         for f in train_files {
-            train_examples.extend(load_examples(f)?);
+            let examples = load_examples(f)?;
+            crate::tokenizer::check_targets(tokenizer, f, &examples)?;
+            train_examples.extend(examples);
         }
         let (train, skipped) = encode_pairs(
             tokenizer,
@@ -309,6 +311,9 @@ impl TrainTask for SftTask {
         m.push(("dev_accuracy".into(), metrics.accuracy));
         m.push(("dev_format_valid".into(), metrics.format_valid_rate));
         m.push(("dev_diversity".into(), metrics.diversity));
+        if let Some(x) = metrics.rationale_exact_rate {
+            m.push(("dev_rationale_exact".into(), x));
+        }
         Ok(m)
     }
 

@@ -62,7 +62,7 @@ fn pipeline_runs_every_stage_on_a_micro_configuration_and_resumes() {
          [init]\narch = {:?}\nseed = 0\n\n[sft]\n{}\n[consistency]\n{}\n[plausibility]\n{}\n\
          [mario]\nrewards = [\"consistency\", \"accuracy\", \"plausibility\", \"diversity\"]\n\
          bins = 3\nrounds = 2\nsteps_per_round = 4\nquestions_per_round = 8\nmax_new_tokens = 12\n\
-         no_repeat_ngram_size = 3\nbatch_size = 4\nlr = 1e-3\nwarmup_steps = 1\neval_limit = 4\n",
+         eval_no_repeat_ngram_sizes = [3]\nbatch_size = 4\nlr = 1e-3\nwarmup_steps = 1\neval_limit = 4\n",
         dir.path(),
         arch,
         stage(20),

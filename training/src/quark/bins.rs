@@ -1,39 +1,44 @@
 //! Quantile bins: each reward's scores over the whole data pool cut into K bins, best first.
 //!
-//! Items are ranked by score, highest first. An item's bin is `floor(rank * K / N)` where `rank`
-//! is the mean rank of its tie group, so equal scores always share a bin (the released code cuts
-//! a sorted list, which splits ties between neighbouring bins at random). With N >= K the bins
-//! hold N/K items each (the remainder goes to the first bins); with N < K the items spread over
-//! the bins in order, so the best item is in bin 0 and the worst in a late bin (the released code
-//! puts every item in the last bin then). Missing scores get no bin.
+//! Items are ranked by score, highest first, and the ranking is cut into K runs of equal
+//! length: an item's bin is `floor(rank * K / N)`, so with N >= K every bin holds N/K items
+//! (the remainder spread over the bins) and none is empty. Tied scores are ordered by a seeded
+//! shuffle, so a tie group that straddles a cut is split between neighbouring bins at random,
+//! as the released code does (its cut of a sorted list). Keeping ties together instead empties
+//! bins: when 66 % of the pool shares the top diversity score of 1.0, a shared bin of the mean
+//! rank (this module's old rule) put them all in bin 1 and left the best bin, the one every
+//! sampling round and evaluation asks for, with nothing to train on. With N < K the items
+//! spread over the bins in order (the best in bin 0) and some bins stay empty. Missing and
+//! NaN scores get no bin.
 
-/// The bin (0 = best) of each score among `scores`, with `k` bins.
-pub fn quantile_bins(scores: &[Option<f64>], k: usize) -> Vec<Option<usize>> {
+/// A stable pseudo-random key of an item for breaking ties (SplitMix64 of seed and index).
+fn tie_key(seed: u64, i: usize) -> u64 {
+    let mut z = seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The bin (0 = best) of each score among `scores`, with `k` bins; ties are ordered by
+/// `seed`.
+pub fn quantile_bins(scores: &[Option<f64>], k: usize, seed: u64) -> Vec<Option<usize>> {
     assert!(k >= 1, "at least one bin");
     let mut order: Vec<usize> = (0..scores.len())
         .filter(|&i| scores[i].is_some_and(f64::is_finite))
         .collect();
     let n = order.len();
     let mut out = vec![None; scores.len()];
-    if n == 0 {
-        return out;
-    }
     let score = |i: usize| scores[i].expect("filtered");
-    // highest first; index order among equals keeps the result deterministic
-    order.sort_by(|&a, &b| score(b).total_cmp(&score(a)).then(a.cmp(&b)));
-    let mut start = 0;
-    while start < n {
-        let mut end = start + 1;
-        while end < n && score(order[end]) == score(order[start]) {
-            end += 1;
-        }
-        // mean rank of the tie group [start, end)
-        let mid = (start + end - 1) as f64 / 2.0;
-        let bin = ((mid * k as f64 / n as f64).floor() as usize).min(k - 1);
-        for &i in &order[start..end] {
-            out[i] = Some(bin);
-        }
-        start = end;
+    // highest first; ties in a seeded random order (deterministic for a seed)
+    order.sort_by(|&a, &b| {
+        score(b)
+            .total_cmp(&score(a))
+            .then(tie_key(seed, a).cmp(&tie_key(seed, b)))
+            .then(a.cmp(&b))
+    });
+    for (rank, &i) in order.iter().enumerate() {
+        out[i] = Some((rank * k / n).min(k - 1));
     }
     out
 }
@@ -52,9 +57,15 @@ mod tests {
 
     fn bins(scores: &[f64], k: usize) -> Vec<usize> {
         let s: Vec<Option<f64>> = scores.iter().map(|&x| Some(x)).collect();
-        quantile_bins(&s, k)
+        quantile_bins(&s, k, 0)
             .into_iter()
             .map(Option::unwrap)
+            .collect()
+    }
+
+    fn counts(bins: &[usize], k: usize) -> Vec<usize> {
+        (0..k)
+            .map(|b| bins.iter().filter(|&&x| x == b).count())
             .collect()
     }
 
@@ -66,33 +77,53 @@ mod tests {
     }
 
     #[test]
-    fn remainder_goes_to_the_first_bins() {
+    fn the_remainder_is_spread_over_the_bins() {
         let s: Vec<f64> = (0..7).map(|i| -(i as f64)).collect(); // already best first
         assert_eq!(bins(&s, 3), vec![0, 0, 0, 1, 1, 2, 2]);
     }
 
     #[test]
-    fn ties_share_a_bin() {
-        // six items tied at the top, 4 others: the tie group's mean rank is 2.5 -> bin 1 of 5
+    fn a_tie_at_the_top_fills_the_best_bin() {
+        // StrategyQA's diversity: most items tie at 1.0. The old rule (a tie group takes the
+        // bin of its mean rank) gave bins [0, 3617, 0, 762, 1113]; now every bin is used and
+        // bin 0 holds only top-scoring items.
+        let mut s = vec![1.0; 3617];
+        s.extend((0..1875).map(|i| 0.5 + i as f64 / 10_000.0));
+        let b = bins(&s, 5);
+        let c = counts(&b, 5);
+        assert!(c.iter().all(|&n| n >= 1098), "{c:?}");
+        assert!(b.iter().zip(&s).all(|(&bin, &x)| bin > 1 || x == 1.0));
+        // six of ten tied at the top: bins of two, the tie split across bins 0-2
         let s = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.5, 0.4, 0.3, 0.2];
         let b = bins(&s, 5);
-        assert!(b[..6].iter().all(|&x| x == b[0]), "{b:?}");
-        assert_eq!(b[0], 1);
+        assert_eq!(counts(&b, 5), vec![2, 2, 2, 2, 2]);
         assert_eq!(&b[6..], &[3, 3, 4, 4]);
-        // all equal: one bin for everyone (the middle one)
-        assert_eq!(bins(&[0.7; 4], 5), vec![1; 4]);
+        // all equal: spread evenly
+        assert_eq!(counts(&bins(&[0.7; 10], 5), 5), vec![2; 5]);
+    }
+
+    #[test]
+    fn ties_are_split_by_the_seed_not_by_arrival_order() {
+        let s: Vec<Option<f64>> = vec![Some(1.0); 100];
+        let a = quantile_bins(&s, 2, 1);
+        let b = quantile_bins(&s, 2, 2);
+        assert_eq!(a, quantile_bins(&s, 2, 1), "deterministic for a seed");
+        assert_ne!(a, b, "another seed, another split");
+        // not simply the first half in bin 0
+        let first_half_best = a[..50].iter().filter(|x| **x == Some(0)).count();
+        assert!((10..=40).contains(&first_half_best), "{first_half_best}");
     }
 
     #[test]
     fn fewer_items_than_bins_spread_in_order() {
         assert_eq!(bins(&[3.0, 1.0, 2.0], 5), vec![0, 3, 1]);
         assert_eq!(bins(&[9.0], 5), vec![0]);
-        assert!(quantile_bins(&[], 5).is_empty());
+        assert!(quantile_bins(&[], 5, 0).is_empty());
     }
 
     #[test]
     fn missing_and_nan_scores_get_no_bin() {
-        let b = quantile_bins(&[Some(1.0), None, Some(f64::NAN), Some(0.0)], 2);
+        let b = quantile_bins(&[Some(1.0), None, Some(f64::NAN), Some(0.0)], 2, 0);
         assert_eq!(b, vec![Some(0), None, None, Some(1)]);
     }
 

@@ -6,3 +6,4 @@ pub mod dev_scores;
 pub mod loss;
 pub mod pool;
 pub mod run;
+pub mod schedule;

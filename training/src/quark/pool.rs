@@ -40,6 +40,47 @@ pub struct PoolItem {
     pub source: Source,
 }
 
+/// The pool cut into bins.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolBins {
+    /// Reward names, in control order.
+    pub rewards: Vec<String>,
+    /// Their kinds.
+    pub kinds: Vec<RewardKind>,
+    /// Per item, its bin for every reward (`None`: a score is missing; not trained on).
+    pub items: Vec<Option<Vec<usize>>>,
+    /// Per reward, trained items in each bin (bin 0 = best).
+    pub counts: Vec<Vec<usize>>,
+}
+
+impl PoolBins {
+    /// Refuses a pool in which a quantile reward has an empty bin, or any reward an empty best
+    /// bin: that control token would never be trained, yet sampling and evaluation ask for it.
+    /// A binary reward whose worst bin is empty (no wrong answer in the pool: nothing to
+    /// contrast) is only warned about; it is a fact of the data, not of the binning.
+    pub fn ensure_no_empty_bin(&self) -> Result<()> {
+        for ((name, c), kind) in self.rewards.iter().zip(&self.counts).zip(&self.kinds) {
+            if *kind == RewardKind::Binary && c[0] > 0 {
+                if let Some(b) = c.iter().position(|&n| n == 0) {
+                    tracing::warn!(
+                        "reward `{name}`: bin {b} holds no pool item ({c:?}); its token is not \
+                         trained this round"
+                    );
+                }
+                continue;
+            }
+            if let Some(b) = c.iter().position(|&n| n == 0) {
+                anyhow::bail!(
+                    "reward `{name}`: bin {b} holds no pool item (items per bin, best first: \
+                     {c:?}); its control token would never be trained. Sample more outputs \
+                     (questions_per_round, rollouts) or use fewer bins"
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
 /// All items so far.
 #[derive(Debug, Clone, Default)]
 pub struct DataPool {
@@ -81,9 +122,10 @@ impl DataPool {
         Ok(())
     }
 
-    /// Each item's bin per reward (over the whole pool), or `None` for an item missing a
-    /// score for any reward (such items are not trained on).
-    pub fn bins(&self, table: &ControlTokens) -> Vec<Option<Vec<usize>>> {
+    /// Each item's bin per reward (over the whole pool; ties split by `seed`), or `None` for
+    /// an item missing a score for any reward (such items are not trained on), with the number
+    /// of trained items in every bin.
+    pub fn bins(&self, table: &ControlTokens, seed: u64) -> PoolBins {
         let per_reward: Vec<Vec<Option<usize>>> = table
             .rewards
             .iter()
@@ -95,19 +137,33 @@ impl DataPool {
                     .map(|it| it.scores.get(k).copied().flatten())
                     .collect();
                 match r.kind {
-                    RewardKind::Quantile => quantile_bins(&scores, r.bins()),
+                    RewardKind::Quantile => {
+                        quantile_bins(&scores, r.bins(), seed.wrapping_add(k as u64))
+                    }
                     RewardKind::Binary => binary_bins(&scores),
                 }
             })
             .collect();
-        (0..self.items.len())
+        let items: Vec<Option<Vec<usize>>> = (0..self.items.len())
             .map(|i| {
                 per_reward
                     .iter()
                     .map(|b| b[i])
                     .collect::<Option<Vec<usize>>>()
             })
-            .collect()
+            .collect();
+        let mut counts: Vec<Vec<usize>> = table.rewards.iter().map(|r| vec![0; r.bins()]).collect();
+        for bins in items.iter().flatten() {
+            for (c, &b) in counts.iter_mut().zip(bins) {
+                c[b] += 1;
+            }
+        }
+        PoolBins {
+            rewards: table.rewards.iter().map(|r| r.name.clone()).collect(),
+            kinds: table.rewards.iter().map(|r| r.kind).collect(),
+            items,
+            counts,
+        }
     }
 
     /// Mean and count of each reward's scores over the items of one round.
@@ -152,11 +208,53 @@ mod tests {
                 item(&[Some(0.5), Some(0.0)]),
             ],
         };
-        let b = pool.bins(&table);
+        let bins = pool.bins(&table, 0);
+        let b = &bins.items;
         assert_eq!(b[0], Some(vec![0, 0]));
         assert_eq!(b[1], Some(vec![1, 1]));
         assert_eq!(b[2], None);
         assert_eq!(b[3], Some(vec![0, 1]));
+        // counts over the trained items (item 2 is not trained)
+        assert_eq!(bins.counts, vec![vec![2, 1], vec![1, 2]]);
+        bins.ensure_no_empty_bin().unwrap();
+    }
+
+    #[test]
+    fn a_pool_whose_top_scores_tie_trains_every_bin() {
+        // diversity 1.0 for most items (as for 66 % of StrategyQA's silver rationales)
+        let table = ControlTokens::quark(&[("diversity", 5)], &[]);
+        let mut items: Vec<PoolItem> = (0..66).map(|_| item(&[Some(1.0)])).collect();
+        items.extend((0..34).map(|i| item(&[Some(0.5 + f64::from(i) / 100.0)])));
+        let bins = DataPool { items }.bins(&table, 3);
+        assert_eq!(bins.counts, vec![vec![20; 5]]);
+        bins.ensure_no_empty_bin().unwrap();
+    }
+
+    #[test]
+    fn an_empty_bin_is_refused_naming_the_reward() {
+        // three items cannot fill five quantile bins
+        let table = ControlTokens::quark(&[("plausibility", 5)], &["accuracy"]);
+        let items: Vec<PoolItem> = (0..3)
+            .map(|i| item(&[Some(f64::from(i)), Some(1.0)]))
+            .collect();
+        let bins = DataPool { items }.bins(&table, 0);
+        assert_eq!(bins.counts, vec![vec![1, 1, 0, 1, 0], vec![3, 0]]);
+        let msg = bins.ensure_no_empty_bin().unwrap_err().to_string();
+        assert!(msg.contains("`plausibility`: bin 2"), "{msg}");
+        // a binary reward with no wrong answer is allowed; with no right answer it is not
+        let table = ControlTokens::quark(&[], &["accuracy"]);
+        let right: Vec<PoolItem> = (0..4).map(|_| item(&[Some(1.0)])).collect();
+        DataPool { items: right }
+            .bins(&table, 0)
+            .ensure_no_empty_bin()
+            .unwrap();
+        let wrong: Vec<PoolItem> = (0..4).map(|_| item(&[Some(0.0)])).collect();
+        let bins = DataPool { items: wrong }.bins(&table, 0);
+        let msg = bins.ensure_no_empty_bin().unwrap_err().to_string();
+        assert!(
+            msg.contains("`accuracy`: bin 0") && msg.contains("[0, 4]"),
+            "{msg}"
+        );
     }
 
     #[test]

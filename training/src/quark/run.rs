@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use mario::checkpoint::Checkpoint;
 use mario::control::{ControlTokens, RewardKind, CONTROL_FILE};
 use mario::generate::{generate, GenerationParams, GenerationRequest, SamplingParams};
@@ -32,6 +32,7 @@ use serde_json::json;
 use super::dev_scores::{dev_scores_path, write_dev_scores, DevScore};
 use super::loss::quark_loss;
 use super::pool::{DataPool, PoolItem, Source};
+use super::schedule::{on_policy_share, round_steps, PoolPlan};
 use crate::data::{load_examples, Example};
 use crate::eval::{evaluate_model, EvalOptions};
 use crate::report::plot::{save_charts, Chart, Series};
@@ -61,9 +62,14 @@ pub struct MarioSettings {
     pub bins: usize,
     /// Sampling rounds.
     pub rounds: u32,
-    /// Policy updates after each sampling round.
+    /// Policy updates after each sampling round; 0 = sized from the pool, so that every pool
+    /// item is drawn `passes_per_round` times on average (see [`round_steps`]).
     pub steps_per_round: u64,
-    /// Questions sampled per round (0 = every unique training question).
+    /// Mean draws of each pool item per round when `steps_per_round` is 0 (the released
+    /// code's schedule draws each about 2.3 times).
+    pub passes_per_round: f64,
+    /// Questions sampled per round (0 = every unique training question, so that on-policy
+    /// samples outgrow the silver data; see [`on_policy_share`]).
     pub questions_per_round: usize,
     /// Samples per question per round.
     pub rollouts: usize,
@@ -73,8 +79,17 @@ pub struct MarioSettings {
     pub temperature: f64,
     /// Most new tokens of a sample.
     pub max_new_tokens: usize,
-    /// n-gram blocking in sampling and evaluation (0 = off).
-    pub no_repeat_ngram_size: usize,
+    /// n-gram blocking while sampling the pool (0 = plain nucleus sampling, the default:
+    /// blocking makes the samples off-policy and removes the repetition the diversity reward
+    /// exists to score).
+    pub sample_no_repeat_ngram_size: usize,
+    /// n-gram blocking of each dev evaluation: the first entry is the one reported as
+    /// `dev_*` and used for selection, the others are logged as `dev_*_nr<N>`.
+    pub eval_no_repeat_ngram_sizes: Vec<usize>,
+    /// Encoder inputs are cut to this many tokens.
+    pub max_input_tokens: usize,
+    /// Pool items with longer outputs are not trained on.
+    pub max_target_tokens: usize,
     /// Pool items per update.
     pub batch_size: usize,
     /// Peak learning rate.
@@ -87,7 +102,8 @@ pub struct MarioSettings {
     pub kl_coef: f64,
     /// α, the entropy weight (paper: 0).
     pub entropy_coef: f64,
-    /// Dropout while training.
+    /// Dropout of the policy while training (default 0, as the released policy trains: with
+    /// dropout the KL term is never 0 and the control tokens compete with noise).
     pub dropout: f64,
     /// CANONICAL or ADDITIVE.
     pub variant: Variant,
@@ -115,20 +131,24 @@ impl Default for MarioSettings {
             ],
             bins: 5,
             rounds: 13,
-            steps_per_round: 4000,
+            steps_per_round: 0,
+            passes_per_round: 2.0,
             questions_per_round: 0,
             rollouts: 1,
             top_p: 0.7,
             temperature: 1.0,
             max_new_tokens: 128,
-            no_repeat_ngram_size: 0,
+            sample_no_repeat_ngram_size: 0,
+            eval_no_repeat_ngram_sizes: vec![0],
+            max_input_tokens: 256,
+            max_target_tokens: 192,
             batch_size: 4,
             lr: 3e-5,
             warmup_steps: 1000,
             max_grad_norm: 1.0,
             kl_coef: 0.1,
             entropy_coef: 0.0,
-            dropout: 0.1,
+            dropout: 0.0,
             variant: Variant::Canonical,
             stage_rounds: 1,
             policy_from_sft: true,
@@ -275,7 +295,7 @@ fn sample_outputs(
     for chunk in questions.chunks(32) {
         let mut reqs = Vec::new();
         for (i, ex) in chunk.iter().enumerate() {
-            let ids = truncate_input(tok.encode(&ex.question)?, 256);
+            let ids = truncate_input(tok.encode(&ex.question)?, s.max_input_tokens);
             for r in 0..s.rollouts.max(1) {
                 reqs.push(GenerationRequest {
                     input_ids: ids.clone(),
@@ -290,7 +310,7 @@ fn sample_outputs(
                         seed: seed
                             .wrapping_mul(1_000_003)
                             .wrapping_add((out.len() + i * s.rollouts.max(1) + r) as u64),
-                        no_repeat_ngram_size: s.no_repeat_ngram_size,
+                        no_repeat_ngram_size: s.sample_no_repeat_ngram_size,
                         ..Default::default()
                     },
                 });
@@ -308,8 +328,50 @@ fn sample_outputs(
     Ok(out)
 }
 
-/// Dev metrics with the given prefix: accuracy, format, diversity, and every other reward's
-/// mean. Every question's output and scores go to `save` (see [`super::dev_scores`]).
+/// Dev metrics with the given prefix, once per entry of `eval_no_repeat_ngram_sizes` (the
+/// first unsuffixed, the others as `dev_*_nr<N>`); each evaluation's outputs and scores go
+/// to `dev/<name>.jsonl` (`<name>-nr<N>.jsonl` for the others).
+fn evaluate_dev_all(
+    model: &mario::model::T5Model,
+    tok: &mario::tokenize::TextTokenizer,
+    dev: &[Example],
+    prefix: &[u32],
+    rewards: &[Box<dyn Reward>],
+    s: &MarioSettings,
+    out: &Path,
+    name: &str,
+) -> Result<Vec<(String, f64)>> {
+    let sizes = if s.eval_no_repeat_ngram_sizes.is_empty() {
+        vec![0]
+    } else {
+        s.eval_no_repeat_ngram_sizes.clone()
+    };
+    let mut all = Vec::new();
+    for (i, &n) in sizes.iter().enumerate() {
+        let (file, suffix) = if i == 0 {
+            (name.to_string(), String::new())
+        } else {
+            (format!("{name}-nr{n}"), format!("_nr{n}"))
+        };
+        let m = evaluate_dev(
+            model,
+            tok,
+            dev,
+            prefix.to_vec(),
+            rewards,
+            s,
+            n,
+            &dev_scores_path(out, &file),
+        )?;
+        all.extend(m.into_iter().map(|(k, v)| (format!("{k}{suffix}"), v)));
+    }
+    Ok(all)
+}
+
+/// Dev metrics with the given prefix and n-gram blocking: accuracy, format, diversity, and
+/// every other reward's mean. Every question's output and scores go to `save` (see
+/// [`super::dev_scores`]).
+#[allow(clippy::too_many_arguments)]
 fn evaluate_dev(
     model: &mario::model::T5Model,
     tok: &mario::tokenize::TextTokenizer,
@@ -317,13 +379,14 @@ fn evaluate_dev(
     prefix: Vec<u32>,
     rewards: &[Box<dyn Reward>],
     s: &MarioSettings,
+    no_repeat_ngram_size: usize,
     save: &Path,
 ) -> Result<Vec<(String, f64)>> {
     let opts = EvalOptions {
         max_new_tokens: s.max_new_tokens,
         limit: (s.eval_limit > 0).then_some(s.eval_limit),
         prefix,
-        no_repeat_ngram_size: s.no_repeat_ngram_size,
+        no_repeat_ngram_size,
         ..Default::default()
     };
     let (m, results) = evaluate_model(model, tok, dev, &opts)?;
@@ -383,6 +446,47 @@ fn log_line(path: &Path, v: serde_json::Value) -> Result<()> {
         .open(path)?;
     writeln!(f, "{v}")?;
     Ok(())
+}
+
+/// The QUARK loss of one batch of pool rows: the policy reads each row's control prefix (its
+/// first `active` tokens) in `mode`, the frozen reference reads the same rows without it, in
+/// inference mode.
+#[allow(clippy::too_many_arguments)]
+pub fn step_loss(
+    policy: &mario::model::T5Model,
+    reference: &mario::model::T5Model,
+    rows: &[&Seq2SeqExample],
+    active: usize,
+    s: &MarioSettings,
+    mode: Mode<'_>,
+    start_id: u32,
+    pad: u32,
+) -> Result<super::loss::QuarkLoss> {
+    let device = policy.device();
+    let batch = Seq2SeqBatch::new(rows, start_id, pad, device)?;
+    let (_, pol_logits) = forward(policy, &batch, mode)?;
+    let plain: Vec<Seq2SeqExample> = rows
+        .iter()
+        .map(|e| Seq2SeqExample {
+            prefix: Vec::new(),
+            ..(*e).clone()
+        })
+        .collect();
+    let plain_refs: Vec<&Seq2SeqExample> = plain.iter().collect();
+    let ref_batch = Seq2SeqBatch::new(&plain_refs, start_id, pad, device)?;
+    let (_, ref_logits) = forward(reference, &ref_batch, Mode::Inference)?;
+    let t = ref_batch.labels.dim(1)?;
+    let labels = batch.labels.narrow(1, active, t)?;
+    let mask = batch.loss_mask.narrow(1, active, t)?;
+    quark_loss(
+        &pol_logits,
+        &ref_logits.detach(),
+        &labels,
+        &mask,
+        active,
+        s.kl_coef,
+        s.entropy_coef,
+    )
 }
 
 /// Runs (or resumes) the loop; returns the metrics log path.
@@ -464,14 +568,15 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<PathBuf> {
             settings: s.clone(),
         };
         // the SFT model's own dev metrics, in the same harness (the round-0 baseline)
-        let m = evaluate_dev(
+        let m = evaluate_dev_all(
             &reference.model,
             &reference.tokenizer,
             &dev,
-            Vec::new(),
+            &[],
             &rewards,
             &s,
-            &dev_scores_path(out, "sft"),
+            out,
+            "sft",
         )?;
         let mut line = json!({"round": -1, "step": 0, "kind": "eval", "model": "sft"});
         for (k, v) in &m {
@@ -486,7 +591,24 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<PathBuf> {
         serde_json::to_string_pretty(&table)? + "\n",
     )?;
 
-    let total_steps = s.steps_per_round * s.rounds as u64;
+    let plan = PoolPlan {
+        silver: train_examples
+            .iter()
+            .filter(|e| e.rationale.is_some())
+            .count(),
+        questions: questions.len(),
+    };
+    let steps = round_steps(&s, plan);
+    let total_steps: u64 = steps.iter().sum();
+    tracing::info!(
+        rounds = s.rounds,
+        total_steps,
+        "plan: {} samples a round; on-policy share of the pool {:.0} % after round 0, {:.0} % \
+         after the last; updates per round {steps:?}",
+        plan.sampled_per_round(&s),
+        100.0 * on_policy_share(&s, plan, 0),
+        100.0 * on_policy_share(&s, plan, s.rounds.saturating_sub(1)),
+    );
     let schedule = LinearSchedule {
         peak: s.lr,
         warmup_steps: s.warmup_steps,
@@ -593,21 +715,39 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<PathBuf> {
         );
 
         // 3. bins over the whole pool -> training examples
-        let bins = pool.bins(&table);
+        let bins = pool.bins(&table, s.seed.wrapping_add(u64::from(round)));
+        let mut line = json!({"round": round, "step": state.step, "kind": "bins"});
+        for (name, c) in bins.rewards.iter().zip(&bins.counts) {
+            line[format!("bins_{name}")] = json!(c);
+        }
+        log_line(&metrics_path, line)?;
+        tracing::info!(
+            round,
+            "items per bin (best first): {}",
+            bins.rewards
+                .iter()
+                .zip(&bins.counts)
+                .map(|(n, c)| format!("{n} {c:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        bins.ensure_no_empty_bin()
+            .with_context(|| format!("round {round}"))?;
         let mut train: Vec<Seq2SeqExample> = Vec::new();
         let mut cache: HashMap<String, Vec<u32>> = HashMap::new();
-        for (it, b) in pool.items.iter().zip(&bins) {
+        for (it, b) in pool.items.iter().zip(&bins.items) {
             let Some(b) = b else { continue };
             let input_ids = match cache.get(&it.question) {
                 Some(ids) => ids.clone(),
                 None => {
-                    let ids = truncate_input(policy.tokenizer.encode(&it.question)?, 256);
+                    let ids =
+                        truncate_input(policy.tokenizer.encode(&it.question)?, s.max_input_tokens);
                     cache.insert(it.question.clone(), ids.clone());
                     ids
                 }
             };
             let target_ids = policy.tokenizer.encode(&it.text)?;
-            if target_ids.len() > 192 {
+            if target_ids.len() > s.max_target_tokens {
                 continue;
             }
             train.push(Seq2SeqExample {
@@ -628,7 +768,7 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<PathBuf> {
         let start_id = policy.config.decoder_start();
         let t_train = std::time::Instant::now();
         let (mut window_tokens, mut t_window) = (0usize, std::time::Instant::now());
-        for _ in 0..s.steps_per_round {
+        for _ in 0..steps[round as usize] {
             let mut rows = Vec::with_capacity(s.batch_size);
             for _ in 0..s.batch_size.max(1) {
                 if cursor == order.len() {
@@ -639,31 +779,24 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<PathBuf> {
                 cursor += 1;
             }
             window_tokens += rows.iter().map(|e| e.tokens()).sum::<usize>();
-            let batch = Seq2SeqBatch::new(&rows, start_id, pad, dev_)?;
-            let (_, pol_logits) = forward(&policy.model, &batch, Mode::Training(&dropout))?;
-            let plain: Vec<Seq2SeqExample> = rows
-                .iter()
-                .map(|e| Seq2SeqExample {
-                    prefix: Vec::new(),
-                    ..(*e).clone()
-                })
-                .collect();
-            let plain_refs: Vec<&Seq2SeqExample> = plain.iter().collect();
-            let ref_batch = Seq2SeqBatch::new(&plain_refs, start_id, pad, dev_)?;
-            let (_, ref_logits) = forward(&reference.model, &ref_batch, Mode::Inference)?;
-            let m = active;
-            let t = ref_batch.labels.dim(1)?;
-            let labels = batch.labels.narrow(1, m, t)?;
-            let mask = batch.loss_mask.narrow(1, m, t)?;
-            let l = quark_loss(
-                &pol_logits,
-                &ref_logits.detach(),
-                &labels,
-                &mask,
-                m,
-                s.kl_coef,
-                s.entropy_coef,
+            let l = step_loss(
+                &policy.model,
+                &reference.model,
+                &rows,
+                active,
+                &s,
+                Mode::Training(&dropout),
+                start_id,
+                pad,
             )?;
+            if !l.nll.is_finite() || !l.kl.is_finite() {
+                bail!(
+                    "round {round}: the loss became non-finite at step {} (nll {}, kl {})",
+                    state.step,
+                    l.nll,
+                    l.kl
+                );
+            }
             let grads = l.total.backward()?;
             let norm = opt.grad_norm(&grads)?;
             opt.step(
@@ -698,17 +831,17 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<PathBuf> {
                 (window_tokens, t_window) = (0, std::time::Instant::now());
             }
         }
-        let _ = Tensor::zeros(1, DType::F32, dev_)?;
         // 5. evaluate with the best control tokens
         let prefix = prefix_of(&best_bins, active, &policy.tokenizer);
-        let m = evaluate_dev(
+        let m = evaluate_dev_all(
             &policy.model,
             &policy.tokenizer,
             &dev,
-            prefix,
+            &prefix,
             &rewards,
             &s,
-            &dev_scores_path(out, &format!("round-{round}")),
+            out,
+            &format!("round-{round}"),
         )?;
         let mut line =
             json!({"round": round, "step": state.step, "kind": "eval", "model": "policy"});

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use mario::model::T5Config;
 use mario_training::init::{init_weights, write_model_folder};
-use mario_training::tokenizer::{corpus, save_tokenizer, train_tokenizer};
+use mario_training::tokenizer::{corpus, save_tokenizer, train_tokenizer, TokenizerSettings};
 
 /// A synthetic yes/no task: "Is A larger than B?" with a one-sentence rationale.
 pub fn synthetic_rows(n: usize, offset: usize) -> Vec<(String, String, String)> {
@@ -48,7 +48,14 @@ pub fn micro_setup(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
         .flat_map(|(q, r, _)| [q.clone(), r.clone()])
         .collect();
     texts.push("So the answer is yes. So the answer is no.".into());
-    let tok = train_tokenizer(&corpus(texts.iter().map(String::as_str)), 120).unwrap();
+    let tok = train_tokenizer(
+        &corpus(texts.iter().map(String::as_str)),
+        &TokenizerSettings {
+            vocab_size: 300,
+            min_frequency: 2,
+        },
+    )
+    .unwrap();
     let tok_path = dir.join("tokenizer.json");
     save_tokenizer(&tok, &tok_path).unwrap();
     let cfg = T5Config {
