@@ -13,7 +13,8 @@
 //! - [`quark`]: the multi-reward QUARK loop (MaRio): bins, pool, objective, rounds;
 //! - [`eval`]: evaluation of a checkpoint or of a rationale file;
 //! - [`report`]: markdown tables and PNG plots;
-//! - [`config`]: run configuration files.
+//! - [`config`]: run configuration files;
+//! - [`jsonl`]: reading (errors name file and line) and appending JSON Lines.
 
 pub mod bench;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod consistency;
 pub mod data;
 pub mod eval;
 pub mod init;
+pub mod jsonl;
 pub mod pipeline;
 pub mod plausibility;
 pub mod probe;

@@ -480,12 +480,7 @@ impl SweepPartial {
     }
 
     fn record(&mut self, d: SweepDecoding) -> Result<()> {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&self.path)
-            .with_context(|| format!("appending to {}", self.path.display()))?;
-        writeln!(f, "{}", serde_json::to_string(&d)?)?;
+        crate::jsonl::append_one(&self.path, &d)?;
         self.decodings.push(d);
         Ok(())
     }
@@ -693,10 +688,7 @@ fn new_model(
 
 /// `report.md`: SFT against MaRio on dev (from the MaRio run's metrics), the sweep verdicts.
 pub fn write_comparison(mario_dir: &Path, sweep_dir: &Path, out: &Path) -> Result<()> {
-    let rows: Vec<serde_json::Value> = std::fs::read_to_string(mario_dir.join("metrics.jsonl"))?
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let rows: Vec<serde_json::Value> = crate::jsonl::read(&mario_dir.join("metrics.jsonl"))?;
     let sft = rows
         .iter()
         .find(|r| r["kind"] == "eval" && r["model"] == "sft")

@@ -5,10 +5,9 @@
 //! (`null` where a reward could not score the output).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::report::paired::PairedDiff;
@@ -36,27 +35,12 @@ pub fn write_dev_scores(path: &Path, rows: &[DevScore]) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let mut f = std::io::BufWriter::new(
-        std::fs::File::create(path).with_context(|| format!("writing {}", path.display()))?,
-    );
-    for r in rows {
-        writeln!(f, "{}", serde_json::to_string(r)?)?;
-    }
-    f.flush()?;
-    Ok(())
+    crate::jsonl::write(path, rows)
 }
 
 /// Reads one file; a bad line is an error naming the file and line.
 pub fn read_dev_scores(path: &Path) -> Result<Vec<DevScore>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l).with_context(|| format!("{}: line {}", path.display(), i + 1))
-        })
-        .collect()
+    crate::jsonl::read(path)
 }
 
 /// `b - a` for `metric`, question by question. Both decodings must cover the same questions

@@ -2,10 +2,9 @@
 //! output with its reward scores, kept across rounds and stored as JSON Lines so that a run can
 //! resume.
 
-use std::io::Write;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use mario::control::{ControlTokens, RewardKind};
 use serde::{Deserialize, Serialize};
 
@@ -91,33 +90,14 @@ pub struct DataPool {
 impl DataPool {
     /// Reads a pool file (missing file: empty pool).
     pub fn load(path: &Path) -> Result<Self> {
-        if !path.is_file() {
-            return Ok(Self::default());
-        }
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let items = text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-            .map(|(i, l)| {
-                serde_json::from_str(l)
-                    .with_context(|| format!("{}: line {}: not a pool item", path.display(), i + 1))
-            })
-            .collect::<Result<_>>()?;
-        Ok(Self { items })
+        Ok(Self {
+            items: crate::jsonl::read_if_exists(path)?,
+        })
     }
 
     /// Appends items to the pool and to its file.
     pub fn extend(&mut self, items: Vec<PoolItem>, path: &Path) -> Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        for it in &items {
-            writeln!(f, "{}", serde_json::to_string(it)?)?;
-        }
+        crate::jsonl::append(path, &items)?;
         self.items.extend(items);
         Ok(())
     }

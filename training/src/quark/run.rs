@@ -439,13 +439,7 @@ fn evaluate_dev(
 }
 
 fn log_line(path: &Path, v: serde_json::Value) -> Result<()> {
-    use std::io::Write;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
-    writeln!(f, "{v}")?;
-    Ok(())
+    crate::jsonl::append_one(path, &v)
 }
 
 /// The QUARK loss of one batch of pool rows: the policy reads each row's control prefix (its
@@ -529,12 +523,7 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<PathBuf> {
         let policy = TrainableModel::load(&last, dev_)?;
         let mut pool = DataPool::load(&pool_path)?;
         pool.items.retain(|it| it.round < state.rounds_done);
-        let mut text = String::new();
-        for it in &pool.items {
-            text.push_str(&serde_json::to_string(it)?);
-            text.push('\n');
-        }
-        std::fs::write(&pool_path, text)?;
+        crate::jsonl::write(&pool_path, &pool.items)?;
         (policy, state, pool)
     } else {
         if state_path.is_file() {
@@ -890,10 +879,7 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<PathBuf> {
 
 /// Per-round mean of each reward over the round's samples, and the dev means per round.
 fn draw_reward_rounds(metrics: &Path, table: &ControlTokens, out: &Path) -> Result<()> {
-    let rows: Vec<serde_json::Value> = std::fs::read_to_string(metrics)?
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let rows: Vec<serde_json::Value> = crate::jsonl::read(metrics)?;
     let mut charts = Vec::new();
     for r in &table.rewards {
         let key = format!("sample_{}", r.name);

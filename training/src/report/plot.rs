@@ -297,12 +297,7 @@ pub fn save_charts(charts: &[Chart], cols: usize, path: &Path) -> Result<()> {
 /// The curves of a training run's `metrics.jsonl`: training loss (and dev loss), and every
 /// other evaluation metric.
 pub fn training_curves(metrics: &Path, out: &Path) -> Result<()> {
-    let text = std::fs::read_to_string(metrics)
-        .with_context(|| format!("reading {}", metrics.display()))?;
-    let rows: Vec<serde_json::Value> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let rows: Vec<serde_json::Value> = crate::jsonl::read(metrics)?;
     let series = |kind: &str, key: &str| -> Vec<(f64, f64)> {
         rows.iter()
             .filter(|r| r["kind"] == kind)

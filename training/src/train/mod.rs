@@ -17,7 +17,6 @@ pub mod model;
 pub mod optim;
 pub mod schedule;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -173,13 +172,7 @@ pub struct TrainSummary {
 
 /// Appends one JSON line to the metrics log.
 fn log_line(path: &Path, value: serde_json::Value) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    writeln!(f, "{value}")?;
-    Ok(())
+    crate::jsonl::append_one(path, &value)
 }
 
 /// Drops log lines after `step` (written after the checkpoint a run resumes from).
@@ -187,22 +180,12 @@ fn truncate_log(path: &Path, step: u64) -> Result<()> {
     if !path.is_file() {
         return Ok(());
     }
-    let text = std::fs::read_to_string(path)?;
-    let kept: Vec<&str> = text
-        .lines()
-        .filter(|l| {
-            serde_json::from_str::<serde_json::Value>(l)
-                .ok()
-                .and_then(|v| v["step"].as_u64())
-                .is_some_and(|s| s <= step)
-        })
+    let rows: Vec<serde_json::Value> = crate::jsonl::read(path)?;
+    let kept: Vec<&serde_json::Value> = rows
+        .iter()
+        .filter(|v| v["step"].as_u64().is_some_and(|s| s <= step))
         .collect();
-    let mut out = kept.join("\n");
-    if !out.is_empty() {
-        out.push('\n');
-    }
-    std::fs::write(path, out)?;
-    Ok(())
+    crate::jsonl::write(path, &kept)
 }
 
 fn save_last(
