@@ -139,6 +139,8 @@ pub struct RunConfig {
     pub mario: crate::quark::run::MarioSettings,
     /// Evaluation.
     pub eval: EvalSection,
+    /// A generated world (`mario-train world`).
+    pub world: crate::world::WorldSettings,
 }
 
 /// How many `base` files one configuration may chain through.

@@ -6,6 +6,7 @@
 //!   duplicate reports;
 //! - [`tokenizer`]: a deterministic byte-level BPE tokenizer with T5's special tokens;
 //! - [`probe`]: generated probes of a recipe (the copy task);
+//! - [`world`]: a generated knowledge world with an imperfect teacher (`mario-train world`);
 //! - [`init`]: a randomly initialised T5 written as a Hugging Face folder;
 //! - [`teach`]: teacher rationales from an OpenAI-compatible endpoint;
 //! - [`train`]: the shared training loop (optimizer, schedule, batches, checkpoints);
@@ -32,3 +33,4 @@ pub mod sft;
 pub mod teach;
 pub mod tokenizer;
 pub mod train;
+pub mod world;

@@ -77,9 +77,26 @@ enum Command {
     Pipeline(PipelineArgs),
     /// Time greedy generation (forced new tokens) of a model folder, as the peer benchmarks do.
     BenchGenerate(BenchGenerateArgs),
+    /// Generate a knowledge world (data folder with world.json): invented entities, questions
+    /// chaining two or more facts, and an imperfect teacher with known flaws.
+    World(WorldArgs),
     /// Generate a probe data set that tests a training recipe (e.g. `probe copy`).
     #[command(subcommand)]
     Probe(ProbeCommand),
+}
+
+#[derive(Debug, Args)]
+struct WorldArgs {
+    /// Configuration file (its [world] table); flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Seed [default: the config's, else 0].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Output data folder (train.jsonl, dev.jsonl, test.jsonl, teacher_gpt3_train.jsonl,
+    /// world.json).
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -600,6 +617,19 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Sweep(a) => cmd_sweep(a),
         Command::Pipeline(a) => cmd_pipeline(a, progress(cli)),
         Command::BenchGenerate(a) => cmd_bench_generate(a),
+        Command::World(a) => {
+            let mut settings = load_config(&a.config)?.world;
+            if let Some(seed) = a.seed {
+                settings.seed = seed;
+            }
+            let summary = mario_training::world::World::generate(&settings)?.write(&a.out)?;
+            println!(
+                "wrote {}: {}",
+                a.out.display(),
+                serde_json::to_string_pretty(&summary)?
+            );
+            Ok(())
+        }
         Command::Probe(ProbeCommand::Copy(a)) => {
             mario_training::probe::CopyProbe {
                 train: a.train,

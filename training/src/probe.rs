@@ -39,10 +39,6 @@ impl Default for CopyProbe {
     }
 }
 
-const CONSONANTS: [&str; 14] = [
-    "b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z",
-];
-const VOWELS: [&str; 5] = ["a", "e", "i", "o", "u"];
 /// Question templates: the name sits at different places, so a model must find it by its
 /// context, not by its position.
 const TEMPLATES: [&str; 3] = [
@@ -51,24 +47,8 @@ const TEMPLATES: [&str; 3] = [
     "Say {answer} if the name is {name}. Which name is it?",
 ];
 
-/// How many distinct names the syllables allow (2 and 3 syllables).
-pub fn name_space() -> usize {
-    let s = CONSONANTS.len() * VOWELS.len();
-    s * s + s * s * s
-}
-
-fn name(rng: &mut ChaCha8Rng) -> String {
-    let n = if rng.random_bool(1.0 / 3.0) { 3 } else { 2 };
-    (0..n)
-        .map(|_| {
-            format!(
-                "{}{}",
-                CONSONANTS.choose(rng).expect("non-empty"),
-                VOWELS.choose(rng).expect("non-empty")
-            )
-        })
-        .collect()
-}
+use crate::world::names::name;
+pub use crate::world::names::name_space;
 
 /// One record: `(question, rationale, answer)`.
 fn record(rng: &mut ChaCha8Rng, name: &str) -> (String, String, String) {

@@ -1,0 +1,248 @@
+//! `mario-train world`: a generated knowledge world in which a small model can become
+//! competent and the truth is known.
+//!
+//! A fixed knowledge base of invented entities ([`kb`]: objects made of materials that float
+//! or sink and have colours; creatures that live in hot or cold places and eat coloured foods),
+//! questions that chain two or more facts ([`questions`]: yes/no and `(A)`/`(B)`/`(C)` forms),
+//! and an imperfect teacher ([`teacher`]) whose samples carry flaws aimed at each reward at
+//! configurable rates. Written in the standard data layout:
+//!
+//! - `train.jsonl`: silver data, the teacher samples that reached the gold answer;
+//! - `teacher_gpt3_train.jsonl`: every teacher sample, with predicted and gold labels
+//!   (lower-cased as in the paper's files);
+//! - `dev.jsonl`, `test.jsonl`: held-out questions with their gold rationales;
+//! - `world.json`: the settings, the knowledge base and every question with the facts it needs.
+//!
+//! Every fact a dev or test question needs is stated in the gold rationale of some training
+//! question, but the held-out questions themselves are unseen combinations. The same seed and
+//! settings always give the same bytes.
+
+pub mod kb;
+pub mod names;
+pub mod questions;
+pub mod teacher;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use kb::{Fact, KbSizes, KnowledgeBase};
+use questions::{all_questions, WorldQuestion};
+use teacher::{draw_flaw, sample, Flaw, FlawRates};
+
+/// Settings of a world (the `[world]` table of a config file).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorldSettings {
+    /// Seed of everything.
+    pub seed: u64,
+    /// Entities per type.
+    pub sizes: KbSizes,
+    /// "Which lives somewhere hot?" questions (pairs of creatures).
+    pub which_hot: usize,
+    /// Share of the questions held out for dev (as many again for test), as far as the
+    /// facts they need stay stated in training.
+    pub held_out: f64,
+    /// Teacher samples per training question.
+    pub teacher_samples: usize,
+    /// The teacher's flaws.
+    pub flaws: FlawRates,
+}
+
+impl Default for WorldSettings {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            sizes: KbSizes::default(),
+            which_hot: 80,
+            held_out: 0.15,
+            teacher_samples: 4,
+            flaws: FlawRates::default(),
+        }
+    }
+}
+
+/// A generated world.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct World {
+    /// How it was made.
+    pub settings: WorldSettings,
+    /// The knowledge base.
+    pub kb: KnowledgeBase,
+    /// Training questions.
+    pub train: Vec<WorldQuestion>,
+    /// Dev questions.
+    pub dev: Vec<WorldQuestion>,
+    /// Test questions.
+    pub test: Vec<WorldQuestion>,
+}
+
+/// One teacher sample with its question (a line of `teacher_gpt3_train.jsonl`, plus its flaw
+/// in `world.json`'s terms).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TeacherRow {
+    /// The question.
+    pub question: String,
+    /// The gold label.
+    pub gold: String,
+    /// The sample.
+    pub sample: teacher::TeacherSample,
+}
+
+/// Moves questions from `all` to two held-out sets of up to `n` each, keeping every fact of a
+/// held-out question stated by some question left in training.
+fn split(
+    all: Vec<WorldQuestion>,
+    n: usize,
+) -> (Vec<WorldQuestion>, Vec<WorldQuestion>, Vec<WorldQuestion>) {
+    let mut count: HashMap<Fact, usize> = HashMap::new();
+    for q in &all {
+        for f in &q.facts {
+            *count.entry(f.clone()).or_default() += 1;
+        }
+    }
+    let (mut train, mut held) = (Vec::new(), Vec::new());
+    for q in all {
+        let movable = held.len() < 2 * n && q.facts.iter().all(|f| count[f] >= 2);
+        if movable {
+            for f in &q.facts {
+                *count.get_mut(f).expect("counted") -= 1;
+            }
+            held.push(q);
+        } else {
+            train.push(q);
+        }
+    }
+    let test = held.split_off(held.len() / 2);
+    (train, held, test)
+}
+
+impl World {
+    /// Generates the world of `settings`.
+    pub fn generate(settings: &WorldSettings) -> Result<Self> {
+        settings.flaws.check()?;
+        if !(0.0..0.5).contains(&settings.held_out) {
+            anyhow::bail!(
+                "[world] held_out = {}: use a share in [0, 0.5)",
+                settings.held_out
+            );
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
+        let kb = KnowledgeBase::generate(&mut rng, &settings.sizes)?;
+        let mut all = all_questions(&mut rng, &kb, settings.which_hot);
+        all.shuffle(&mut rng);
+        let n = (all.len() as f64 * settings.held_out).round() as usize;
+        let (train, dev, test) = split(all, n);
+        Ok(Self {
+            settings: settings.clone(),
+            kb,
+            train,
+            dev,
+            test,
+        })
+    }
+
+    /// Every teacher sample, `teacher_samples` per training question.
+    pub fn teacher(&self) -> Vec<TeacherRow> {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.settings.seed ^ 0x7EAC_4E85);
+        let mut out = Vec::new();
+        for q in &self.train {
+            for _ in 0..self.settings.teacher_samples {
+                let flaw = draw_flaw(&mut rng, &self.settings.flaws);
+                out.push(TeacherRow {
+                    question: q.question.clone(),
+                    gold: q.answer.clone(),
+                    sample: sample(&mut rng, &self.kb, q, flaw),
+                });
+            }
+        }
+        out
+    }
+
+    /// Writes the data folder (see the module documentation).
+    pub fn write(&self, out: &Path) -> Result<WorldSummary> {
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        let teacher = self.teacher();
+        let split_row = |q: &str, r: &str, a: &str| serde_json::json!({"question": q, "rationale": r, "answer": a});
+        let silver: Vec<serde_json::Value> = teacher
+            .iter()
+            .filter(|t| t.sample.answer == t.gold)
+            .map(|t| split_row(&t.question, &t.sample.rationale, &t.gold))
+            .collect();
+        let held = |qs: &[WorldQuestion]| -> Vec<serde_json::Value> {
+            qs.iter()
+                .map(|q| split_row(&q.question, &q.rationale(), &q.answer))
+                .collect()
+        };
+        let teacher_rows: Vec<serde_json::Value> = teacher
+            .iter()
+            .map(|t| {
+                serde_json::json!({
+                    "question": t.question,
+                    "gold_label": t.gold.to_lowercase(),
+                    "predicted_label": t.sample.answer.to_lowercase(),
+                    "predicted_rationale": t.sample.rationale,
+                })
+            })
+            .collect();
+        crate::jsonl::write(&out.join("train.jsonl"), &silver)?;
+        crate::jsonl::write(&out.join("dev.jsonl"), &held(&self.dev))?;
+        crate::jsonl::write(&out.join("test.jsonl"), &held(&self.test))?;
+        crate::jsonl::write(&out.join("teacher_gpt3_train.jsonl"), &teacher_rows)?;
+        let path = out.join(WORLD_FILE);
+        std::fs::write(&path, serde_json::to_string_pretty(self)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+        let flawed = |f: Flaw| teacher.iter().filter(|t| t.sample.flaw == f).count();
+        Ok(WorldSummary {
+            facts: self.kb.facts.len(),
+            train_questions: self.train.len(),
+            dev_questions: self.dev.len(),
+            test_questions: self.test.len(),
+            teacher_samples: teacher.len(),
+            silver: silver.len(),
+            teacher_accuracy: silver.len() as f64 / teacher.len().max(1) as f64,
+            false_fact: flawed(Flaw::FalseFact),
+            non_sequitur: flawed(Flaw::NonSequitur),
+            repetition: flawed(Flaw::Repetition),
+            vague: flawed(Flaw::Vague),
+        })
+    }
+}
+
+/// The file that marks a data folder as a generated world.
+pub const WORLD_FILE: &str = "world.json";
+
+/// What `World::write` wrote.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WorldSummary {
+    /// Facts in the knowledge base.
+    pub facts: usize,
+    /// Training questions.
+    pub train_questions: usize,
+    /// Dev questions.
+    pub dev_questions: usize,
+    /// Test questions.
+    pub test_questions: usize,
+    /// Teacher samples.
+    pub teacher_samples: usize,
+    /// Samples that reached the gold answer (`train.jsonl`).
+    pub silver: usize,
+    /// `silver / teacher_samples`.
+    pub teacher_accuracy: f64,
+    /// Samples with a false fact.
+    pub false_fact: usize,
+    /// Samples whose answer does not follow.
+    pub non_sequitur: usize,
+    /// Samples with a repeated sentence.
+    pub repetition: usize,
+    /// Samples that state no needed fact.
+    pub vague: usize,
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,183 @@
+use std::collections::BTreeSet;
+
+use super::questions::implied_answer;
+use super::teacher::{sample, Flaw};
+use super::*;
+
+fn small() -> WorldSettings {
+    WorldSettings {
+        seed: 5,
+        sizes: KbSizes {
+            objects: 20,
+            materials: 6,
+            creatures: 20,
+            places: 6,
+            foods: 6,
+        },
+        which_hot: 20,
+        ..WorldSettings::default()
+    }
+}
+
+#[test]
+fn the_same_seed_gives_the_same_bytes_and_another_seed_another_world() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, c) = (
+        dir.path().join("a"),
+        dir.path().join("b"),
+        dir.path().join("c"),
+    );
+    World::generate(&small()).unwrap().write(&a).unwrap();
+    World::generate(&small()).unwrap().write(&b).unwrap();
+    let other = WorldSettings { seed: 6, ..small() };
+    World::generate(&other).unwrap().write(&c).unwrap();
+    for f in [
+        "train.jsonl",
+        "dev.jsonl",
+        "test.jsonl",
+        "teacher_gpt3_train.jsonl",
+        "world.json",
+    ] {
+        let x = std::fs::read(a.join(f)).unwrap();
+        assert_eq!(x, std::fs::read(b.join(f)).unwrap(), "{f}");
+        assert_ne!(x, std::fs::read(c.join(f)).unwrap(), "{f}");
+    }
+}
+
+#[test]
+fn held_out_questions_are_new_but_their_facts_are_taught() {
+    let w = World::generate(&small()).unwrap();
+    assert!(!w.dev.is_empty() && !w.test.is_empty());
+    let taught: BTreeSet<String> = w
+        .train
+        .iter()
+        .flat_map(|q| q.facts.iter().map(Fact::sentence))
+        .collect();
+    let train_q: BTreeSet<&str> = w.train.iter().map(|q| q.question.as_str()).collect();
+    for q in w.dev.iter().chain(&w.test) {
+        assert!(!train_q.contains(q.question.as_str()), "{}", q.question);
+        assert!(q.facts.len() >= 2, "{}", q.question);
+        for f in &q.facts {
+            assert!(
+                taught.contains(&f.sentence()),
+                "{} needs {}",
+                q.question,
+                f.sentence()
+            );
+        }
+    }
+}
+
+#[test]
+fn answers_follow_from_the_needed_facts_and_are_balanced() {
+    let w = World::generate(&small()).unwrap();
+    let all: Vec<&WorldQuestion> = w.train.iter().chain(&w.dev).chain(&w.test).collect();
+    let truth = w.kb.sentences();
+    for q in &all {
+        assert_eq!(
+            implied_answer(&q.kind, &q.facts).as_deref(),
+            Some(q.answer.as_str())
+        );
+        for f in &q.facts {
+            assert_eq!(truth.get(&f.sentence()), Some(f), "{}", f.sentence());
+        }
+    }
+    let yes = all.iter().filter(|q| q.answer == "yes").count();
+    let no = all.iter().filter(|q| q.answer == "no").count();
+    let share = yes as f64 / (yes + no) as f64;
+    assert!((0.3..=0.7).contains(&share), "yes share {share}");
+}
+
+#[test]
+fn each_teacher_flaw_breaks_what_it_is_aimed_at() {
+    let w = World::generate(&small()).unwrap();
+    let truth = w.kb.sentences();
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let sentences = |r: &str| -> Vec<String> {
+        r.split_inclusive('.')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    };
+    for q in w.train.iter().take(40) {
+        let ok = sample(&mut rng, &w.kb, q, Flaw::None);
+        assert_eq!(
+            (ok.rationale.as_str(), ok.answer.as_str()),
+            (q.rationale().as_str(), q.answer.as_str())
+        );
+        let f = sample(&mut rng, &w.kb, q, Flaw::FalseFact);
+        assert!(
+            sentences(&f.rationale)
+                .iter()
+                .any(|s| !truth.contains_key(s)),
+            "{}",
+            f.rationale
+        );
+        let n = sample(&mut rng, &w.kb, q, Flaw::NonSequitur);
+        assert_eq!(n.rationale, q.rationale());
+        assert_ne!(n.answer, q.answer);
+        let r = sample(&mut rng, &w.kb, q, Flaw::Repetition);
+        let s = sentences(&r.rationale);
+        assert!(
+            s.len() > s.iter().collect::<BTreeSet<_>>().len(),
+            "{}",
+            r.rationale
+        );
+        let v = sample(&mut rng, &w.kb, q, Flaw::Vague);
+        let needed: BTreeSet<String> = q.facts.iter().map(Fact::sentence).collect();
+        assert!(
+            sentences(&v.rationale).iter().all(|s| !needed.contains(s)),
+            "{}",
+            v.rationale
+        );
+    }
+}
+
+#[test]
+fn written_files_load_and_the_silver_data_reaches_the_gold_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let summary = World::generate(&small())
+        .unwrap()
+        .write(dir.path())
+        .unwrap();
+    let train = crate::data::load_examples(&dir.path().join("train.jsonl")).unwrap();
+    let dev = crate::data::load_examples(&dir.path().join("dev.jsonl")).unwrap();
+    let teacher = crate::data::load_teacher(&dir.path().join("teacher_gpt3_train.jsonl")).unwrap();
+    assert_eq!(train.len(), summary.silver);
+    assert_eq!(dev.len(), summary.dev_questions);
+    assert_eq!(teacher.len(), summary.teacher_samples);
+    assert!(
+        (0.6..0.95).contains(&summary.teacher_accuracy),
+        "teacher accuracy {}",
+        summary.teacher_accuracy
+    );
+    assert!(summary.false_fact > 0 && summary.vague > 0 && summary.repetition > 0);
+    let back: World =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join(WORLD_FILE)).unwrap())
+            .unwrap();
+    assert_eq!(back.dev.len(), dev.len());
+}
+
+#[test]
+fn bad_settings_are_refused() {
+    let bad = WorldSettings {
+        flaws: FlawRates {
+            false_fact: 0.9,
+            vague: 0.5,
+            ..FlawRates::default()
+        },
+        ..small()
+    };
+    assert!(World::generate(&bad).is_err());
+    let tiny = WorldSettings {
+        sizes: KbSizes {
+            places: 1,
+            ..small().sizes
+        },
+        ..small()
+    };
+    assert!(World::generate(&tiny)
+        .unwrap_err()
+        .to_string()
+        .contains("places"));
+}
