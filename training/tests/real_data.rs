@@ -6,23 +6,33 @@ use std::path::PathBuf;
 use mario_training::data::{duplicate_report, load_examples, load_teacher};
 use mario_training::eval::evaluate_rationale_file;
 
-fn data_dir() -> PathBuf {
+/// The data folder, or `None` (after one line on stderr) when it is absent: a fresh clone has
+/// no `../shared`, and these tests then skip. `MARIO_REQUIRE_DATA=1` (set by `.ci/run`) turns
+/// the absence into a failure, so CI cannot hide a skip.
+fn data_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("MARIO_DATA")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/mario")
         });
-    assert!(
-        dir.join("strategyqa").is_dir(),
-        "MaRio data not found at {} (set MARIO_DATA)",
+    if dir.join("strategyqa").is_dir() {
+        return Some(dir);
+    }
+    let msg = format!(
+        "MaRio data not found at {} (set MARIO_DATA; see README, \"Tests\")",
         dir.display()
     );
-    dir
+    assert!(
+        std::env::var_os("MARIO_REQUIRE_DATA").is_none_or(|v| v != "1"),
+        "{msg}, and MARIO_REQUIRE_DATA=1"
+    );
+    eprintln!("skipped: {msg}");
+    None
 }
 
 #[test]
 fn every_split_loads_with_the_documented_row_counts() {
-    let d = data_dir();
+    let Some(d) = data_dir() else { return };
     let cases = [
         ("strategyqa/train.jsonl", 5492),
         ("strategyqa/dev.jsonl", 184),
@@ -67,7 +77,7 @@ fn every_split_loads_with_the_documented_row_counts() {
 
 #[test]
 fn teacher_accuracy_matches_the_data_readme() {
-    let d = data_dir();
+    let Some(d) = data_dir() else { return };
     // README: "teacher accuracy: strategyqa 68%, quarel 85%, numersense 46%"
     for (ds, n, acc) in [
         ("strategyqa", 8240, 0.68),
