@@ -13,6 +13,9 @@
 //! - `dev.jsonl`, `test.jsonl`: held-out questions with their gold rationales;
 //! - `world.json`: the settings, the knowledge base and every question with the facts it needs.
 //!
+//! [`truth`] scores a rationale against the world (facts true, answer entailed, every needed
+//! fact stated, repetition).
+//!
 //! Every fact a dev or test question needs is stated in the gold rationale of some training
 //! question, but the held-out questions themselves are unseen combinations. The same seed and
 //! settings always give the same bytes.
@@ -21,6 +24,7 @@ pub mod kb;
 pub mod names;
 pub mod questions;
 pub mod teacher;
+pub mod truth;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -211,6 +215,21 @@ impl World {
             repetition: flawed(Flaw::Repetition),
             vague: flawed(Flaw::Vague),
         })
+    }
+}
+
+impl World {
+    /// Reads `<dir>/world.json`; `Ok(None)` when the folder is not a generated world.
+    pub fn load(dir: &Path) -> Result<Option<Self>> {
+        let path = dir.join(WORLD_FILE);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text)
+            .map(Some)
+            .with_context(|| format!("{}: not a world file", path.display()))
     }
 }
 

@@ -181,3 +181,30 @@ fn bad_settings_are_refused() {
         .to_string()
         .contains("places"));
 }
+
+#[test]
+fn the_truth_measures_see_each_teacher_flaw() {
+    let w = World::generate(&small()).unwrap();
+    let index = super::truth::TruthIndex::new(&w);
+    for row in w.teacher() {
+        let s = index
+            .score(
+                &row.question,
+                &row.sample.rationale,
+                Some(&row.sample.answer),
+            )
+            .expect("a question of the world");
+        match row.sample.flaw {
+            Flaw::None => {
+                assert!(s.fact_accuracy == Some(1.0) && s.entailed && s.complete && !s.repeated)
+            }
+            Flaw::FalseFact => assert!(s.fact_accuracy.unwrap() < 1.0 && !s.complete),
+            Flaw::NonSequitur => assert!(!s.entailed && s.complete),
+            Flaw::Repetition => assert!(s.repeated && s.entailed),
+            Flaw::Vague => assert!(s.fact_accuracy.is_none() && !s.complete),
+        }
+    }
+    assert!(index
+        .score("Is this question from elsewhere?", "x.", None)
+        .is_none());
+}
