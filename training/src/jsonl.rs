@@ -38,6 +38,16 @@ pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<Vec<T>> {
         .collect()
 }
 
+/// One JSON line per record.
+fn lines<T: Serialize>(records: &[T]) -> Result<String> {
+    let mut text = String::new();
+    for r in records {
+        text.push_str(&serde_json::to_string(r)?);
+        text.push('\n');
+    }
+    Ok(text)
+}
+
 /// Appends one line per record to `path` (created if missing).
 pub fn append<T: Serialize>(path: &Path, records: &[T]) -> Result<()> {
     let mut f = std::fs::OpenOptions::new()
@@ -45,12 +55,7 @@ pub fn append<T: Serialize>(path: &Path, records: &[T]) -> Result<()> {
         .append(true)
         .open(path)
         .with_context(|| format!("opening {}", path.display()))?;
-    let mut text = String::new();
-    for r in records {
-        text.push_str(&serde_json::to_string(r)?);
-        text.push('\n');
-    }
-    f.write_all(text.as_bytes())
+    f.write_all(lines(records)?.as_bytes())
         .with_context(|| format!("appending to {}", path.display()))
 }
 
@@ -62,12 +67,7 @@ pub fn append_one<T: Serialize>(path: &Path, record: &T) -> Result<()> {
 /// Replaces `path` with the records (written to a temporary file, then renamed).
 pub fn write<T: Serialize>(path: &Path, records: &[T]) -> Result<()> {
     let tmp = path.with_extension("jsonl.tmp");
-    let mut text = String::new();
-    for r in records {
-        text.push_str(&serde_json::to_string(r)?);
-        text.push('\n');
-    }
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::write(&tmp, lines(records)?).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 

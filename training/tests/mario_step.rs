@@ -38,36 +38,29 @@ fn the_default_mario_step_has_no_dropout_noise_and_no_kl_without_controls() {
     let prefix = table.prefix_ids(&vec![0; table.rewards.len()], &policy.tokenizer);
     let start = policy.config.decoder_start();
     let pad = policy.tokenizer.pad_id();
+    let loss = |rows: &[&Seq2SeqExample], active: usize, rng: &DropoutRng| {
+        step_loss(
+            &policy.model,
+            &reference.model,
+            rows,
+            active,
+            &s,
+            Mode::Training(rng),
+            start,
+            pad,
+        )
+        .unwrap()
+    };
 
     // no controls: policy = reference, so KL is 0 under the default settings
     let plain = rows(&policy, &[]);
     let refs: Vec<&Seq2SeqExample> = plain.iter().collect();
     let rng = DropoutRng::new(s.dropout, 7);
-    let l = step_loss(
-        &policy.model,
-        &reference.model,
-        &refs,
-        0,
-        &s,
-        Mode::Training(&rng),
-        start,
-        pad,
-    )
-    .unwrap();
+    let l = loss(&refs, 0, &rng);
     assert!(l.kl.abs() < 1e-6, "KL {} with identical models", l.kl);
     // ... which dropout breaks (the old default of 0.1)
     let noisy = DropoutRng::new(0.1, 7);
-    let l = step_loss(
-        &policy.model,
-        &reference.model,
-        &refs,
-        0,
-        &s,
-        Mode::Training(&noisy),
-        start,
-        pad,
-    )
-    .unwrap();
+    let l = loss(&refs, 0, &noisy);
     assert!(
         l.kl > 1e-4,
         "dropout 0.1 should perturb the policy: KL {}",
@@ -78,27 +71,7 @@ fn the_default_mario_step_has_no_dropout_noise_and_no_kl_without_controls() {
     let ctrl = rows(&policy, &prefix);
     let refs: Vec<&Seq2SeqExample> = ctrl.iter().collect();
     let m = prefix.len();
-    let a = step_loss(
-        &policy.model,
-        &reference.model,
-        &refs,
-        m,
-        &s,
-        Mode::Training(&rng),
-        start,
-        pad,
-    )
-    .unwrap();
-    let b = step_loss(
-        &policy.model,
-        &reference.model,
-        &refs,
-        m,
-        &s,
-        Mode::Training(&rng),
-        start,
-        pad,
-    )
-    .unwrap();
+    let a = loss(&refs, m, &rng);
+    let b = loss(&refs, m, &rng);
     assert_eq!((a.nll, a.kl), (b.nll, b.kl));
 }
