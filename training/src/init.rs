@@ -144,6 +144,7 @@ mod tests {
     #[test]
     fn init_follows_transformers_scales_and_is_seeded() {
         let cfg = T5Config::preset("tiny", 1000).unwrap();
+        assert_eq!((cfg.num_heads, cfg.d_kv), (8, 32));
         let w = init_weights(&cfg, 3).unwrap();
         let std = |name: &str| {
             let v: Vec<f32> = w[name].flatten_all().unwrap().to_vec1().unwrap();
@@ -154,7 +155,8 @@ mod tests {
         assert!(close(std("shared.weight"), 1.0));
         assert!(close(
             std("encoder.block.0.layer.0.SelfAttention.q.weight"),
-            (256.0f64 * 64.0).powf(-0.5)
+            // transformers: (d_model * d_kv)^-0.5; the tiny preset has 8 heads of 32
+            (256.0f64 * 32.0).powf(-0.5)
         ));
         assert!(close(
             std("encoder.block.0.layer.0.SelfAttention.k.weight"),
