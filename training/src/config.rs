@@ -139,8 +139,9 @@ pub struct RunConfig {
     pub mario: crate::quark::run::MarioSettings,
     /// Evaluation.
     pub eval: EvalSection,
-    /// A generated world (`mario-train world`).
-    pub world: crate::world::WorldSettings,
+    /// A generated world (`mario-train world`). In a pipeline configuration its presence
+    /// makes the pipeline generate its data (and `[data] datasets` must then be empty).
+    pub world: Option<crate::world::WorldSettings>,
 }
 
 /// How many `base` files one configuration may chain through.
@@ -219,7 +220,12 @@ mod tests {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "toml") {
                 let cfg = RunConfig::from_file(&path).unwrap();
-                assert!(!cfg.data.datasets.is_empty(), "{}", path.display());
+                // data from $MARIO_DATA, or a generated world, never both
+                assert!(
+                    cfg.data.datasets.is_empty() == cfg.world.is_some(),
+                    "{}",
+                    path.display()
+                );
                 n += 1;
             }
         }

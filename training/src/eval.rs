@@ -2,7 +2,7 @@
 //! rationale file, with the paper's metrics: accuracy, format-valid rate, diversity and mean
 //! rationale length.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use mario::generate::{generate, GenerationParams, GenerationRequest, SamplingParams};
 use mario::model::T5Model;
 use mario::rationale::{parse_output, ANSWER_PHRASE};
-use mario::rewards::{answers_match, diversity};
+use mario::rewards::{answers_match, diversity, Reward, RewardInput};
 use mario::tokenize::TextTokenizer;
 use serde::{Deserialize, Serialize};
 
@@ -91,6 +91,10 @@ pub struct ExampleResult {
     /// aside); `None` when the data has no rationale for the question.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rationale_exact: Option<bool>,
+    /// Scores of further measures (the ground-truth measures of a generated world), by name;
+    /// `None` where a measure could not score the output.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub measures: BTreeMap<String, Option<f64>>,
 }
 
 /// Aggregate metrics.
@@ -110,6 +114,9 @@ pub struct EvalMetrics {
     /// and a final period aside): on the copy probe, the share of names copied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rationale_exact_rate: Option<f64>,
+    /// Mean of each further measure over the outputs it scored.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub measures: BTreeMap<String, f64>,
 }
 
 /// Means over per-example results.
@@ -127,7 +134,44 @@ pub fn aggregate(results: &[ExampleResult]) -> EvalMetrics {
             (!with_gold.is_empty())
                 .then(|| with_gold.iter().filter(|&&x| x).count() as f64 / with_gold.len() as f64)
         },
+        measures: {
+            let mut sums: BTreeMap<String, (f64, usize)> = BTreeMap::new();
+            for (k, v) in results.iter().flat_map(|r| &r.measures) {
+                let e = sums.entry(k.clone()).or_default();
+                if let Some(v) = v {
+                    e.0 += v;
+                    e.1 += 1;
+                }
+            }
+            sums.into_iter()
+                .filter(|(_, (_, n))| *n > 0)
+                .map(|(k, (sum, n))| (k, sum / n as f64))
+                .collect()
+        },
     }
+}
+
+/// Scores every result with `measures` (into [`ExampleResult::measures`]); aggregate again
+/// afterwards.
+pub fn add_measures(results: &mut [ExampleResult], measures: &[Box<dyn Reward>]) -> Result<()> {
+    let inputs: Vec<RewardInput<'_>> = results
+        .iter()
+        .map(|r| RewardInput {
+            question: &r.question,
+            output: &r.output,
+            gold: Some(&r.gold),
+        })
+        .collect();
+    let mut columns = Vec::with_capacity(measures.len());
+    for m in measures {
+        columns.push((m.name().to_string(), m.score(&inputs)?));
+    }
+    for (i, r) in results.iter_mut().enumerate() {
+        for (name, col) in &columns {
+            r.measures.insert(name.clone(), col[i]);
+        }
+    }
+    Ok(())
 }
 
 /// Whether a rationale equals a gold one, whitespace and a final period aside.
@@ -160,6 +204,7 @@ pub fn score_output(id: &str, question: &str, gold: &str, output: &str) -> Examp
         answer_missing: missing,
         votes: None,
         rationale_exact: None,
+        measures: BTreeMap::new(),
     }
 }
 
@@ -291,6 +336,7 @@ pub fn evaluate_rationale_file(records: &[TeacherRecord]) -> (EvalMetrics, Vec<E
                     .then(|| "the teacher's answer could not be parsed".into()),
                 votes: None,
                 rationale_exact: None,
+                measures: BTreeMap::new(),
             }
         })
         .collect();
@@ -341,6 +387,9 @@ pub fn write_eval(
             "rationale equal to the gold one".into(),
             format!("{:.2} %", 100.0 * x),
         ]);
+    }
+    for (name, mean) in &metrics.measures {
+        rows.push(vec![format!("{name} (mean)"), format!("{mean:.4}")]);
     }
     let md = format!(
         "# {title}\n\n{}",
@@ -423,5 +472,33 @@ mod tests {
         assert!((m.accuracy - 1.0 / 3.0).abs() < 1e-12);
         assert!((m.format_valid_rate - 2.0 / 3.0).abs() < 1e-12);
         assert_eq!(res[0].output, "Pigs cannot fly. So the answer is no.");
+    }
+
+    #[test]
+    fn further_measures_are_averaged_over_what_they_scored() {
+        struct Odd;
+        impl Reward for Odd {
+            fn name(&self) -> &str {
+                "odd"
+            }
+            fn score(
+                &self,
+                items: &[RewardInput<'_>],
+            ) -> Result<Vec<Option<f64>>, mario::rewards::RewardError> {
+                // no score for the first item, then 1, 0, 1, ...
+                Ok((0..items.len())
+                    .map(|i| (i > 0).then_some((i % 2) as f64))
+                    .collect())
+            }
+        }
+        let mut results: Vec<ExampleResult> = (0..4)
+            .map(|i| score_output(&i.to_string(), "q", "no", "a b. So the answer is no."))
+            .collect();
+        assert!(aggregate(&results).measures.is_empty());
+        add_measures(&mut results, &[Box::new(Odd)]).unwrap();
+        assert_eq!(results[0].measures["odd"], None);
+        assert_eq!(results[1].measures["odd"], Some(1.0));
+        // items 1..3 scored 1, 0, 1
+        assert!((aggregate(&results).measures["odd"] - 2.0 / 3.0).abs() < 1e-12);
     }
 }

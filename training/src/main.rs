@@ -1,6 +1,6 @@
 //! `mario-train`: the MaRio training pipeline.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -11,7 +11,10 @@ use mario::control::ControlChoice;
 use mario::device::DeviceChoice;
 use mario_training::config::RunConfig;
 use mario_training::data::{duplicate_report, load_examples, load_teacher};
-use mario_training::eval::{evaluate_model, evaluate_rationale_file, write_eval, EvalOptions};
+use mario_training::eval::{
+    add_measures, aggregate, evaluate_model, evaluate_rationale_file, write_eval, EvalMetrics,
+    EvalOptions, ExampleResult,
+};
 use mario_training::init::{init_weights, resolve_arch, write_model_folder};
 use mario_training::pipeline::{
     run_pipeline, sweep, train_answer_model, train_plausibility, PipelineOutcome, StageOptions,
@@ -23,6 +26,7 @@ use mario_training::sft::{SftSettings, SftTask};
 use mario_training::teach::{default_demonstrations, teach, Demonstration, TeachOptions};
 use mario_training::tokenizer::{corpus_from_files, save_tokenizer, train_tokenizer};
 use mario_training::train::{train, RunDir, TrainableModel};
+use mario_training::world::truth::truth_rewards_for;
 use serde_json::json;
 
 /// Train self-rationalizing T5 models with MaRio (multi-reward distillation).
@@ -247,6 +251,9 @@ struct PipelineArgs {
     /// resumed stage counts its earlier invocations too).
     #[arg(long)]
     max_minutes_per_stage: Option<f64>,
+    /// The seed of the generated world (replaces `[world] seed`; only with a `[world]` table).
+    #[arg(long)]
+    world_seed: Option<u64>,
     /// Device: cpu, cuda or auto.
     #[arg(long, default_value = "cpu")]
     device: DeviceChoice,
@@ -618,7 +625,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Pipeline(a) => cmd_pipeline(a, progress(cli)),
         Command::BenchGenerate(a) => cmd_bench_generate(a),
         Command::World(a) => {
-            let mut settings = load_config(&a.config)?.world;
+            let mut settings = load_config(&a.config)?.world.unwrap_or_default();
             if let Some(seed) = a.seed {
                 settings.seed = seed;
             }
@@ -923,7 +930,8 @@ fn parse_control(spec: &str) -> Result<ControlChoice> {
 fn cmd_eval(a: &EvalArgs, progress: bool) -> Result<()> {
     if let Some(path) = &a.rationales {
         let records = load_teacher(path)?;
-        let (metrics, results) = evaluate_rationale_file(&records);
+        let (mut metrics, mut results) = evaluate_rationale_file(&records);
+        add_world_truth(path, &mut metrics, &mut results)?;
         let title = format!("Rationale file {}", path.display());
         write_eval(&a.out, &title, &metrics, &json!({"source": path}), &results)?;
         println!("{}", serde_json::to_string_pretty(&metrics)?);
@@ -963,7 +971,9 @@ fn cmd_eval(a: &EvalArgs, progress: bool) -> Result<()> {
         progress,
     };
     let started = std::time::Instant::now();
-    let (metrics, results) = evaluate_model(&ckpt.model, &ckpt.tokenizer, &examples, &opts)?;
+    let (mut metrics, mut results) =
+        evaluate_model(&ckpt.model, &ckpt.tokenizer, &examples, &opts)?;
+    add_world_truth(data, &mut metrics, &mut results)?;
     let title = format!("{} on {}", model_dir.display(), data.display());
     let extra = json!({
         "model": model_dir, "data": data, "decoding": if a.samples > 1 { "sampled, majority vote" } else { "greedy" },
@@ -972,6 +982,20 @@ fn cmd_eval(a: &EvalArgs, progress: bool) -> Result<()> {
     });
     write_eval(&a.out, &title, &metrics, &extra, &results)?;
     println!("{}", serde_json::to_string_pretty(&metrics)?);
+    Ok(())
+}
+
+/// When `data` lies in a generated world, scores every output with the ground-truth measures.
+fn add_world_truth(
+    data: &Path,
+    metrics: &mut EvalMetrics,
+    results: &mut [ExampleResult],
+) -> Result<()> {
+    let measures = truth_rewards_for(&[data.to_path_buf()])?;
+    if !measures.is_empty() {
+        add_measures(results, &measures)?;
+        *metrics = aggregate(results);
+    }
     Ok(())
 }
 
@@ -1194,7 +1218,16 @@ fn cmd_sweep(a: &SweepArgs) -> Result<()> {
 }
 
 fn cmd_pipeline(a: &PipelineArgs, progress: bool) -> Result<()> {
-    let cfg = RunConfig::from_file(&a.config)?;
+    let mut cfg = RunConfig::from_file(&a.config)?;
+    if let Some(seed) = a.world_seed {
+        match cfg.world.as_mut() {
+            Some(w) => w.seed = seed,
+            None => bail!(
+                "--world-seed: {} has no [world] table (its data is not generated)",
+                a.config.display()
+            ),
+        }
+    }
     let o = stage(a.device, true, a.max_minutes_per_stage, progress)?;
     match run_pipeline(&cfg, &a.out, &o)? {
         PipelineOutcome::Finished => println!("wrote {}", a.out.join("report.md").display()),

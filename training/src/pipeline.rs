@@ -12,7 +12,7 @@ use mario::control::ControlChoice;
 use mario::rewards::plausibility::PLAUSIBILITY_FILE;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{PlausibilityDataSection, RunConfig};
+use crate::config::{DataSection, PlausibilityDataSection, RunConfig};
 use crate::consistency::{AnswerMode, AnswerTask};
 use crate::data::load_teacher;
 use crate::eval::{evaluate_model, EvalOptions};
@@ -26,6 +26,8 @@ use crate::report::paired::PairedDiff;
 use crate::report::plot::{save_charts, Chart, Series};
 use crate::sft::{SftSettings, SftTask};
 use crate::train::{train, RunDir, TrainSummary, TrainableModel};
+use crate::world::truth::TruthMeasure;
+use crate::world::World;
 
 /// Copies the files of a folder (not recursive).
 pub fn copy_dir(src: &Path, dst: &Path) -> Result<()> {
@@ -245,7 +247,10 @@ pub fn sweep(
         )
     })?;
     let names: Vec<String> = table.rewards.iter().map(|r| r.name.clone()).collect();
-    let rewards = build_rewards(&names, reward_models, device)?;
+    // every reward scores each decoding, then the ground-truth measures of a generated world
+    let mut rewards = build_rewards(&names, reward_models, device)?;
+    rewards.extend(crate::world::truth::truth_rewards_for(dev_files)?);
+    let measured: Vec<String> = rewards.iter().map(|r| r.name().to_string()).collect();
     let mut dev = Vec::new();
     for f in dev_files {
         dev.extend(crate::data::load_examples(f)?);
@@ -263,6 +268,14 @@ pub fn sweep(
             ))?;
             // every reward's bin 0 is the same all-best setting: decoded once
             let decoding = match done.get(&bins) {
+                Some(d) if d.per_question.len() != rewards.len() => bail!(
+                    "{}: its decodings were scored with {} measures, this sweep has {} ({}); \
+                     remove it to start the sweep again",
+                    partial_path.display(),
+                    d.per_question.len(),
+                    rewards.len(),
+                    measured.join(", ")
+                ),
                 Some(d) => d.clone(),
                 None => {
                     let opts = EvalOptions {
@@ -317,7 +330,7 @@ pub fn sweep(
     std::fs::create_dir_all(out)?;
     std::fs::write(out.join("sweep.json"), serde_json::to_string_pretty(&rows)?)?;
     let mut header = vec!["varied reward", "bin"];
-    header.extend(names.iter().map(String::as_str));
+    header.extend(measured.iter().map(String::as_str));
     let table_rows: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
@@ -329,47 +342,47 @@ pub fn sweep(
     let mut md = format!(
         "# Controllability sweep of `{}`\n\nEach row decodes the dev questions with one reward's \
          control token at the given bin (0 = best) and every other reward at its best bin, then \
-         scores the outputs with every reward (means).\n\n{}",
+         scores the outputs with every reward (means), and in a generated world with every ground-truth \
+         measure (`truth_*`).\n\n{}",
         model_dir.display(),
         markdown_table(&header, &table_rows)
     );
     md.push_str(
         "\nThe last two columns pair the best and the worst bin's outputs question by question: \
-         the mean of best - worst with its 95 % interval, and where that interval lies.\n\n\
+         the mean of best - worst with its 95 % interval, and where that interval lies; in a generated world a second row judges the reward's ground \
+         truth (plausibility: `truth_fact_accuracy`, consistency: `truth_entailed`, diversity: \
+         `truth_no_repetition`) over the same decodings.\n\n\
          | reward | best-bin mean | worst-bin mean | best > worst | best - worst [95 %] | \
          where it lies |\n|---|---:|---:|---|---:|---|\n",
     );
     let mut charts = Vec::new();
-    for (k, name) in names.iter().enumerate() {
+    for name in &names {
         let own_rows: Vec<&SweepRow> = rows.iter().filter(|r| &r.reward == name).collect();
-        let diff = match (own_rows.first(), own_rows.last()) {
-            (Some(b), Some(w)) => PairedDiff::of(&w.per_question[k], &b.per_question[k])
-                .filter(|_| own_rows.len() > 1),
-            _ => None,
-        };
-        let (diff_text, verdict) = diff
-            .map(|d| (d.describe(), d.verdict()))
-            .unwrap_or_else(|| ("-".into(), "-"));
-        let own: Vec<(usize, f64)> = own_rows
-            .iter()
-            .map(|r| {
-                (
-                    r.bin,
-                    r.means
-                        .iter()
-                        .find(|m| &m.0 == name)
-                        .map(|m| m.1)
-                        .unwrap_or(f64::NAN),
-                )
-            })
-            .collect();
-        if let (Some(first), Some(last)) = (own.first(), own.last()) {
-            md.push_str(&format!(
-                "| {name} | {:.4} | {:.4} | {} | {diff_text} | {verdict} |\n",
-                first.1,
-                last.1,
-                if first.1 > last.1 { "yes" } else { "no" }
-            ));
+        // the varied reward itself, then its ground truth when the world has one
+        let mut judged = vec![name.clone()];
+        judged.extend(
+            TruthMeasure::counterpart(name)
+                .map(|m| m.name().to_string())
+                .filter(|m| measured.contains(m)),
+        );
+        let mut own = Vec::new();
+        for (j, column) in judged.iter().enumerate() {
+            let k = measured
+                .iter()
+                .position(|m| m == column)
+                .expect("judged columns are measured");
+            let verdict_row = best_vs_worst(&own_rows, k, column);
+            if let Some((line, means)) = verdict_row {
+                let label = if j == 0 {
+                    name.clone()
+                } else {
+                    format!("{name} (ground truth: {column})")
+                };
+                md.push_str(&format!("| {label} | {line} |\n"));
+                if j == 0 {
+                    own = means;
+                }
+            }
         }
         charts.push(Chart {
             title: format!("{name}: mean vs its bin"),
@@ -387,6 +400,40 @@ pub fn sweep(
     save_charts(&charts, 2, &out.join("sweep.png"))?;
     std::fs::remove_file(&partial_path)?;
     Ok(rows)
+}
+
+/// The best-vs-worst verdict of one measured column (`k`) over a varied reward's rows (bin 0
+/// first): the table cells after the reward's name, and the column's mean per bin.
+fn best_vs_worst(
+    own_rows: &[&SweepRow],
+    k: usize,
+    column: &str,
+) -> Option<(String, Vec<(usize, f64)>)> {
+    let (best, worst) = (own_rows.first()?, own_rows.last()?);
+    let diff = PairedDiff::of(&worst.per_question[k], &best.per_question[k])
+        .filter(|_| own_rows.len() > 1);
+    let (diff_text, verdict) = diff
+        .map(|d| (d.describe(), d.verdict()))
+        .unwrap_or_else(|| ("-".into(), "-"));
+    let means: Vec<(usize, f64)> = own_rows
+        .iter()
+        .map(|r| {
+            (
+                r.bin,
+                r.means
+                    .iter()
+                    .find(|m| m.0 == column)
+                    .map(|m| m.1)
+                    .unwrap_or(f64::NAN),
+            )
+        })
+        .collect();
+    let (first, last) = (means.first()?.1, means.last()?.1);
+    let line = format!(
+        "{first:.4} | {last:.4} | {} | {diff_text} | {verdict}",
+        if first > last { "yes" } else { "no" }
+    );
+    Some((line, means))
 }
 
 /// The sweep's finished decodings so far (`<out>/sweep-partial.jsonl`), so that an
@@ -500,13 +547,15 @@ pub enum PipelineOutcome {
 /// downstream started), so the next invocation resumes it instead of building on a cut stage.
 pub fn run_pipeline(cfg: &RunConfig, out: &Path, o: &StageOptions) -> Result<PipelineOutcome> {
     std::fs::create_dir_all(out)?;
-    let train_files = cfg.data.files("train.jsonl");
-    let dev_files = cfg.data.files("dev.jsonl");
-    let teacher_files = cfg.data.files("teacher_gpt3_train.jsonl");
+    // 0. the data: a generated world, or the configured datasets
+    let data = pipeline_data(cfg, out)?;
+    let train_files = data.files("train.jsonl");
+    let dev_files = data.files("dev.jsonl");
+    let teacher_files = data.files("teacher_gpt3_train.jsonl");
     if train_files.is_empty() || dev_files.is_empty() {
         bail!(
             "the configuration's [data] datasets have no train.jsonl / dev.jsonl under {}",
-            cfg.data.dir().display()
+            data.dir().display()
         );
     }
     // 1-2. tokenizer and init, unless SFT starts from a pretrained folder
@@ -646,6 +695,49 @@ pub fn run_pipeline(cfg: &RunConfig, out: &Path, o: &StageOptions) -> Result<Pip
     }
     write_comparison(&mario_dir, &sweep_dir, out)?;
     Ok(PipelineOutcome::Finished)
+}
+
+/// The pipeline's data. With a `[world]` table: stage 0 writes the world into
+/// `<out>/data/world/` (skipped when the same world is already there; another world there is
+/// an error) and the pipeline trains on it. Otherwise the configured `[data]` datasets.
+pub fn pipeline_data(cfg: &RunConfig, out: &Path) -> Result<DataSection> {
+    let Some(settings) = &cfg.world else {
+        return Ok(cfg.data.clone());
+    };
+    if !cfg.data.datasets.is_empty() {
+        bail!(
+            "the configuration has both a [world] table and [data] datasets {:?}: a pipeline \
+             trains on one or the other",
+            cfg.data.datasets
+        );
+    }
+    let dir = out.join("data").join("world");
+    match World::load(&dir)? {
+        Some(w) if &w.settings == settings => {
+            tracing::info!("stage world: {} exists", dir.display());
+        }
+        Some(_) => bail!(
+            "{} holds a world made with other [world] settings than the configuration's; \
+             remove it or choose another output folder",
+            dir.display()
+        ),
+        None => {
+            let summary = World::generate(settings)?.write(&dir)?;
+            tracing::info!(
+                "stage world: wrote {} ({} facts, {} training questions, {} silver samples, \
+                 teacher accuracy {:.2})",
+                dir.display(),
+                summary.facts,
+                summary.train_questions,
+                summary.silver,
+                summary.teacher_accuracy
+            );
+        }
+    }
+    Ok(DataSection {
+        datasets: vec!["world".into()],
+        dir: Some(out.join("data")),
+    })
 }
 
 /// A stage's model folder is written (its `config.json` exists).

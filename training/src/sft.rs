@@ -10,7 +10,7 @@ use mario::tokenize::TextTokenizer;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{load_examples, Example};
-use crate::eval::{evaluate_model, EvalOptions};
+use crate::eval::{add_measures, aggregate, evaluate_model, EvalOptions};
 use crate::train::loss::{nll_loss, Seq2SeqBatch, Seq2SeqExample};
 use crate::train::{AdamWConfig, Metrics, Selection, TrainOptions, TrainTask, TrainableModel};
 
@@ -190,6 +190,9 @@ pub struct SftTask {
     pub dev_pairs: Vec<Seq2SeqExample>,
     /// Dev questions (for accuracy and format).
     pub dev: Vec<Example>,
+    /// Further measures of the dev outputs: the ground truth when the dev files lie in a
+    /// generated world (`dev_truth_*`), else none.
+    pub measures: Vec<Box<dyn mario::rewards::Reward>>,
     /// Settings.
     pub settings: SftSettings,
     /// Decoder start id.
@@ -253,6 +256,7 @@ impl SftTask {
             train,
             dev_pairs,
             dev,
+            measures: crate::world::truth::truth_rewards_for(dev_files)?,
             settings,
             start: 0,
             pad: tokenizer.pad_id(),
@@ -307,12 +311,20 @@ impl TrainTask for SftTask {
             no_repeat_ngram_size: self.settings.eval_no_repeat_ngram_size,
             ..Default::default()
         };
-        let (metrics, _) = evaluate_model(&model.model, &model.tokenizer, &self.dev, &opts)?;
+        let (mut metrics, mut results) =
+            evaluate_model(&model.model, &model.tokenizer, &self.dev, &opts)?;
+        if !self.measures.is_empty() {
+            add_measures(&mut results, &self.measures)?;
+            metrics = aggregate(&results);
+        }
         m.push(("dev_accuracy".into(), metrics.accuracy));
         m.push(("dev_format_valid".into(), metrics.format_valid_rate));
         m.push(("dev_diversity".into(), metrics.diversity));
         if let Some(x) = metrics.rationale_exact_rate {
             m.push(("dev_rationale_exact".into(), x));
+        }
+        for (name, mean) in &metrics.measures {
+            m.push((format!("dev_{name}"), *mean));
         }
         Ok(m)
     }

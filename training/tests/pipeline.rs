@@ -231,3 +231,97 @@ fn pipeline_runs_every_stage_on_a_micro_configuration_and_resumes() {
         "{err}"
     );
 }
+
+/// The proving ground on a micro scale: a `[world]` table makes the pipeline generate its
+/// data, and the ground-truth measures appear next to the learned rewards in the MaRio dev
+/// files, the report and the sweep.
+#[test]
+fn a_world_pipeline_generates_its_data_and_reports_the_ground_truth() {
+    let dir = tempfile::tempdir().unwrap();
+    let arch = dir.path().join("micro.json");
+    std::fs::write(
+        &arch,
+        r#"{"vocab_size": 100, "d_model": 32, "d_kv": 8, "d_ff": 64, "num_layers": 1,
+            "num_decoder_layers": 1, "num_heads": 4, "feed_forward_proj": "relu"}"#,
+    )
+    .unwrap();
+    let stage = |steps: u64| {
+        format!(
+            "lr = 3e-3\nwarmup_steps = 2\nsteps = {steps}\nbatch_size = 8\neval_every = 0\n\
+             log_every = 5\nmax_new_tokens = 16\neval_limit = 6\n"
+        )
+    };
+    let toml = format!(
+        "[world]\nseed = 3\nwhich_hot = 4\nteacher_samples = 2\nheld_out = 0.2\n\
+         [world.sizes]\nobjects = 6\nmaterials = 3\ncreatures = 6\nplaces = 3\nfoods = 3\n\n\
+         [tokenizer]\nvocab_size = 200\nmin_frequency = 2\n\n\
+         [init]\narch = {:?}\nseed = 0\n\n[sft]\n{}\n[consistency]\n{}\n[plausibility]\n{}\n\
+         [mario]\nrewards = [\"consistency\", \"accuracy\", \"plausibility\", \"diversity\"]\n\
+         bins = 2\nrounds = 1\nsteps_per_round = 3\nrollouts = 1\nmax_new_tokens = 16\n\
+         eval_no_repeat_ngram_sizes = [0]\nbatch_size = 4\nlr = 1e-3\nwarmup_steps = 1\n\
+         eval_limit = 6\n",
+        arch,
+        stage(12),
+        stage(6),
+        stage(6)
+    );
+    let cfg_path = dir.path().join("world.toml");
+    std::fs::write(&cfg_path, toml).unwrap();
+    let cfg = RunConfig::from_file(&cfg_path).unwrap();
+    let out = dir.path().join("run");
+    let o = StageOptions {
+        resume: true,
+        max_minutes: None,
+        progress: false,
+        device: Device::Cpu,
+    };
+    assert_eq!(
+        run_pipeline(&cfg, &out, &o).unwrap(),
+        PipelineOutcome::Finished
+    );
+    let world_dir = out.join("data/world");
+    for f in ["world.json", "train.jsonl", "dev.jsonl", "test.jsonl"] {
+        assert!(world_dir.join(f).is_file(), "{f} missing");
+    }
+    // every MaRio dev line carries the ground truth next to the rewards
+    let dev_scores = std::fs::read_to_string(out.join("mario/dev/round-0.jsonl")).unwrap();
+    let first: serde_json::Value =
+        serde_json::from_str(dev_scores.lines().next().unwrap()).unwrap();
+    for k in [
+        "plausibility",
+        "truth_fact_accuracy",
+        "truth_entailed",
+        "truth_complete",
+        "truth_no_repetition",
+    ] {
+        assert!(first["scores"].get(k).is_some(), "{k} missing: {first}");
+    }
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for row in [
+        "| truth_entailed |",
+        "| truth_complete |",
+        "| truth_no_repetition |",
+    ] {
+        assert!(report.contains(row), "{row} missing:\n{report}");
+    }
+    assert!(
+        report.contains("| consistency (ground truth: truth_entailed) |")
+            && report.contains("| diversity (ground truth: truth_no_repetition) |"),
+        "{report}"
+    );
+    let sft_log = std::fs::read_to_string(out.join("sft/metrics.jsonl")).unwrap();
+    assert!(sft_log.contains("dev_truth_complete"), "{sft_log}");
+
+    // the same folder with another world is refused rather than mixed
+    let mut other = cfg.clone();
+    other.world.as_mut().unwrap().seed = 4;
+    let err = run_pipeline(&other, &out, &o).unwrap_err();
+    assert!(err.to_string().contains("other [world] settings"), "{err}");
+    // a world and datasets at once name both
+    other.data.datasets = vec!["strategyqa".into()];
+    let err = run_pipeline(&other, &dir.path().join("run2"), &o).unwrap_err();
+    assert!(
+        err.to_string().contains("[world]") && err.to_string().contains("strategyqa"),
+        "{err}"
+    );
+}

@@ -227,8 +227,8 @@ pub fn active_rewards(s: &MarioSettings, round: u32) -> usize {
 }
 
 /// Scores outputs with every reward: `out[i][k]`.
-pub fn score_all(
-    rewards: &[Box<dyn Reward>],
+pub fn score_all<R: std::ops::Deref<Target = dyn Reward>>(
+    rewards: &[R],
     items: &[(String, String, String)],
 ) -> Result<Vec<Vec<Option<f64>>>> {
     let inputs: Vec<RewardInput<'_>> = items
@@ -328,114 +328,127 @@ fn sample_outputs(
     Ok(out)
 }
 
-/// Dev metrics with the given prefix, once per entry of `eval_no_repeat_ngram_sizes` (the
-/// first unsuffixed, the others as `dev_*_nr<N>`); each evaluation's outputs and scores go
-/// to `dev/<name>.jsonl` (`<name>-nr<N>.jsonl` for the others).
-fn evaluate_dev_all(
-    model: &mario::model::T5Model,
-    tok: &mario::tokenize::TextTokenizer,
-    dev: &[Example],
-    prefix: &[u32],
-    rewards: &[Box<dyn Reward>],
-    s: &MarioSettings,
-    out: &Path,
-    name: &str,
-) -> Result<Vec<(String, f64)>> {
-    let sizes = if s.eval_no_repeat_ngram_sizes.is_empty() {
-        vec![0]
-    } else {
-        s.eval_no_repeat_ngram_sizes.clone()
-    };
-    let mut all = Vec::new();
-    for (i, &n) in sizes.iter().enumerate() {
-        let (file, suffix) = if i == 0 {
-            (name.to_string(), String::new())
-        } else {
-            (format!("{name}-nr{n}"), format!("_nr{n}"))
-        };
-        let m = evaluate_dev(
-            model,
-            tok,
-            dev,
-            prefix.to_vec(),
-            rewards,
-            s,
-            n,
-            &dev_scores_path(out, &file),
-        )?;
-        all.extend(m.into_iter().map(|(k, v)| (format!("{k}{suffix}"), v)));
-    }
-    Ok(all)
+/// The dev evaluation harness of a MaRio run: the dev questions, the rewards, the further
+/// measures (the ground truth of a generated world, empty elsewhere) and where outputs go.
+struct DevEval<'a> {
+    dev: &'a [Example],
+    rewards: &'a [Box<dyn Reward>],
+    measures: Vec<Box<dyn Reward>>,
+    settings: &'a MarioSettings,
+    out: &'a Path,
 }
 
-/// Dev metrics with the given prefix and n-gram blocking: accuracy, format, diversity, and
-/// every other reward's mean. Every question's output and scores go to `save` (see
-/// [`super::dev_scores`]).
-#[allow(clippy::too_many_arguments)]
-fn evaluate_dev(
-    model: &mario::model::T5Model,
-    tok: &mario::tokenize::TextTokenizer,
-    dev: &[Example],
-    prefix: Vec<u32>,
-    rewards: &[Box<dyn Reward>],
-    s: &MarioSettings,
-    no_repeat_ngram_size: usize,
-    save: &Path,
-) -> Result<Vec<(String, f64)>> {
-    let opts = EvalOptions {
-        max_new_tokens: s.max_new_tokens,
-        limit: (s.eval_limit > 0).then_some(s.eval_limit),
-        prefix,
-        no_repeat_ngram_size,
-        ..Default::default()
-    };
-    let (m, results) = evaluate_model(model, tok, dev, &opts)?;
-    let mut out = vec![
-        ("dev_accuracy".to_string(), m.accuracy),
-        ("dev_format_valid".to_string(), m.format_valid_rate),
-        ("dev_rationale_words".to_string(), m.rationale_words),
-    ];
-    let items: Vec<(String, String, String)> = results
-        .iter()
-        .map(|r| (r.question.clone(), r.output.clone(), r.gold.clone()))
-        .collect();
-    let scores = score_all(rewards, &items)?;
-    let rows: Vec<DevScore> = results
-        .iter()
-        .zip(&scores)
-        .map(|(r, sc)| {
-            let mut m: std::collections::BTreeMap<String, Option<f64>> = rewards
-                .iter()
-                .zip(sc)
-                .map(|(rw, v)| (rw.name().to_string(), *v))
-                .collect();
-            m.insert("accuracy".into(), Some(f64::from(u8::from(r.correct))));
-            DevScore {
-                question: r.question.clone(),
-                gold: r.gold.clone(),
-                output: r.output.clone(),
-                scores: m,
-            }
-        })
-        .collect();
-    write_dev_scores(save, &rows)?;
-    let mut quantile_means = Vec::new();
-    for (k, r) in rewards.iter().enumerate() {
-        if r.name() == "accuracy" {
-            continue;
+impl DevEval<'_> {
+    /// Dev metrics with the given prefix, once per entry of `eval_no_repeat_ngram_sizes` (the
+    /// first unsuffixed, the others as `dev_*_nr<N>`); each evaluation's outputs and scores go
+    /// to `dev/<name>.jsonl` (`<name>-nr<N>.jsonl` for the others).
+    fn all(
+        &self,
+        model: &mario::model::T5Model,
+        tok: &mario::tokenize::TextTokenizer,
+        prefix: &[u32],
+        name: &str,
+    ) -> Result<Vec<(String, f64)>> {
+        let s = self.settings;
+        let sizes = if s.eval_no_repeat_ngram_sizes.is_empty() {
+            vec![0]
+        } else {
+            s.eval_no_repeat_ngram_sizes.clone()
+        };
+        let mut all = Vec::new();
+        for (i, &n) in sizes.iter().enumerate() {
+            let (file, suffix) = if i == 0 {
+                (name.to_string(), String::new())
+            } else {
+                (format!("{name}-nr{n}"), format!("_nr{n}"))
+            };
+            let m = self.one(
+                model,
+                tok,
+                prefix.to_vec(),
+                n,
+                &dev_scores_path(self.out, &file),
+            )?;
+            all.extend(m.into_iter().map(|(k, v)| (format!("{k}{suffix}"), v)));
         }
-        let v: Vec<f64> = scores.iter().filter_map(|s| s[k]).collect();
-        let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
-        quantile_means.push(mean);
-        out.push((format!("dev_{}", r.name()), mean));
+        Ok(all)
     }
-    if !quantile_means.is_empty() {
-        out.push((
-            "dev_reward_mean".into(),
-            quantile_means.iter().sum::<f64>() / quantile_means.len() as f64,
-        ));
+
+    /// Dev metrics with the given prefix and n-gram blocking: accuracy, format, diversity,
+    /// every other reward's mean and every measure's mean. Every question's output and
+    /// scores go to `save` (see [`super::dev_scores`]).
+    fn one(
+        &self,
+        model: &mario::model::T5Model,
+        tok: &mario::tokenize::TextTokenizer,
+        prefix: Vec<u32>,
+        no_repeat_ngram_size: usize,
+        save: &Path,
+    ) -> Result<Vec<(String, f64)>> {
+        let s = self.settings;
+        let opts = EvalOptions {
+            max_new_tokens: s.max_new_tokens,
+            limit: (s.eval_limit > 0).then_some(s.eval_limit),
+            prefix,
+            no_repeat_ngram_size,
+            ..Default::default()
+        };
+        let (m, results) = evaluate_model(model, tok, self.dev, &opts)?;
+        let mut out = vec![
+            ("dev_accuracy".to_string(), m.accuracy),
+            ("dev_format_valid".to_string(), m.format_valid_rate),
+            ("dev_rationale_words".to_string(), m.rationale_words),
+        ];
+        let items: Vec<(String, String, String)> = results
+            .iter()
+            .map(|r| (r.question.clone(), r.output.clone(), r.gold.clone()))
+            .collect();
+        let scorers: Vec<&(dyn Reward + 'static)> = self
+            .rewards
+            .iter()
+            .chain(&self.measures)
+            .map(|r| r.as_ref())
+            .collect();
+        let scores = score_all(&scorers, &items)?;
+        let rows: Vec<DevScore> = results
+            .iter()
+            .zip(&scores)
+            .map(|(r, sc)| {
+                let mut m: std::collections::BTreeMap<String, Option<f64>> = scorers
+                    .iter()
+                    .zip(sc)
+                    .map(|(rw, v)| (rw.name().to_string(), *v))
+                    .collect();
+                m.insert("accuracy".into(), Some(f64::from(u8::from(r.correct))));
+                DevScore {
+                    question: r.question.clone(),
+                    gold: r.gold.clone(),
+                    output: r.output.clone(),
+                    scores: m,
+                }
+            })
+            .collect();
+        write_dev_scores(save, &rows)?;
+        let mut quantile_means = Vec::new();
+        for (k, r) in scorers.iter().enumerate() {
+            if r.name() == "accuracy" {
+                continue;
+            }
+            let v: Vec<f64> = scores.iter().filter_map(|s| s[k]).collect();
+            let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
+            if k < self.rewards.len() {
+                quantile_means.push(mean);
+            }
+            out.push((format!("dev_{}", r.name()), mean));
+        }
+        if !quantile_means.is_empty() {
+            out.push((
+                "dev_reward_mean".into(),
+                quantile_means.iter().sum::<f64>() / quantile_means.len() as f64,
+            ));
+        }
+        Ok(out)
     }
-    Ok(out)
 }
 
 fn log_line(path: &Path, v: serde_json::Value) -> Result<()> {
@@ -508,6 +521,13 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<PathBuf> {
     for f in &run.dev_files {
         dev.extend(load_examples(f)?);
     }
+    let dev_eval = DevEval {
+        dev: &dev,
+        rewards: &rewards,
+        measures: crate::world::truth::truth_rewards_for(&run.dev_files)?,
+        settings: &s,
+        out,
+    };
     // unique questions, in file order
     let mut seen = std::collections::HashSet::new();
     let questions: Vec<&Example> = train_examples
@@ -557,16 +577,7 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<PathBuf> {
             settings: s.clone(),
         };
         // the SFT model's own dev metrics, in the same harness (the round-0 baseline)
-        let m = evaluate_dev_all(
-            &reference.model,
-            &reference.tokenizer,
-            &dev,
-            &[],
-            &rewards,
-            &s,
-            out,
-            "sft",
-        )?;
+        let m = dev_eval.all(&reference.model, &reference.tokenizer, &[], "sft")?;
         let mut line = json!({"round": -1, "step": 0, "kind": "eval", "model": "sft"});
         for (k, v) in &m {
             line[k] = json!(v);
@@ -822,14 +833,10 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<PathBuf> {
         }
         // 5. evaluate with the best control tokens
         let prefix = prefix_of(&best_bins, active, &policy.tokenizer);
-        let m = evaluate_dev_all(
+        let m = dev_eval.all(
             &policy.model,
             &policy.tokenizer,
-            &dev,
             &prefix,
-            &rewards,
-            &s,
-            out,
             &format!("round-{round}"),
         )?;
         let mut line =

@@ -5,6 +5,11 @@
 //! back as facts ([`parse_sentence`]) and checked against the knowledge base.
 
 use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use mario::rationale::parse_output;
+use mario::rewards::{Reward, RewardError, RewardInput};
 
 use serde::{Deserialize, Serialize};
 
@@ -106,35 +111,162 @@ pub fn score(
     }
 }
 
-/// A world's questions by text, for scoring outputs of any split.
-pub struct TruthIndex<'a> {
-    world: &'a World,
-    by_question: HashMap<&'a str, &'a WorldQuestion>,
+/// Questions of one or more worlds by text, for scoring outputs of any split.
+#[derive(Debug, Clone, Default)]
+pub struct TruthIndex {
+    kbs: Vec<KnowledgeBase>,
+    /// question text -> (its world's index in `kbs`, the question)
+    by_question: HashMap<String, (usize, WorldQuestion)>,
 }
 
-impl<'a> TruthIndex<'a> {
+impl TruthIndex {
     /// Indexes every question of `world`.
-    pub fn new(world: &'a World) -> Self {
-        let by_question = world
-            .train
-            .iter()
-            .chain(&world.dev)
-            .chain(&world.test)
-            .map(|q| (q.question.as_str(), q))
-            .collect();
-        Self { world, by_question }
+    pub fn new(world: &World) -> Self {
+        let mut index = Self::default();
+        index.add(world);
+        index
     }
 
-    /// Scores an output for `question`; `None` when the question is not of this world.
+    /// Adds every question of another world.
+    pub fn add(&mut self, world: &World) {
+        let k = self.kbs.len();
+        self.kbs.push(world.kb.clone());
+        for q in world.train.iter().chain(&world.dev).chain(&world.test) {
+            self.by_question.insert(q.question.clone(), (k, q.clone()));
+        }
+    }
+
+    /// The worlds beside `files` (each file's folder holding a `world.json`); `None` when no
+    /// file is in a generated world.
+    pub fn for_files(files: &[PathBuf]) -> anyhow::Result<Option<Self>> {
+        let mut index = Self::default();
+        let mut seen = BTreeSet::new();
+        for f in files {
+            let dir = f.parent().unwrap_or(Path::new(".")).to_path_buf();
+            if seen.insert(dir.clone()) {
+                if let Some(world) = World::load(&dir)? {
+                    index.add(&world);
+                }
+            }
+        }
+        Ok((!index.kbs.is_empty()).then_some(index))
+    }
+
+    /// Scores an output for `question`; `None` when the question is not of these worlds.
     pub fn score(
         &self,
         question: &str,
         rationale: &str,
         answer: Option<&str>,
     ) -> Option<TruthScores> {
-        let q = self.by_question.get(question)?;
-        Some(score(&self.world.kb, q, rationale, answer))
+        let (k, q) = self.by_question.get(question)?;
+        Some(score(&self.kbs[*k], q, rationale, answer))
     }
+}
+
+/// One ground-truth measure as a number per output, higher is better (so it sits next to the
+/// learned rewards in every table and paired interval).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TruthMeasure {
+    /// Share of the stated facts that are true (no value when no fact is stated).
+    FactAccuracy,
+    /// 1 when the stated facts imply the output's answer.
+    Entailed,
+    /// 1 when every fact the question needs is stated.
+    Complete,
+    /// 1 when no sentence is stated twice.
+    NoRepetition,
+}
+
+impl TruthMeasure {
+    /// Every measure, in report order.
+    pub const ALL: [TruthMeasure; 4] = [
+        TruthMeasure::FactAccuracy,
+        TruthMeasure::Entailed,
+        TruthMeasure::Complete,
+        TruthMeasure::NoRepetition,
+    ];
+
+    /// The name in metrics, dev score files and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            TruthMeasure::FactAccuracy => "truth_fact_accuracy",
+            TruthMeasure::Entailed => "truth_entailed",
+            TruthMeasure::Complete => "truth_complete",
+            TruthMeasure::NoRepetition => "truth_no_repetition",
+        }
+    }
+
+    /// This measure's value for one output's scores.
+    pub fn of(self, s: &TruthScores) -> Option<f64> {
+        let flag = |b: bool| Some(f64::from(u8::from(b)));
+        match self {
+            TruthMeasure::FactAccuracy => s.fact_accuracy,
+            TruthMeasure::Entailed => flag(s.entailed),
+            TruthMeasure::Complete => flag(s.complete),
+            TruthMeasure::NoRepetition => flag(!s.repeated),
+        }
+    }
+
+    /// The ground truth of a learned reward: plausibility is checked by the facts being true,
+    /// consistency by the answer following from them, diversity by the absence of repeated
+    /// sentences. `None` for rewards without one (task accuracy is already exact).
+    pub fn counterpart(reward: &str) -> Option<TruthMeasure> {
+        match reward {
+            "plausibility" => Some(TruthMeasure::FactAccuracy),
+            "consistency" => Some(TruthMeasure::Entailed),
+            "diversity" => Some(TruthMeasure::NoRepetition),
+            _ => None,
+        }
+    }
+}
+
+/// A [`TruthMeasure`] over a [`TruthIndex`], scoring outputs like a reward does (it is never
+/// trained on: it only measures).
+pub struct TruthReward {
+    index: Arc<TruthIndex>,
+    measure: TruthMeasure,
+}
+
+impl Reward for TruthReward {
+    fn name(&self) -> &str {
+        self.measure.name()
+    }
+
+    fn score(&self, items: &[RewardInput<'_>]) -> Result<Vec<Option<f64>>, RewardError> {
+        Ok(items
+            .iter()
+            .map(|it| {
+                let parsed = parse_output(it.output);
+                let answer = parsed.answer.ok();
+                self.index
+                    .score(it.question, &parsed.rationale, answer.as_deref())
+                    .and_then(|s| self.measure.of(&s))
+            })
+            .collect())
+    }
+}
+
+/// Every ground-truth measure over `index`.
+pub fn truth_rewards(index: TruthIndex) -> Vec<Box<dyn Reward>> {
+    let index = Arc::new(index);
+    TruthMeasure::ALL
+        .iter()
+        .map(|&measure| {
+            Box::new(TruthReward {
+                index: index.clone(),
+                measure,
+            }) as Box<dyn Reward>
+        })
+        .collect()
+}
+
+/// The ground-truth measures for data `files` when they lie in a generated world (empty
+/// otherwise): what `eval`, the MaRio dev evaluations and the sweep add to their scores.
+pub fn truth_rewards_for(files: &[PathBuf]) -> anyhow::Result<Vec<Box<dyn Reward>>> {
+    Ok(TruthIndex::for_files(files)?
+        .map(truth_rewards)
+        .unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -260,5 +392,65 @@ mod tests {
         );
         let s = score(&kb, &q, &q.rationale(), Some("(b)"));
         assert!(s.entailed && s.complete);
+    }
+
+    #[test]
+    fn measures_score_full_outputs_like_rewards() {
+        let kb = kb();
+        let q = build(
+            &kb,
+            QuestionKind::Floats {
+                object: "duzo".into(),
+            },
+        );
+        let world = World {
+            settings: Default::default(),
+            kb,
+            train: vec![q.clone()],
+            dev: vec![],
+            test: vec![],
+        };
+        let rewards = truth_rewards(TruthIndex::new(&world));
+        let names: Vec<&str> = rewards.iter().map(|r| r.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "truth_fact_accuracy",
+                "truth_entailed",
+                "truth_complete",
+                "truth_no_repetition"
+            ]
+        );
+        let outputs = [
+            "A duzo is made of lotu. Lotu sinks in water. So the answer is no.",
+            "A duzo is made of brax. A duzo is made of brax. So the answer is yes.",
+            "It depends. So the answer is yes.",
+        ];
+        let mut items: Vec<RewardInput<'_>> = outputs
+            .iter()
+            .map(|o| RewardInput {
+                question: &q.question,
+                output: o,
+                gold: Some("yes"),
+            })
+            .collect();
+        items.push(RewardInput {
+            question: "Is this question from elsewhere?",
+            output: outputs[0],
+            gold: None,
+        });
+        let table: Vec<Vec<Option<f64>>> =
+            rewards.iter().map(|r| r.score(&items).unwrap()).collect();
+        // a false first hop (half the facts true), a repeated true fact, a vague rationale, a
+        // question of no world
+        assert_eq!(table[0], [Some(0.5), Some(1.0), None, None]);
+        assert_eq!(table[1], [Some(1.0), Some(0.0), Some(0.0), None]);
+        assert_eq!(table[2], [Some(0.0), Some(0.0), Some(0.0), None]);
+        assert_eq!(table[3], [Some(1.0), Some(0.0), Some(1.0), None]);
+        assert_eq!(
+            TruthMeasure::counterpart("plausibility"),
+            Some(TruthMeasure::FactAccuracy)
+        );
+        assert_eq!(TruthMeasure::counterpart("accuracy"), None);
     }
 }
