@@ -3,7 +3,8 @@
 //!
 //! Positives are the teacher's non-empty rationales that led to the gold answer; negatives are
 //! rationales that led to a wrong answer, positive rationales paired with another question,
-//! and corrupted positives (words shuffled, or a phrase repeated). The scorer reads
+//! and corrupted positives (words shuffled, a phrase repeated, or one word swapped for another
+//! that the positives use after the same word: a fluent statement that is likely false). The scorer reads
 //! `question + " " + rationale`; its head lives in three embedding rows added after the
 //! vocabulary (weight, bias, temperature), as VERA keeps it, and `plausibility.json` says where.
 //! Questions are split 90/10 (seeded) and the held-out AUC is reported.
@@ -50,6 +51,7 @@ pub fn build_examples(records: &[TeacherRecord], seed: u64) -> (Vec<Labelled>, V
         .iter()
         .filter(|r| !r.predicted_rationale.trim().is_empty() && r.predicted_label == r.gold_label)
         .collect();
+    let followers = Followers::of(positives.iter().map(|r| r.predicted_rationale.as_str()));
     let mut train = Vec::new();
     let mut test = Vec::new();
     let join = |q: &str, r: &str| format!("{} {}", q.trim(), r.trim());
@@ -88,6 +90,15 @@ pub fn build_examples(records: &[TeacherRecord], seed: u64) -> (Vec<Labelled>, V
                     kind: "repeated",
                 });
             }
+            // one word swapped for another seen after the same word: a fluent, likely false
+            // statement ("made of mile." -> "made of veto.")
+            if let Some(swapped) = followers.swap_one(rat, &mut rng) {
+                dest.push(Labelled {
+                    text: join(&r.question, &swapped),
+                    label: 0.0,
+                    kind: "swapped",
+                });
+            }
             // the rationale of another question
             if positives.len() > 1 {
                 let other = positives[rng.random_range(0..positives.len())];
@@ -108,6 +119,49 @@ pub fn build_examples(records: &[TeacherRecord], seed: u64) -> (Vec<Labelled>, V
         }
     }
     (train, test)
+}
+
+/// For each word of the positive rationales, the distinct words seen right after it (in
+/// first-seen order): what a one-word swap draws from.
+struct Followers(std::collections::HashMap<String, Vec<String>>);
+
+impl Followers {
+    fn of<'a>(rationales: impl Iterator<Item = &'a str>) -> Self {
+        let mut map: std::collections::HashMap<String, Vec<String>> = Default::default();
+        for r in rationales {
+            let words: Vec<&str> = r.split_whitespace().collect();
+            for pair in words.windows(2) {
+                let next = map.entry(pair[0].to_string()).or_default();
+                if !next.iter().any(|w| w == pair[1]) {
+                    next.push(pair[1].to_string());
+                }
+            }
+        }
+        Self(map)
+    }
+
+    /// `rationale` with one word (after the first) replaced by another word seen after the
+    /// same previous word; `None` when no word has an alternative.
+    fn swap_one(&self, rationale: &str, rng: &mut impl Rng) -> Option<String> {
+        let mut words: Vec<String> = rationale.split_whitespace().map(String::from).collect();
+        let candidates: Vec<(usize, Vec<&String>)> = (1..words.len())
+            .filter_map(|i| {
+                let alternatives: Vec<&String> = self
+                    .0
+                    .get(&words[i - 1])?
+                    .iter()
+                    .filter(|w| **w != words[i])
+                    .collect();
+                (!alternatives.is_empty()).then_some((i, alternatives))
+            })
+            .collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        let (i, alternatives) = &candidates[rng.random_range(0..candidates.len())];
+        words[*i] = alternatives[rng.random_range(0..alternatives.len())].clone();
+        Some(words.join(" "))
+    }
 }
 
 /// Keeps every positive and a seeded random subset of the negatives, at most
@@ -384,6 +438,7 @@ mod tests {
             "wrong_label",
             "shuffled",
             "repeated",
+            "swapped",
             "other_question",
         ] {
             assert!(kinds.contains(k), "{k} missing");
@@ -394,6 +449,52 @@ mod tests {
         assert!(
             test.iter().all(|l| !train_q.contains(&q(l))),
             "held-out questions are unseen"
+        );
+    }
+
+    #[test]
+    fn a_swap_replaces_one_word_by_one_seen_after_the_same_word() {
+        let corpus = [
+            "A rino is made of mile. Mile is red.",
+            "A kemo is made of veto. Veto is blue.",
+        ];
+        let followers = Followers::of(corpus.iter().copied());
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..50 {
+            let s = followers.swap_one(corpus[0], &mut rng).unwrap();
+            let (a, b): (Vec<&str>, Vec<&str>) = (
+                corpus[0].split_whitespace().collect(),
+                s.split_whitespace().collect(),
+            );
+            let changed: Vec<usize> = (0..a.len()).filter(|&i| a[i] != b[i]).collect();
+            assert_eq!(changed.len(), 1, "{s}");
+            let i = changed[0];
+            // the new word follows the same word somewhere in the corpus
+            assert!(
+                corpus
+                    .iter()
+                    .any(|c| c.contains(&format!("{} {}", a[i - 1], b[i]))),
+                "{s}"
+            );
+            seen.insert(s);
+        }
+        // "A" -> kemo, "of" -> veto., "is" -> blue. ("Mile" and "made" have no alternative)
+        assert!(
+            seen.contains("A kemo is made of mile. Mile is red."),
+            "{seen:?}"
+        );
+        assert!(
+            seen.contains("A rino is made of veto. Mile is red."),
+            "{seen:?}"
+        );
+        assert!(
+            seen.contains("A rino is made of mile. Mile is blue."),
+            "{seen:?}"
+        );
+        assert_eq!(
+            Followers::of(["one two"].into_iter()).swap_one("one two", &mut rng),
+            None
         );
     }
 }
