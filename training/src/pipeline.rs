@@ -17,9 +17,9 @@ use crate::consistency::{AnswerMode, AnswerTask};
 use crate::data::load_teacher;
 use crate::eval::{evaluate_model, EvalOptions};
 use crate::plausibility::{balance, build_examples, PlausibilityTask};
-use crate::quark::dev_scores::{dev_scores_path, paired, read_dev_scores};
+use crate::quark::dev_scores::{dev_scores_path, paired, read_dev_scores, DevScore};
 use crate::quark::run::{
-    build_rewards, run_mario, score_all, MarioRun, MarioSettings, RewardModels,
+    build_rewards, run_mario, score_all, DevEval, MarioRun, MarioSettings, RewardModels,
 };
 use crate::report::markdown_table;
 use crate::report::paired::PairedDiff;
@@ -693,8 +693,102 @@ pub fn run_pipeline(cfg: &RunConfig, out: &Path, o: &StageOptions) -> Result<Pip
             &o.device,
         )?;
     }
+    // 8. the test split, when the data has one (a generated world)
+    let test_files = data.files("test.jsonl");
+    if !test_files.is_empty() && !out.join(TEST_DIR).join("mario.jsonl").is_file() {
+        evaluate_test(
+            &test_files,
+            &sft,
+            &mario_dir.join("best"),
+            &reward_models,
+            &cfg.mario,
+            out,
+            &o.device,
+        )?;
+        tracing::info!("stage test: done");
+    }
     write_comparison(&mario_dir, &sweep_dir, out)?;
     Ok(PipelineOutcome::Finished)
+}
+
+/// `<out>/test/`: every test question's output and scores, of the SFT model (`sft.jsonl`) and
+/// of the best MaRio round with the best control tokens (`mario.jsonl`), in the MaRio dev
+/// files' layout (`-nr<N>` files for the further n-gram blocking sizes).
+pub const TEST_DIR: &str = "test";
+
+/// Decodes the test split with the SFT model and the best MaRio checkpoint (the same decoding
+/// as the MaRio dev evaluations, every question) and writes `<out>/test/`.
+fn evaluate_test(
+    test_files: &[PathBuf],
+    sft: &Path,
+    mario_best: &Path,
+    reward_models: &RewardModels,
+    settings: &MarioSettings,
+    out: &Path,
+    device: &Device,
+) -> Result<()> {
+    let mut test = Vec::new();
+    for f in test_files {
+        test.extend(crate::data::load_examples(f)?);
+    }
+    let mario = Checkpoint::load(mario_best, DType::F32, device)?;
+    let table = mario
+        .control
+        .clone()
+        .ok_or_else(|| anyhow!("{} has no mario.json", mario_best.display()))?;
+    let names: Vec<String> = table.rewards.iter().map(|r| r.name.clone()).collect();
+    let rewards = build_rewards(&names, reward_models, device)?;
+    let settings = MarioSettings {
+        eval_limit: 0,
+        ..settings.clone()
+    };
+    let harness = DevEval {
+        dev: &test,
+        rewards: &rewards,
+        measures: crate::world::truth::truth_rewards_for(test_files)?,
+        settings: &settings,
+        dir: out.join(TEST_DIR),
+    };
+    let sft = Checkpoint::load(sft, DType::F32, device)?;
+    harness.all(&sft.model, &sft.tokenizer, &[], "sft")?;
+    let prefix = table.prefix_ids(&table.resolve(&ControlChoice::Best)?, &mario.tokenizer);
+    harness.all(&mario.model, &mario.tokenizer, &prefix, "mario")?;
+    Ok(())
+}
+
+/// Rows `metric | A | B | change | 95 % interval | where it lies` over every score of two
+/// decodings of the same questions (accuracy first, then by name).
+fn paired_rows(a: &[DevScore], b: &[DevScore]) -> Result<Vec<Vec<String>>> {
+    let mut metrics: Vec<String> = a
+        .iter()
+        .flat_map(|r| r.scores.keys().cloned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    metrics.sort_by_key(|m| (m != "accuracy", m.clone()));
+    let mean = |rows: &[DevScore], m: &str| {
+        let v: Vec<f64> = rows
+            .iter()
+            .filter_map(|r| r.scores.get(m).copied().flatten())
+            .collect();
+        v.iter().sum::<f64>() / v.len().max(1) as f64
+    };
+    let mut out = Vec::new();
+    for m in &metrics {
+        let (x, y) = (mean(a, m), mean(b, m));
+        let diff = paired(a, b, m)?;
+        out.push(vec![
+            m.clone(),
+            format!("{x:.4}"),
+            format!("{y:.4}"),
+            format!("{:+.4}", y - x),
+            diff.map(|d| format!("[{:+.4}, {:+.4}]", d.low(), d.high()))
+                .unwrap_or_else(|| "-".into()),
+            diff.map(|d| d.verdict().to_string())
+                .unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    Ok(out)
 }
 
 /// The pipeline's data. With a `[world]` table: stage 0 writes the world into
@@ -863,6 +957,30 @@ pub fn write_comparison(mario_dir: &Path, sweep_dir: &Path, out: &Path) -> Resul
         ),
         sweep_md.replace("](sweep.png)", "](sweep/sweep.png)")
     );
+    let test = (
+        out.join(TEST_DIR).join("sft.jsonl"),
+        out.join(TEST_DIR).join("mario.jsonl"),
+    );
+    let md =
+        if test.0.is_file() && test.1.is_file() {
+            let rows = paired_rows(&read_dev_scores(&test.0)?, &read_dev_scores(&test.1)?)?;
+            let n = read_dev_scores(&test.0)?.len();
+            md.replacen(
+                "\n![rewards per round]",
+                &format!(
+                "\n## Test split\n\nThe SFT model and the best MaRio round (best control tokens) \
+                 on all {n} test questions, decoded like the dev evaluations; intervals paired \
+                 question by question (`{TEST_DIR}/*.jsonl`).\n\n{}\n![rewards per round]",
+                markdown_table(
+                    &["metric", "SFT", "MaRio", "change", "95 % interval", "where it lies"],
+                    &rows
+                )
+            ),
+                1,
+            )
+        } else {
+            md
+        };
     std::fs::write(out.join("report.md"), md)?;
     Ok(())
 }

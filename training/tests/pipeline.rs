@@ -309,6 +309,16 @@ fn a_world_pipeline_generates_its_data_and_reports_the_ground_truth() {
             && report.contains("| diversity (ground truth: truth_no_repetition) |"),
         "{report}"
     );
+    // the test split: SFT and MaRio on every test question, paired in the report
+    let test_rows = std::fs::read_to_string(out.join("test/mario.jsonl")).unwrap();
+    let test_questions = std::fs::read_to_string(world_dir.join("test.jsonl")).unwrap();
+    assert_eq!(test_rows.lines().count(), test_questions.lines().count());
+    assert!(out.join("test/sft.jsonl").is_file());
+    let test_section = &report[report.find("## Test split").expect("a test section")..];
+    assert!(
+        test_section.contains("| accuracy |") && test_section.contains("| truth_fact_accuracy |"),
+        "{test_section}"
+    );
     let sft_log = std::fs::read_to_string(out.join("sft/metrics.jsonl")).unwrap();
     assert!(sft_log.contains("dev_truth_complete"), "{sft_log}");
 

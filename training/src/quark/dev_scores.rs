@@ -27,7 +27,12 @@ pub struct DevScore {
 
 /// `<mario dir>/dev/<label>.jsonl`.
 pub fn dev_scores_path(mario_dir: &Path, label: &str) -> PathBuf {
-    mario_dir.join("dev").join(format!("{label}.jsonl"))
+    dev_scores_dir(mario_dir).join(format!("{label}.jsonl"))
+}
+
+/// `<mario dir>/dev/`.
+pub fn dev_scores_dir(mario_dir: &Path) -> PathBuf {
+    mario_dir.join("dev")
 }
 
 /// Writes one file (replacing an older one).

@@ -29,7 +29,7 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::dev_scores::{dev_scores_path, write_dev_scores, DevScore};
+use super::dev_scores::{dev_scores_dir, write_dev_scores, DevScore};
 use super::loss::quark_loss;
 use super::pool::{DataPool, PoolItem, Source};
 use super::schedule::{on_policy_share, round_steps, PoolPlan};
@@ -328,21 +328,27 @@ fn sample_outputs(
     Ok(out)
 }
 
-/// The dev evaluation harness of a MaRio run: the dev questions, the rewards, the further
-/// measures (the ground truth of a generated world, empty elsewhere) and where outputs go.
-struct DevEval<'a> {
-    dev: &'a [Example],
-    rewards: &'a [Box<dyn Reward>],
-    measures: Vec<Box<dyn Reward>>,
-    settings: &'a MarioSettings,
-    out: &'a Path,
+/// The evaluation harness of a MaRio run on one split (dev during the run, test in the
+/// pipeline's last stage): the questions, the rewards, the further measures (the ground truth
+/// of a generated world, empty elsewhere) and the folder the per-question files go to.
+pub struct DevEval<'a> {
+    /// The questions (with gold answers).
+    pub dev: &'a [Example],
+    /// The rewards (their means, and `dev_reward_mean` over the non-accuracy ones).
+    pub rewards: &'a [Box<dyn Reward>],
+    /// Further measures, scored and averaged but never part of `dev_reward_mean`.
+    pub measures: Vec<Box<dyn Reward>>,
+    /// Decoding settings (`max_new_tokens`, `eval_limit`, `eval_no_repeat_ngram_sizes`).
+    pub settings: &'a MarioSettings,
+    /// Where `<name>.jsonl` files go (see [`super::dev_scores`]).
+    pub dir: PathBuf,
 }
 
 impl DevEval<'_> {
     /// Dev metrics with the given prefix, once per entry of `eval_no_repeat_ngram_sizes` (the
     /// first unsuffixed, the others as `dev_*_nr<N>`); each evaluation's outputs and scores go
     /// to `dev/<name>.jsonl` (`<name>-nr<N>.jsonl` for the others).
-    fn all(
+    pub fn all(
         &self,
         model: &mario::model::T5Model,
         tok: &mario::tokenize::TextTokenizer,
@@ -367,7 +373,7 @@ impl DevEval<'_> {
                 tok,
                 prefix.to_vec(),
                 n,
-                &dev_scores_path(self.out, &file),
+                &self.dir.join(format!("{file}.jsonl")),
             )?;
             all.extend(m.into_iter().map(|(k, v)| (format!("{k}{suffix}"), v)));
         }
@@ -526,7 +532,7 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<PathBuf> {
         rewards: &rewards,
         measures: crate::world::truth::truth_rewards_for(&run.dev_files)?,
         settings: &s,
-        out,
+        dir: dev_scores_dir(out),
     };
     // unique questions, in file order
     let mut seen = std::collections::HashSet::new();
