@@ -32,7 +32,7 @@ mod sampling;
 pub use batch::{find_stop, DecodingBatch, RowEvent, RowId};
 pub use params::{
     banned_ngram_tokens, FinishReason, GenerationOutput, GenerationParams, GenerationRequest,
-    SamplingParams,
+    SamplingParams, MIN_SAMPLING_TEMPERATURE,
 };
 pub use sampling::{argmax, log_softmax_at, Sampler};
 

@@ -2,10 +2,16 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Temperatures below this decode greedily. The sampler divides logits by the temperature in
+/// f32, where one under ~1e-45 is 0 and makes every probability NaN; one under this samples
+/// differently from argmax only among logits within ~1e-4 of the largest (vLLM's threshold too).
+pub const MIN_SAMPLING_TEMPERATURE: f64 = 1e-5;
+
 /// How the next token is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SamplingParams {
-    /// Softmax temperature; `0` means greedy (argmax), and `top_k` / `top_p` are then unused.
+    /// Softmax temperature; `0` (or anything below [`MIN_SAMPLING_TEMPERATURE`]) means greedy
+    /// (argmax), and `top_k` / `top_p` are then unused.
     pub temperature: f64,
     /// Keep only the `k` most likely tokens before sampling.
     pub top_k: Option<usize>,
@@ -23,7 +29,7 @@ impl SamplingParams {
 
     /// True when decoding is greedy.
     pub fn is_greedy(&self) -> bool {
-        self.temperature <= 0.0
+        self.temperature < MIN_SAMPLING_TEMPERATURE
     }
 }
 

@@ -123,6 +123,23 @@ mod tests {
     }
 
     #[test]
+    fn temperatures_too_small_to_sample_with_are_greedy() {
+        // 1e-300 is 0 in f32: dividing by it made every probability NaN
+        let logits = [0.0, 3.0, 2.9, 1.0];
+        for t in [1e-300, 1e-45, 1e-6] {
+            for seed in 0..20 {
+                assert_eq!(sampler(t, None, None, seed).choose(&logits), 1, "{t}");
+            }
+        }
+        assert!(!SamplingParams {
+            temperature: crate::generate::MIN_SAMPLING_TEMPERATURE,
+            top_k: None,
+            top_p: None
+        }
+        .is_greedy());
+    }
+
+    #[test]
     fn top_k_one_is_greedy() {
         let logits = [0.1, 2.0, 1.9, -1.0];
         for seed in 0..50 {

@@ -34,7 +34,8 @@ pub struct Parameters {
     /// Most tokens to generate (1 ..= the server's `max_new_tokens`).
     #[schema(example = 96, minimum = 1)]
     pub max_new_tokens: Option<u32>,
-    /// 0 = greedy (default); > 0 samples with this temperature.
+    /// 0 = greedy (default); > 0 samples with this temperature. Temperatures below 1e-5 are
+    /// too small to sample with and decode greedily, like 0.
     #[schema(example = 0.0, minimum = 0.0)]
     pub temperature: Option<f64>,
     /// Nucleus sampling mass, in (0, 1].
@@ -61,9 +62,12 @@ pub struct Parameters {
 #[schema(example = json!({"question": "Would a pear sink in water?", "control": "best",
     "parameters": {"max_new_tokens": 96}}))]
 pub struct RationalizeRequest {
-    /// A single question (with its answer choices inline, as in training).
+    /// A single question (with its answer choices inline, as in training). Plain text: one
+    /// with no visible character (only whitespace, control or format characters such as
+    /// zero-width spaces) is empty, and one with text the tokenizer reads as a special or
+    /// control token (`</s>`, `<pad>`, `_TOKEN0_00000`, ...) is refused (422).
     pub question: Option<String>,
-    /// Several questions (at most `max_client_batch_size`).
+    /// Several questions (at most `max_client_batch_size`), each like `question`.
     pub questions: Option<Vec<String>>,
     /// Control tokens; default `"best"`.
     pub control: Option<ControlSpec>,

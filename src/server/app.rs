@@ -1,15 +1,19 @@
 //! The router: routes, shared state, middleware (request id, metrics, tracing, body limit).
 
 use std::collections::BTreeMap;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::HeaderName;
+use axum::http::{HeaderName, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
+use http_body::{Frame, SizeHint};
 use tokio::sync::Semaphore;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
@@ -209,28 +213,93 @@ impl MakeRequestId for RequestIds {
     }
 }
 
-/// Counts requests by route and status, and their duration.
+/// The status recorded for a request whose client went away before it was answered (nginx's
+/// "client closed request").
+const CLIENT_CLOSED_STATUS: &str = "499";
+
+/// One request in flight: counted in `mario_requests_in_flight` from arrival until dropped, then
+/// counted by route and status and timed. Dropping it is what ends the request, so a handler
+/// future dropped because its client hung up ends it too (status 499), and a response body that
+/// holds it ([`Tracked`]) keeps the request in flight until its stream is done or dropped.
+struct InFlight {
+    metrics: Arc<Metrics>,
+    route: String,
+    started: Instant,
+    status: Option<StatusCode>,
+}
+
+impl InFlight {
+    fn start(metrics: Arc<Metrics>, route: String) -> Self {
+        metrics.in_flight.inc();
+        Self {
+            metrics,
+            route,
+            started: Instant::now(),
+            status: None,
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let m = &self.metrics;
+        m.in_flight.dec();
+        let status = self
+            .status
+            .as_ref()
+            .map_or(CLIENT_CLOSED_STATUS, |s| s.as_str());
+        m.requests
+            .with_label_values(&[self.route.as_str(), status])
+            .inc();
+        m.request_duration
+            .with_label_values(&[self.route.as_str()])
+            .observe(self.started.elapsed().as_secs_f64());
+    }
+}
+
+/// A response body that ends its request's [`InFlight`] when it is finished or dropped.
+struct Tracked {
+    body: Body,
+    _in_flight: InFlight,
+}
+
+impl HttpBody for Tracked {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Counts requests in flight, then by route and status, and their duration (arrival to the end
+/// of the response body).
 async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
-    let started = Instant::now();
-    state.metrics.in_flight.inc();
+    let mut in_flight = InFlight::start(state.metrics.clone(), route);
     let resp = next.run(req).await;
-    state.metrics.in_flight.dec();
-    state
-        .metrics
-        .requests
-        .with_label_values(&[route.as_str(), resp.status().as_str()])
-        .inc();
-    state
-        .metrics
-        .request_duration
-        .with_label_values(&[route.as_str()])
-        .observe(started.elapsed().as_secs_f64());
-    resp
+    in_flight.status = Some(resp.status());
+    resp.map(|body| {
+        Body::new(Tracked {
+            body,
+            _in_flight: in_flight,
+        })
+    })
 }
 
 /// The application router.

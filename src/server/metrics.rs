@@ -12,19 +12,19 @@ pub const METRICS: &[(&str, &str, &str, &str)] = &[
         "mario_http_requests_total",
         "counter",
         "route, status",
-        "HTTP requests by route and status code",
+        "HTTP requests by route and status code (499: the client left before the response)",
     ),
     (
         "mario_http_request_duration_seconds",
         "histogram",
         "route",
-        "HTTP request duration, arrival to response",
+        "HTTP request duration, arrival to the end of the response body (of a stream: its end)",
     ),
     (
         "mario_requests_in_flight",
         "gauge",
         "",
-        "HTTP requests being handled",
+        "HTTP requests being handled (a stream until it ends)",
     ),
     (
         "mario_queue_depth",

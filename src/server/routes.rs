@@ -203,8 +203,8 @@ async fn wait_row(
 /// Generate a rationale and an answer for one question or several.
 ///
 /// Concurrent requests are batched together on the server. Decoding is greedy unless
-/// `parameters.temperature` > 0. `control` selects the quality bin of each reward the model
-/// was trained with (`"best"` by default).
+/// `parameters.temperature` is at least 1e-5. `control` selects the quality bin of each reward
+/// the model was trained with (`"best"` by default).
 #[utoipa::path(
     post,
     path = "/rationalize",
