@@ -36,7 +36,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use kb::{Fact, KbSizes, KnowledgeBase};
-use questions::{all_questions, WorldQuestion};
+use questions::{all_questions, reading_questions, WorldQuestion};
 use teacher::{draw_flaw, sample, Flaw, FlawRates};
 
 /// Settings of a world (the `[world]` table of a config file).
@@ -54,6 +54,10 @@ pub struct WorldSettings {
     pub held_out: f64,
     /// Teacher samples per training question.
     pub teacher_samples: usize,
+    /// Training-only reading questions (their facts stated in the question, about entities
+    /// outside the knowledge base; one correct teacher sample each): they teach the answer
+    /// step on fresh names. 0 = none.
+    pub reading_questions: usize,
     /// The teacher's flaws.
     pub flaws: FlawRates,
 }
@@ -66,6 +70,7 @@ impl Default for WorldSettings {
             which_hot: 80,
             held_out: 0.15,
             teacher_samples: 4,
+            reading_questions: 0,
             flaws: FlawRates::default(),
         }
     }
@@ -84,6 +89,9 @@ pub struct World {
     pub dev: Vec<WorldQuestion>,
     /// Test questions.
     pub test: Vec<WorldQuestion>,
+    /// Training-only reading questions (see [`WorldSettings::reading_questions`]).
+    #[serde(default)]
+    pub reading: Vec<WorldQuestion>,
 }
 
 /// One teacher sample with its question (a line of `teacher_gpt3_train.jsonl`, plus its flaw
@@ -142,12 +150,14 @@ impl World {
         all.shuffle(&mut rng);
         let n = (all.len() as f64 * settings.held_out).round() as usize;
         let (train, dev, test) = split(all, n);
+        let reading = reading_questions(&mut rng, &kb, settings.reading_questions)?;
         Ok(Self {
             settings: settings.clone(),
             kb,
             train,
             dev,
             test,
+            reading,
         })
     }
 
@@ -164,6 +174,17 @@ impl World {
                     sample: sample(&mut rng, &self.kb, q, flaw),
                 });
             }
+        }
+        for q in &self.reading {
+            out.push(TeacherRow {
+                question: q.question.clone(),
+                gold: q.answer.clone(),
+                sample: teacher::TeacherSample {
+                    rationale: q.rationale(),
+                    answer: q.answer.clone(),
+                    flaw: Flaw::None,
+                },
+            });
         }
         out
     }
@@ -209,7 +230,9 @@ impl World {
             test_questions: self.test.len(),
             teacher_samples: teacher.len(),
             silver: silver.len(),
-            teacher_accuracy: silver.len() as f64 / teacher.len().max(1) as f64,
+            teacher_accuracy: (silver.len() - self.reading.len()) as f64
+                / (teacher.len() - self.reading.len()).max(1) as f64,
+            reading_questions: self.reading.len(),
             false_fact: flawed(Flaw::FalseFact),
             non_sequitur: flawed(Flaw::NonSequitur),
             repetition: flawed(Flaw::Repetition),
@@ -247,12 +270,15 @@ pub struct WorldSummary {
     pub dev_questions: usize,
     /// Test questions.
     pub test_questions: usize,
-    /// Teacher samples.
+    /// Teacher samples (reading questions included).
     pub teacher_samples: usize,
-    /// Samples that reached the gold answer (`train.jsonl`).
+    /// Samples that reached the gold answer (`train.jsonl`, reading questions included).
     pub silver: usize,
-    /// `silver / teacher_samples`.
+    /// Share of the samples on the world's own training questions (not the reading ones)
+    /// that reached the gold answer.
     pub teacher_accuracy: f64,
+    /// Training-only reading questions (one correct sample each).
+    pub reading_questions: usize,
     /// Samples with a false fact.
     pub false_fact: usize,
     /// Samples whose answer does not follow.

@@ -299,3 +299,53 @@ pub fn all_questions(
     }
     out
 }
+
+/// `n` training-only *reading* questions: each states the facts it needs before asking, about
+/// invented entities that are not in `kb` (fresh knowledge bases of the same shape), so the
+/// answer step (compare a colour, find the option that names it, pick the creature in the hot
+/// place) is learnt on names that cannot be memorised per question. Their rationale restates
+/// those facts; they never enter dev or test.
+pub fn reading_questions(
+    rng: &mut impl Rng,
+    kb: &KnowledgeBase,
+    n: usize,
+) -> anyhow::Result<Vec<WorldQuestion>> {
+    let world_names: std::collections::BTreeSet<&String> = kb
+        .objects
+        .iter()
+        .chain(&kb.materials)
+        .chain(&kb.creatures)
+        .chain(&kb.places)
+        .chain(&kb.foods)
+        .collect();
+    let sizes = super::kb::KbSizes {
+        objects: 4,
+        materials: 4,
+        creatures: 4,
+        places: 4,
+        foods: 4,
+    };
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let mini = KnowledgeBase::generate(rng, &sizes)?;
+        let clash = mini
+            .objects
+            .iter()
+            .chain(&mini.materials)
+            .chain(&mini.creatures)
+            .chain(&mini.places)
+            .chain(&mini.foods)
+            .any(|name| world_names.contains(name));
+        if clash {
+            continue;
+        }
+        let mut qs = all_questions(rng, &mini, 2);
+        qs.shuffle(rng);
+        for mut q in qs.into_iter().take(4) {
+            q.question = format!("{} {}", q.rationale(), q.question);
+            out.push(q);
+        }
+    }
+    out.truncate(n);
+    Ok(out)
+}

@@ -208,3 +208,45 @@ fn the_truth_measures_see_each_teacher_flaw() {
         .score("Is this question from elsewhere?", "x.", None)
         .is_none());
 }
+
+#[test]
+fn reading_questions_state_their_facts_about_names_outside_the_world() {
+    let settings = WorldSettings {
+        reading_questions: 40,
+        ..small()
+    };
+    let w = World::generate(&settings).unwrap();
+    assert_eq!(w.reading.len(), 40);
+    let names: std::collections::BTreeSet<&String> =
+        w.kb.objects
+            .iter()
+            .chain(&w.kb.materials)
+            .chain(&w.kb.creatures)
+            .chain(&w.kb.places)
+            .chain(&w.kb.foods)
+            .collect();
+    for q in &w.reading {
+        // every needed fact is in the question, and none is about the world's entities
+        for f in &q.facts {
+            assert!(q.question.contains(&f.sentence()), "{}", q.question);
+            assert!(!names.contains(&f.subject), "{}", q.question);
+        }
+        assert_eq!(
+            super::questions::implied_answer(&q.kind, &q.facts).as_deref(),
+            Some(q.answer.as_str())
+        );
+    }
+    // the same world otherwise, and the reading questions only in training
+    let plain = World::generate(&small()).unwrap();
+    assert_eq!(
+        (&plain.kb, &plain.train, &plain.dev),
+        (&w.kb, &w.train, &w.dev)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    w.write(dir.path()).unwrap();
+    let text = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap();
+    let q = &w.reading[0].question;
+    let quoted = serde_json::to_string(q).unwrap();
+    assert!(text("train.jsonl").contains(&quoted));
+    assert!(!text("dev.jsonl").contains(&quoted) && !text("test.jsonl").contains(&quoted));
+}

@@ -409,6 +409,7 @@ mod tests {
             train: vec![q.clone()],
             dev: vec![],
             test: vec![],
+            reading: vec![],
         };
         let rewards = truth_rewards(TruthIndex::new(&world));
         let names: Vec<&str> = rewards.iter().map(|r| r.name()).collect();
