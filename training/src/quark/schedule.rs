@@ -88,6 +88,17 @@ mod tests {
     ];
 
     fn plan_of(cfg: &RunConfig) -> PoolPlan {
+        if let Some(settings) = &cfg.world {
+            let world = crate::world::World::generate(settings).unwrap();
+            return PoolPlan {
+                silver: world
+                    .teacher()
+                    .iter()
+                    .filter(|t| t.sample.answer == t.gold)
+                    .count(),
+                questions: world.train.len() + world.reading.len(),
+            };
+        }
         let mut plan = PoolPlan {
             silver: 0,
             questions: 0,
@@ -143,6 +154,7 @@ mod tests {
             "quarel.toml",
             "numersense.toml",
             "default.toml",
+            "world.toml",
         ] {
             let cfg = RunConfig::from_file(&dir.join(name)).unwrap();
             let s = &cfg.mario;
