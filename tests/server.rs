@@ -566,6 +566,23 @@ fn server_metrics_move_scores_and_request_ids() {
         .unwrap();
     assert_eq!(resp.headers().get("x-request-id").unwrap(), "my-id-1");
     let _ = resp.body_mut().read_to_string();
+    // ... unless it is too long or not visible ASCII: then the server makes its own
+    for hostile in ["x".repeat(10_000), "a b".to_string()] {
+        let mut resp = agent()
+            .post(&s.url("/rationalize"))
+            .header("x-request-id", &hostile)
+            .send(json!({"question": "Q?", "parameters": {"max_new_tokens": 2}}).to_string())
+            .unwrap();
+        let id = resp
+            .headers()
+            .get("x-request-id")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(id != hostile && !id.is_empty() && id.len() <= 128, "{id}");
+        let _ = resp.body_mut().read_to_string();
+    }
     // health, ready, info, docs, openapi
     assert_eq!(get(&s, "/health").0, 200);
     assert_eq!(get(&s, "/ready").0, 200);

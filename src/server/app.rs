@@ -213,6 +213,30 @@ impl MakeRequestId for RequestIds {
     }
 }
 
+/// The longest client-chosen `x-request-id` that is kept (echoed and logged); a longer one, or
+/// one with characters other than visible ASCII, is replaced by a fresh id.
+pub const MAX_CLIENT_REQUEST_ID: usize = 128;
+
+/// Drops a client's `x-request-id` that is too long or not visible ASCII, so that the id layer
+/// makes a fresh one instead of echoing and logging whatever the client sent.
+async fn sanitize_request_id(
+    mut req: axum::http::Request<axum::body::Body>,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let acceptable = |v: &axum::http::HeaderValue| {
+        let b = v.as_bytes();
+        !b.is_empty() && b.len() <= MAX_CLIENT_REQUEST_ID && b.iter().all(|c| c.is_ascii_graphic())
+    };
+    if req
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .is_some_and(|v| !acceptable(v))
+    {
+        req.headers_mut().remove(REQUEST_ID_HEADER);
+    }
+    next.run(req).await
+}
+
 /// The status recorded for a request whose client went away before it was answered (nginx's
 /// "client closed request").
 const CLIENT_CLOSED_STATUS: &str = "499";
@@ -334,5 +358,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(header.clone()))
         .layer(SetRequestIdLayer::new(header, ids))
+        .layer(middleware::from_fn(sanitize_request_id))
         .with_state(state)
 }
