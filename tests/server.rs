@@ -319,6 +319,15 @@ fn server_errors_are_json_with_the_right_status_and_never_5xx() {
         "at most 4",
     );
     assert_error(
+        post(
+            &s,
+            json!({"question": q, "parameters": {"stop": ["x".repeat(257)]}}),
+        ),
+        422,
+        "validation",
+        "at most 256 are allowed",
+    );
+    assert_error(
         post(&s, json!({"question": q, "gold": ["yes", "no"]})),
         422,
         "validation",

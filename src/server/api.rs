@@ -47,7 +47,8 @@ pub struct Parameters {
     /// Seed of the sampling; drawn at random (and returned) when absent.
     #[schema(example = 42)]
     pub seed: Option<u64>,
-    /// Stop when the text contains one of these (the text is cut before it).
+    /// Stop when the text contains one of these (the text is cut before it); each at most 256
+    /// characters.
     #[serde(default)]
     pub stop: Vec<String>,
     /// Never repeat an n-gram of this many tokens (0 = off). Default: the checkpoint's

@@ -25,6 +25,10 @@ pub struct ValidationLimits {
     pub default_no_repeat_ngram_size: usize,
 }
 
+/// The longest stop string, in characters: every output is searched for every stop string
+/// after each token, so their length is bounded like their number.
+pub const MAX_STOP_CHARS: usize = 256;
+
 /// One question ready for the engine.
 #[derive(Debug, Clone)]
 pub struct ValidRow {
@@ -187,6 +191,12 @@ impl Validator {
         }
         if p.stop.iter().any(|s| s.is_empty()) {
             return Err(invalid("`parameters.stop` strings must not be empty"));
+        }
+        if let Some(long) = p.stop.iter().find(|s| s.chars().count() > MAX_STOP_CHARS) {
+            return Err(invalid(format!(
+                "a `parameters.stop` string has {} characters; at most {MAX_STOP_CHARS} are allowed",
+                long.chars().count()
+            )));
         }
         Ok(GenerationParams {
             max_new_tokens: max_new,
