@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use mario::generate::{generate, GenerationParams, GenerationRequest, SamplingParams};
 use mario::model::T5Model;
 use mario::rationale::{parse_output, ANSWER_PHRASE};
-use mario::rewards::{answers_match, diversity, Reward, RewardInput};
+use mario::rewards::{answers_match, diversity, Reward};
 use mario::tokenize::TextTokenizer;
 use serde::{Deserialize, Serialize};
 
@@ -154,21 +154,14 @@ pub fn aggregate(results: &[ExampleResult]) -> EvalMetrics {
 /// Scores every result with `measures` (into [`ExampleResult::measures`]); aggregate again
 /// afterwards.
 pub fn add_measures(results: &mut [ExampleResult], measures: &[Box<dyn Reward>]) -> Result<()> {
-    let inputs: Vec<RewardInput<'_>> = results
+    let items: Vec<(String, String, String)> = results
         .iter()
-        .map(|r| RewardInput {
-            question: &r.question,
-            output: &r.output,
-            gold: Some(&r.gold),
-        })
+        .map(|r| (r.question.clone(), r.output.clone(), r.gold.clone()))
         .collect();
-    let mut columns = Vec::with_capacity(measures.len());
-    for m in measures {
-        columns.push((m.name().to_string(), m.score(&inputs)?));
-    }
-    for (i, r) in results.iter_mut().enumerate() {
-        for (name, col) in &columns {
-            r.measures.insert(name.clone(), col[i]);
+    let scores = crate::quark::run::score_all(measures, &items)?;
+    for (r, row) in results.iter_mut().zip(scores) {
+        for (m, v) in measures.iter().zip(row) {
+            r.measures.insert(m.name().to_string(), v);
         }
     }
     Ok(())
@@ -476,6 +469,7 @@ mod tests {
 
     #[test]
     fn further_measures_are_averaged_over_what_they_scored() {
+        use mario::rewards::RewardInput;
         struct Odd;
         impl Reward for Odd {
             fn name(&self) -> &str {

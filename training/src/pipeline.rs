@@ -777,18 +777,23 @@ fn paired_rows(a: &[DevScore], b: &[DevScore]) -> Result<Vec<Vec<String>>> {
     for m in &metrics {
         let (x, y) = (mean(a, m), mean(b, m));
         let diff = paired(a, b, m)?;
-        out.push(vec![
-            m.clone(),
-            format!("{x:.4}"),
-            format!("{y:.4}"),
-            format!("{:+.4}", y - x),
-            diff.map(|d| format!("[{:+.4}, {:+.4}]", d.low(), d.high()))
-                .unwrap_or_else(|| "-".into()),
-            diff.map(|d| d.verdict().to_string())
-                .unwrap_or_else(|| "-".into()),
-        ]);
+        out.push(comparison_row(m, x, y, diff));
     }
     Ok(out)
+}
+
+/// One row `metric | A | B | change | 95 % interval | where it lies`.
+fn comparison_row(metric: &str, a: f64, b: f64, diff: Option<PairedDiff>) -> Vec<String> {
+    vec![
+        metric.to_string(),
+        format!("{a:.4}"),
+        format!("{b:.4}"),
+        format!("{:+.4}", b - a),
+        diff.map(|d| format!("[{:+.4}, {:+.4}]", d.low(), d.high()))
+            .unwrap_or_else(|| "-".into()),
+        diff.map(|d| d.verdict().to_string())
+            .unwrap_or_else(|| "-".into()),
+    ]
 }
 
 /// The pipeline's data. With a `[world]` table: stage 0 writes the world into
@@ -924,16 +929,7 @@ pub fn write_comparison(mario_dir: &Path, sweep_dir: &Path, out: &Path) -> Resul
             Some((sa, sb)) => paired(sa, sb, metric)?,
             None => None,
         };
-        table_rows.push(vec![
-            metric.to_string(),
-            format!("{a:.4}"),
-            format!("{b:.4}"),
-            format!("{:+.4}", b - a),
-            diff.map(|d| format!("[{:+.4}, {:+.4}]", d.low(), d.high()))
-                .unwrap_or_else(|| "-".into()),
-            diff.map(|d| d.verdict().to_string())
-                .unwrap_or_else(|| "-".into()),
-        ]);
+        table_rows.push(comparison_row(metric, a, b, diff));
     }
     let sweep_md = std::fs::read_to_string(sweep_dir.join("sweep.md")).unwrap_or_else(|_| {
         format!(

@@ -40,17 +40,23 @@ fn write_dataset(dir: &Path) {
     std::fs::write(ds.join("teacher_gpt3_train.jsonl"), t).unwrap();
 }
 
-#[test]
-fn pipeline_runs_every_stage_on_a_micro_configuration_and_resumes() {
-    let dir = tempfile::tempdir().unwrap();
-    write_dataset(dir.path());
-    let arch = dir.path().join("micro.json");
+/// A micro T5 architecture file (`[init] arch`) in `dir`.
+fn write_micro_arch(dir: &Path) -> std::path::PathBuf {
+    let arch = dir.join("micro.json");
     std::fs::write(
         &arch,
         r#"{"vocab_size": 100, "d_model": 32, "d_kv": 8, "d_ff": 64, "num_layers": 1,
             "num_decoder_layers": 1, "num_heads": 4, "feed_forward_proj": "relu"}"#,
     )
     .unwrap();
+    arch
+}
+
+#[test]
+fn pipeline_runs_every_stage_on_a_micro_configuration_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    write_dataset(dir.path());
+    let arch = write_micro_arch(dir.path());
     let stage = |steps: u64| {
         format!(
             "lr = 3e-3\nwarmup_steps = 2\nsteps = {steps}\nbatch_size = 8\neval_every = 0\n\
@@ -238,13 +244,7 @@ fn pipeline_runs_every_stage_on_a_micro_configuration_and_resumes() {
 #[test]
 fn a_world_pipeline_generates_its_data_and_reports_the_ground_truth() {
     let dir = tempfile::tempdir().unwrap();
-    let arch = dir.path().join("micro.json");
-    std::fs::write(
-        &arch,
-        r#"{"vocab_size": 100, "d_model": 32, "d_kv": 8, "d_ff": 64, "num_layers": 1,
-            "num_decoder_layers": 1, "num_heads": 4, "feed_forward_proj": "relu"}"#,
-    )
-    .unwrap();
+    let arch = write_micro_arch(dir.path());
     let stage = |steps: u64| {
         format!(
             "lr = 3e-3\nwarmup_steps = 2\nsteps = {steps}\nbatch_size = 8\neval_every = 0\n\

@@ -179,6 +179,16 @@ impl KnowledgeBase {
         })
     }
 
+    /// Every entity name, of every type.
+    pub fn names(&self) -> impl Iterator<Item = &String> {
+        self.objects
+            .iter()
+            .chain(&self.materials)
+            .chain(&self.creatures)
+            .chain(&self.places)
+            .chain(&self.foods)
+    }
+
     /// The value of `relation` for `subject`.
     pub fn value(&self, subject: &str, relation: Relation) -> Option<&str> {
         self.facts

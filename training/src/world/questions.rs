@@ -310,14 +310,7 @@ pub fn reading_questions(
     kb: &KnowledgeBase,
     n: usize,
 ) -> anyhow::Result<Vec<WorldQuestion>> {
-    let world_names: std::collections::BTreeSet<&String> = kb
-        .objects
-        .iter()
-        .chain(&kb.materials)
-        .chain(&kb.creatures)
-        .chain(&kb.places)
-        .chain(&kb.foods)
-        .collect();
+    let world_names: std::collections::BTreeSet<&String> = kb.names().collect();
     let sizes = super::kb::KbSizes {
         objects: 4,
         materials: 4,
@@ -328,15 +321,7 @@ pub fn reading_questions(
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
         let mini = KnowledgeBase::generate(rng, &sizes)?;
-        let clash = mini
-            .objects
-            .iter()
-            .chain(&mini.materials)
-            .chain(&mini.creatures)
-            .chain(&mini.places)
-            .chain(&mini.foods)
-            .any(|name| world_names.contains(name));
-        if clash {
+        if mini.names().any(|name| world_names.contains(name)) {
             continue;
         }
         let mut qs = all_questions(rng, &mini, 2);

@@ -217,14 +217,7 @@ fn reading_questions_state_their_facts_about_names_outside_the_world() {
     };
     let w = World::generate(&settings).unwrap();
     assert_eq!(w.reading.len(), 40);
-    let names: std::collections::BTreeSet<&String> =
-        w.kb.objects
-            .iter()
-            .chain(&w.kb.materials)
-            .chain(&w.kb.creatures)
-            .chain(&w.kb.places)
-            .chain(&w.kb.foods)
-            .collect();
+    let names: std::collections::BTreeSet<&String> = w.kb.names().collect();
     for q in &w.reading {
         // every needed fact is in the question, and none is about the world's entities
         for f in &q.facts {

@@ -90,9 +90,19 @@ pub fn score(
     rationale: &str,
     answer: Option<&str>,
 ) -> TruthScores {
+    score_against(&kb.facts.iter().cloned().collect(), q, rationale, answer)
+}
+
+/// [`score`] against a world's facts already collected into a set (a [`TruthIndex`] keeps
+/// one per world instead of rebuilding it for every output).
+fn score_against(
+    truth: &BTreeSet<Fact>,
+    q: &WorldQuestion,
+    rationale: &str,
+    answer: Option<&str>,
+) -> TruthScores {
     let sents = sentences(rationale);
     let facts: Vec<Fact> = sents.iter().filter_map(|s| parse_sentence(s)).collect();
-    let truth: BTreeSet<Fact> = kb.facts.iter().cloned().collect();
     let fact_accuracy = (!facts.is_empty())
         .then(|| facts.iter().filter(|f| truth.contains(f)).count() as f64 / facts.len() as f64);
     let implied = implied_answer(&q.kind, &facts);
@@ -114,8 +124,9 @@ pub fn score(
 /// Questions of one or more worlds by text, for scoring outputs of any split.
 #[derive(Debug, Clone, Default)]
 pub struct TruthIndex {
-    kbs: Vec<KnowledgeBase>,
-    /// question text -> (its world's index in `kbs`, the question)
+    /// Every true fact, per world.
+    truths: Vec<BTreeSet<Fact>>,
+    /// question text -> (its world's index in `truths`, the question)
     by_question: HashMap<String, (usize, WorldQuestion)>,
 }
 
@@ -129,8 +140,8 @@ impl TruthIndex {
 
     /// Adds every question of another world.
     pub fn add(&mut self, world: &World) {
-        let k = self.kbs.len();
-        self.kbs.push(world.kb.clone());
+        let k = self.truths.len();
+        self.truths.push(world.kb.facts.iter().cloned().collect());
         for q in world.train.iter().chain(&world.dev).chain(&world.test) {
             self.by_question.insert(q.question.clone(), (k, q.clone()));
         }
@@ -149,7 +160,7 @@ impl TruthIndex {
                 }
             }
         }
-        Ok((!index.kbs.is_empty()).then_some(index))
+        Ok((!index.truths.is_empty()).then_some(index))
     }
 
     /// Scores an output for `question`; `None` when the question is not of these worlds.
@@ -160,7 +171,7 @@ impl TruthIndex {
         answer: Option<&str>,
     ) -> Option<TruthScores> {
         let (k, q) = self.by_question.get(question)?;
-        Some(score(&self.kbs[*k], q, rationale, answer))
+        Some(score_against(&self.truths[*k], q, rationale, answer))
     }
 }
 
