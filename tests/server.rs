@@ -570,6 +570,7 @@ fn server_metrics_move_scores_and_request_ids() {
     // a client-chosen request id is kept
     let mut resp = agent()
         .post(&s.url("/rationalize"))
+        .header("content-type", "application/json")
         .header("x-request-id", "my-id-1")
         .send(json!({"question": "Q?", "parameters": {"max_new_tokens": 2}}).to_string())
         .unwrap();
@@ -579,6 +580,7 @@ fn server_metrics_move_scores_and_request_ids() {
     for hostile in ["x".repeat(10_000), "a b".to_string()] {
         let mut resp = agent()
             .post(&s.url("/rationalize"))
+            .header("content-type", "application/json")
             .header("x-request-id", &hostile)
             .send(json!({"question": "Q?", "parameters": {"max_new_tokens": 2}}).to_string())
             .unwrap();
@@ -610,6 +612,7 @@ fn server_stream_sends_tokens_then_the_result() {
         json!({"question": "Is a pear heavier than water?", "parameters": {"max_new_tokens": 16}});
     let mut resp = agent()
         .post(&s.url("/rationalize/stream"))
+        .header("content-type", "application/json")
         .send(body.to_string())
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
@@ -666,6 +669,7 @@ fn server_cancels_the_rows_of_a_client_that_disconnects() {
         let body = json!({"question": "Is a pear heavier than water?", "parameters": {"max_new_tokens": 4000, "temperature": 1.0, "seed": 1}});
         let mut resp = agent()
             .post(&s.url("/rationalize/stream"))
+            .header("content-type", "application/json")
             .send(body.to_string())
             .unwrap();
         let mut reader = resp.body_mut().as_reader();
@@ -730,6 +734,7 @@ fn hold(
             std::thread::spawn(move || {
                 let mut r = agent()
                     .post(&url)
+                    .header("content-type", "application/json")
                     .send(json!({"question": "Q?"}).to_string())
                     .unwrap();
                 let st = r.status().as_u16();
@@ -1128,4 +1133,199 @@ fn server_refuses_invisible_questions_as_empty() {
         "validation",
         "`questions[1]` is empty",
     );
+}
+
+/// (status, lower-case headers, body) of one request written by hand on its own connection.
+fn raw_request(
+    s: &TestServer,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, std::collections::HashMap<String, String>, String) {
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        s.addr,
+        body.len()
+    );
+    for (k, v) in headers {
+        req += &format!("{k}: {v}\r\n");
+    }
+    req += "\r\n";
+    req += body;
+    c.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, body.to_string())
+}
+
+fn json_of(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body:?}"))
+}
+
+/// Request bodies must be declared JSON (a plain-text or form POST is what any web page can
+/// make a browser send without a preflight): 415. With `--api-key` every route but /health,
+/// /ready and (unless `--metrics-require-api-key`) /metrics needs `Authorization: Bearer`: 401.
+/// CORS headers only for the origins of `--cors-allow-origin`.
+#[test]
+fn server_requires_json_bodies_an_api_key_and_names_cors_origins() {
+    let not_ready = || {
+        Arc::new(StuckBackend {
+            capacity: 10,
+            ready: false,
+            ..Default::default()
+        })
+    };
+    let body = json!({"question": "Q?"}).to_string();
+    let s = TestServer::with_backend(not_ready(), &[]);
+    for ct in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        Some("application/jsonx"),
+    ] {
+        for path in ["/rationalize", "/rationalize/stream"] {
+            let headers: Vec<(&str, &str)> = ct.map(|c| ("content-type", c)).into_iter().collect();
+            let (st, _, b) = raw_request(&s, "POST", path, &headers, &body);
+            assert_error(
+                (st, json_of(&b)),
+                415,
+                "unsupported_media_type",
+                "application/json",
+            );
+        }
+    }
+    // parameters are fine; this backend is not ready, so the request got past every check
+    let json_ct = ("content-type", "Application/JSON; charset=utf-8");
+    assert_eq!(
+        raw_request(&s, "POST", "/rationalize", &[json_ct], &body).0,
+        503
+    );
+    // no CORS headers unless asked for
+    let preflight = [
+        ("origin", "https://app.example"),
+        ("access-control-request-method", "POST"),
+        (
+            "access-control-request-headers",
+            "content-type, authorization",
+        ),
+    ];
+    let (_, h, _) = raw_request(&s, "OPTIONS", "/rationalize", &preflight, "");
+    assert!(!h.contains_key("access-control-allow-origin"), "{h:?}");
+    let (_, h, _) = raw_request(&s, "GET", "/info", &preflight[..1], "");
+    assert!(!h.contains_key("access-control-allow-origin"), "{h:?}");
+    drop(s);
+
+    let s = TestServer::with_backend(
+        not_ready(),
+        &[
+            "--api-key",
+            "s3cret-key",
+            "--cors-allow-origin",
+            "https://app.example",
+        ],
+    );
+    let guarded = [
+        ("POST", "/rationalize"),
+        ("POST", "/rationalize/stream"),
+        ("GET", "/info"),
+        ("GET", "/openapi.json"),
+        ("GET", "/docs"),
+        ("GET", "/nope"),
+    ];
+    for (method, path) in guarded {
+        for auth in [
+            None,
+            Some("Bearer wrong"),
+            Some("Bearer s3cret-ke"),
+            Some("Bearer s3cret-key2"),
+            Some("Basic s3cret-key"),
+            Some("s3cret-key"),
+        ] {
+            let mut headers = vec![json_ct];
+            headers.extend(auth.map(|a| ("authorization", a)));
+            let (st, h, b) = raw_request(&s, method, path, &headers, &body);
+            assert_error(
+                (st, json_of(&b)),
+                401,
+                "unauthorized",
+                "Authorization: Bearer",
+            );
+            assert_eq!(h["www-authenticate"], "Bearer", "{method} {path}");
+        }
+        let ok = [json_ct, ("authorization", "bearer s3cret-key")];
+        let st = raw_request(&s, method, path, &ok, &body).0;
+        assert!(st != 401, "{method} {path} with the key: {st}");
+    }
+    // the key check comes before the content type: strangers learn nothing
+    let (st, _, _) = raw_request(&s, "POST", "/rationalize", &[], &body);
+    assert_eq!(st, 401);
+    // probes and (by default) metrics stay open
+    for (path, want) in [("/health", 200), ("/ready", 503), ("/metrics", 200)] {
+        assert_eq!(raw_request(&s, "GET", path, &[], "").0, want, "{path}");
+    }
+    // CORS: the allowed origin gets its preflight answered (no key needed) and sees even a 401
+    let (st, h, _) = raw_request(&s, "OPTIONS", "/rationalize", &preflight, "");
+    assert!(st < 300, "preflight: {st}");
+    assert_eq!(h["access-control-allow-origin"], "https://app.example");
+    assert!(
+        h["access-control-allow-headers"].contains("authorization"),
+        "{h:?}"
+    );
+    let (st, h, _) = raw_request(&s, "GET", "/info", &preflight[..1], "");
+    assert_eq!(st, 401);
+    assert_eq!(h["access-control-allow-origin"], "https://app.example");
+    // another origin is not allowed
+    let other = [("origin", "https://evil.example"), preflight[1]];
+    let (_, h, _) = raw_request(&s, "OPTIONS", "/rationalize", &other, "");
+    assert!(!h.contains_key("access-control-allow-origin"), "{h:?}");
+    drop(s);
+
+    let s = TestServer::with_backend(
+        not_ready(),
+        &["--api-key", "s3cret-key", "--metrics-require-api-key"],
+    );
+    assert_eq!(raw_request(&s, "GET", "/metrics", &[], "").0, 401);
+    let key = [("authorization", "Bearer s3cret-key")];
+    assert_eq!(raw_request(&s, "GET", "/metrics", &key, "").0, 200);
+    assert_eq!(raw_request(&s, "GET", "/health", &[], "").0, 200);
+    // flags that cannot work are refused at start-up, naming them
+    let dir = fixture_dir("t5-v1_0-tied");
+    for (args, flag) in [
+        (vec!["--metrics-require-api-key"], "--api-key"),
+        (vec!["--api-key", ""], "--api-key"),
+        (
+            vec!["--cors-allow-origin", "example.com"],
+            "--cors-allow-origin",
+        ),
+        (
+            vec!["--cors-allow-origin", "https://a.example/x"],
+            "--cors-allow-origin",
+        ),
+    ] {
+        let mut all = vec!["--model", dir.to_str().unwrap()];
+        all.extend(args);
+        let err = ServerConfig::from_args(all)
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(err.contains(flag), "{err}");
+    }
 }

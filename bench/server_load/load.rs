@@ -77,6 +77,7 @@ fn ask(agent: &ureq::Agent, url: &str, q: &str, max_new: usize) -> (u16, Option<
     let body = json!({"question": q, "parameters": {"max_new_tokens": max_new}});
     match agent
         .post(&format!("{url}/rationalize"))
+        .header("content-type", "application/json")
         .send(body.to_string())
     {
         Ok(mut r) => {

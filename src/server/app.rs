@@ -25,6 +25,7 @@ use super::config::ServerConfig;
 use super::metrics::Metrics;
 use super::routes;
 use super::scheduler::Backend;
+use super::security::{self, Access};
 use super::validation::{ValidationLimits, Validator};
 use crate::checkpoint::Checkpoint;
 use crate::control::RewardKind;
@@ -92,6 +93,10 @@ pub struct AppState {
     pub concurrency: Arc<Semaphore>,
     /// The model's name.
     pub model_name: String,
+    /// Who may call.
+    pub access: Access,
+    /// Origins allowed by CORS (none: no CORS headers).
+    pub cors_allow_origin: Vec<String>,
 }
 
 impl AppState {
@@ -194,6 +199,11 @@ impl AppState {
             limits,
             info,
             model_name,
+            access: Access {
+                api_key: cfg.api_key.clone(),
+                metrics_require_api_key: cfg.metrics_require_api_key,
+            },
+            cors_allow_origin: cfg.cors_allow_origin.clone(),
         }
     }
 }
@@ -334,7 +344,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         next: Arc::new(std::sync::atomic::AtomicU64::new(1)),
     };
     let body_limit = state.limits.max_body_bytes;
-    Router::new()
+    let cors = security::cors_layer(&state.cors_allow_origin);
+    let app = Router::new()
         .route("/rationalize", post(routes::rationalize))
         .route("/rationalize/stream", post(routes::rationalize_stream))
         .route("/info", get(routes::info))
@@ -345,8 +356,17 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/docs", get(routes::docs))
         .fallback(routes::not_found)
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(middleware::from_fn_with_state(state.clone(), track))
-        .layer(
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            security::require_api_key,
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), track));
+    // CORS outside the key check: a browser's preflight carries no credentials
+    let app = match cors {
+        Some(cors) => app.layer(cors),
+        None => app,
+    };
+    app.layer(
             TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
                 let id = req
                     .headers()

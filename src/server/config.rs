@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::security::{check_origin, ApiKey};
 use crate::device::DeviceChoice;
 
 /// Everything `mario-server` can be configured with.
@@ -67,6 +68,16 @@ pub struct ServerConfig {
     /// Log as JSON lines.
     #[arg(long, env = "MARIO_JSON_LOGS")]
     pub json_logs: bool,
+    /// Require `Authorization: Bearer <key>` on every route but /health, /ready and /metrics.
+    #[arg(long, env = "MARIO_API_KEY", hide_env_values = true)]
+    pub api_key: Option<ApiKey>,
+    /// With --api-key: /metrics needs the key too.
+    #[arg(long, env = "MARIO_METRICS_REQUIRE_API_KEY")]
+    pub metrics_require_api_key: bool,
+    /// An origin browsers may call from (repeatable, or comma-separated in the variable; `*` =
+    /// any). Default: none, no CORS headers.
+    #[arg(long, env = "MARIO_CORS_ALLOW_ORIGIN", value_delimiter = ',')]
+    pub cors_allow_origin: Vec<String>,
 }
 
 #[derive(clap::Parser)]
@@ -133,6 +144,20 @@ impl ServerConfig {
         if !matches!(self.dtype.as_str(), "f32" | "bf16") {
             return Err(format!("--dtype {}: use f32 or bf16", self.dtype));
         }
-        Ok(())
+        self.validate_access()
+    }
+
+    /// The API key and CORS flags.
+    fn validate_access(&self) -> Result<(), String> {
+        match &self.api_key {
+            Some(key) => key.check()?,
+            None if self.metrics_require_api_key => {
+                return Err("--metrics-require-api-key needs --api-key (MARIO_API_KEY)".into())
+            }
+            None => {}
+        }
+        self.cors_allow_origin
+            .iter()
+            .try_for_each(|o| check_origin(o))
     }
 }

@@ -52,6 +52,15 @@ pub enum ApiError {
     /// No such route.
     #[error("no such route; see /docs")]
     NotFoundRoute,
+    /// The API key is missing or wrong.
+    #[error("missing or invalid API key: send `Authorization: Bearer <key>`")]
+    Unauthorized,
+    /// The body is not declared as JSON.
+    #[error("the request body must be `content-type: application/json` (got {got})")]
+    UnsupportedMediaType {
+        /// The content type sent (cut to 64 characters), or `none`.
+        got: String,
+    },
 }
 
 impl ApiError {
@@ -66,6 +75,8 @@ impl ApiError {
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::NotFoundRoute => StatusCode::NOT_FOUND,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         }
     }
 
@@ -81,6 +92,8 @@ impl ApiError {
             Self::Timeout { .. } => "timeout",
             Self::Internal(_) => "internal",
             Self::NotFoundRoute => "not_found",
+            Self::Unauthorized => "unauthorized",
+            Self::UnsupportedMediaType { .. } => "unsupported_media_type",
         }
     }
 
@@ -111,6 +124,10 @@ impl IntoResponse for ApiError {
                 header::RETRY_AFTER,
                 HeaderValue::from_str(&s.to_string()).expect("digits are a valid header"),
             );
+        }
+        if matches!(self, Self::Unauthorized) {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         resp
     }
@@ -149,6 +166,12 @@ mod tests {
             (ApiError::NotReady("x".into()), 503, "not_ready"),
             (ApiError::Timeout { seconds: 1 }, 504, "timeout"),
             (ApiError::Internal("x".into()), 500, "internal"),
+            (ApiError::Unauthorized, 401, "unauthorized"),
+            (
+                ApiError::UnsupportedMediaType { got: "none".into() },
+                415,
+                "unsupported_media_type",
+            ),
         ];
         for (e, status, kind) in cases {
             assert_eq!(e.status().as_u16(), status);

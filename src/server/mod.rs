@@ -6,6 +6,7 @@
 //! - [`scheduler`]: the bounded queue, the [`scheduler::Backend`] seam and the model worker
 //!   that batches rows dynamically;
 //! - [`routes`], [`app`]: handlers, router, middleware;
+//! - [`security`]: API key, `application/json` bodies, CORS;
 //! - [`error`]: the one error enum and its HTTP mapping;
 //! - [`metrics`]: Prometheus metrics;
 //! - [`openapi`]: the OpenAPI document and the offline docs page.
@@ -31,6 +32,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod routes;
 pub mod scheduler;
+pub mod security;
 pub mod validation;
 
 use std::net::SocketAddr;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::{Extension, Json};
@@ -23,6 +23,7 @@ use super::api::{
 use super::app::AppState;
 use super::error::ApiError;
 use super::scheduler::{Job, JobUpdate};
+use super::security::require_json;
 use super::validation::{ValidRequest, ValidRow};
 use crate::generate::{FinishReason, GenerationOutput};
 use crate::rationale::parse_output;
@@ -76,8 +77,13 @@ type Admitted = (
 );
 
 /// Admission, validation and queueing shared by both generation routes.
-fn admit(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Admitted, ApiError> {
+fn admit(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Admitted, ApiError> {
     let arrived = Instant::now();
+    require_json(headers)?;
     let permit =
         state
             .concurrency
@@ -213,7 +219,9 @@ async fn wait_row(
     responses(
         (status = 200, description = "One result per question", body = RationalizeResponse),
         (status = 400, description = "Malformed JSON", body = super::api::ErrorResponse),
+        (status = 401, description = "Missing or wrong API key (when the server has one)", body = super::api::ErrorResponse),
         (status = 413, description = "Body too large", body = super::api::ErrorResponse),
+        (status = 415, description = "The body is not `content-type: application/json`", body = super::api::ErrorResponse),
         (status = 422, description = "Invalid request", body = super::api::ErrorResponse),
         (status = 429, description = "Too many concurrent requests (see Retry-After)", body = super::api::ErrorResponse),
         (status = 503, description = "Queue full or model not ready (see Retry-After)", body = super::api::ErrorResponse),
@@ -223,9 +231,10 @@ async fn wait_row(
 pub async fn rationalize(
     State(state): State<Arc<AppState>>,
     id: Option<Extension<RequestId>>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<RationalizeResponse>, ApiError> {
-    let (_permit, valid, mut receivers, arrived) = admit(&state, body)?;
+    let (_permit, valid, mut receivers, arrived) = admit(&state, &headers, body)?;
     let timeout = Duration::from_secs(state.limits.request_timeout_s) + Duration::from_secs(1);
     let mut results = Vec::with_capacity(valid.rows.len());
     for (row, rx) in valid.rows.iter().zip(receivers.iter_mut()) {
@@ -267,7 +276,9 @@ pub async fn rationalize(
     responses(
         (status = 200, description = "Server-sent events: token, result, error, done", content_type = "text/event-stream", body = StreamToken),
         (status = 400, description = "Malformed JSON", body = super::api::ErrorResponse),
+        (status = 401, description = "Missing or wrong API key (when the server has one)", body = super::api::ErrorResponse),
         (status = 413, description = "Body too large", body = super::api::ErrorResponse),
+        (status = 415, description = "The body is not `content-type: application/json`", body = super::api::ErrorResponse),
         (status = 422, description = "Invalid request", body = super::api::ErrorResponse),
         (status = 429, description = "Too many concurrent requests", body = super::api::ErrorResponse),
         (status = 503, description = "Queue full or model not ready", body = super::api::ErrorResponse),
@@ -275,9 +286,10 @@ pub async fn rationalize(
 )]
 pub async fn rationalize_stream(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let (permit, valid, receivers, arrived) = admit(&state, body)?;
+    let (permit, valid, receivers, arrived) = admit(&state, &headers, body)?;
     let (tx, rx) = unbounded_channel::<(usize, JobUpdate)>();
     for (i, mut r) in receivers.into_iter().enumerate() {
         let tx = tx.clone();
@@ -403,7 +415,7 @@ fn sse_json<T: serde::Serialize>(kind: &str, v: &T) -> Event {
 }
 
 /// Model, rewards, limits and version.
-#[utoipa::path(get, path = "/info", tag = "service", responses((status = 200, body = Info)))]
+#[utoipa::path(get, path = "/info", tag = "service", responses((status = 200, body = Info), (status = 401, description = "Missing or wrong API key (when the server has one)", body = super::api::ErrorResponse)))]
 pub async fn info(State(state): State<Arc<AppState>>) -> Json<Info> {
     Json(state.info.clone())
 }
@@ -442,7 +454,7 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
 }
 
 /// Prometheus metrics (text exposition format).
-#[utoipa::path(get, path = "/metrics", tag = "service", responses((status = 200, content_type = "text/plain", body = String)))]
+#[utoipa::path(get, path = "/metrics", tag = "service", responses((status = 200, content_type = "text/plain", body = String), (status = 401, description = "Missing or wrong API key (only with --metrics-require-api-key)", body = super::api::ErrorResponse)))]
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     state
         .metrics
@@ -456,7 +468,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 }
 
 /// This API's OpenAPI document.
-#[utoipa::path(get, path = "/openapi.json", tag = "service", responses((status = 200, content_type = "application/json", body = Object)))]
+#[utoipa::path(get, path = "/openapi.json", tag = "service", responses((status = 200, content_type = "application/json", body = Object), (status = 401, description = "Missing or wrong API key (when the server has one)", body = super::api::ErrorResponse)))]
 pub async fn openapi_json() -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
@@ -466,7 +478,7 @@ pub async fn openapi_json() -> Response {
 }
 
 /// Human-readable API documentation (no external assets).
-#[utoipa::path(get, path = "/docs", tag = "service", responses((status = 200, content_type = "text/html", body = String)))]
+#[utoipa::path(get, path = "/docs", tag = "service", responses((status = 200, content_type = "text/html", body = String), (status = 401, description = "Missing or wrong API key (when the server has one)", body = super::api::ErrorResponse)))]
 pub async fn docs() -> Html<String> {
     Html(super::openapi::docs_html())
 }
