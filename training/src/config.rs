@@ -57,6 +57,14 @@ impl DataSection {
             .filter(|p| p.is_file())
             .collect()
     }
+
+    /// What SFT and the answer models train on: every dataset's `train.jsonl`, and its
+    /// training-only `reading.jsonl` where it has one (MaRio samples `train.jsonl` only).
+    pub fn training_files(&self) -> Vec<PathBuf> {
+        let mut files = self.files("train.jsonl");
+        files.extend(self.files(crate::world::READING_FILE));
+        files
+    }
 }
 
 /// `[tokenizer]`.

@@ -767,7 +767,7 @@ fn cmd_sft(a: &SftArgs, progress: bool) -> Result<()> {
     let mut settings = cfg.sft.clone();
     a.overrides.apply(&mut settings);
     let train_files = if a.train.is_empty() {
-        cfg.data.files("train.jsonl")
+        cfg.data.training_files()
     } else {
         a.train.clone()
     };
@@ -1139,7 +1139,16 @@ fn stage(
 
 fn cmd_consistency(a: &ConsistencyArgs, progress: bool) -> Result<()> {
     let cfg = load_config(&a.config)?;
-    let train_files = or_config(&a.train, &cfg, "train.jsonl", "training files")?;
+    let train_files = if a.train.is_empty() {
+        cfg.data.training_files()
+    } else {
+        a.train.clone()
+    };
+    if train_files.is_empty() {
+        bail!(
+            "no training files: pass them on the command line or a --config with [data] datasets"
+        );
+    }
     let dev_files = or_config(&a.dev, &cfg, "dev.jsonl", "dev files")?;
     let o = stage(a.device, a.resume, a.max_minutes, progress)?;
     match train_answer_model(

@@ -550,6 +550,8 @@ pub fn run_pipeline(cfg: &RunConfig, out: &Path, o: &StageOptions) -> Result<Pip
     // 0. the data: a generated world, or the configured datasets
     let data = pipeline_data(cfg, out)?;
     let train_files = data.files("train.jsonl");
+    // SFT and the answer models also read the training-only questions MaRio does not sample
+    let sft_files = data.training_files();
     let dev_files = data.files("dev.jsonl");
     let teacher_files = data.files("teacher_gpt3_train.jsonl");
     if train_files.is_empty() || dev_files.is_empty() {
@@ -585,7 +587,7 @@ pub fn run_pipeline(cfg: &RunConfig, out: &Path, o: &StageOptions) -> Result<Pip
     if !sft_run.completed() {
         let mut m = TrainableModel::load(&init, &o.device)?;
         let task = SftTask::load(
-            &train_files,
+            &sft_files,
             &dev_files,
             &m.tokenizer,
             cfg.sft.clone(),
@@ -622,7 +624,7 @@ pub fn run_pipeline(cfg: &RunConfig, out: &Path, o: &StageOptions) -> Result<Pip
                 if let StageOutcome::Stopped(s) = train_answer_model(
                     mode,
                     &sft,
-                    &train_files,
+                    &sft_files,
                     &dev_files,
                     &cfg.consistency,
                     &rm_dir,

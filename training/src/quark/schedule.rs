@@ -89,14 +89,16 @@ mod tests {
 
     fn plan_of(cfg: &RunConfig) -> PoolPlan {
         if let Some(settings) = &cfg.world {
+            // MaRio's pool: the silver samples of the world's own questions (the reading
+            // questions are SFT-only and never sampled)
             let world = crate::world::World::generate(settings).unwrap();
+            let teacher = world.teacher();
             return PoolPlan {
-                silver: world
-                    .teacher()
+                silver: teacher[..teacher.len() - world.reading.len()]
                     .iter()
                     .filter(|t| t.sample.answer == t.gold)
                     .count(),
-                questions: world.train.len() + world.reading.len(),
+                questions: world.train.len(),
             };
         }
         let mut plan = PoolPlan {

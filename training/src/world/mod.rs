@@ -8,6 +8,8 @@
 //! configurable rates. Written in the standard data layout:
 //!
 //! - `train.jsonl`: silver data, the teacher samples that reached the gold answer;
+//! - `reading.jsonl` (when `reading_questions` > 0): training-only reading questions with their
+//!   gold rationales; SFT and the answer models train on them, MaRio does not sample them;
 //! - `teacher_gpt3_train.jsonl`: every teacher sample, with predicted and gold labels
 //!   (lower-cased as in the paper's files);
 //! - `dev.jsonl`, `test.jsonl`: held-out questions with their gold rationales;
@@ -36,7 +38,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use kb::{Fact, KbSizes, KnowledgeBase};
-use questions::{all_questions, reading_questions, WorldQuestion};
+use questions::{all_questions, reading_questions, Form, WorldQuestion};
 use teacher::{draw_flaw, sample, Flaw, FlawRates};
 
 /// Settings of a world (the `[world]` table of a config file).
@@ -47,6 +49,8 @@ pub struct WorldSettings {
     pub seed: u64,
     /// Entities per type.
     pub sizes: KbSizes,
+    /// The question forms asked (default: every form but `sinks` and `lives_hot`).
+    pub forms: Vec<Form>,
     /// "Which lives somewhere hot?" questions (pairs of creatures).
     pub which_hot: usize,
     /// Share of the questions held out for dev (as many again for test), as far as the
@@ -67,6 +71,7 @@ impl Default for WorldSettings {
         Self {
             seed: 0,
             sizes: KbSizes::default(),
+            forms: Form::original(),
             which_hot: 80,
             held_out: 0.15,
             teacher_samples: 4,
@@ -146,11 +151,15 @@ impl World {
         }
         let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
         let kb = KnowledgeBase::generate(&mut rng, &settings.sizes)?;
-        let mut all = all_questions(&mut rng, &kb, settings.which_hot);
+        if settings.forms.is_empty() {
+            anyhow::bail!("[world] forms is empty: list at least one question form");
+        }
+        let mut all = all_questions(&mut rng, &kb, &settings.forms, settings.which_hot);
         all.shuffle(&mut rng);
         let n = (all.len() as f64 * settings.held_out).round() as usize;
         let (train, dev, test) = split(all, n);
-        let reading = reading_questions(&mut rng, &kb, settings.reading_questions)?;
+        let reading =
+            reading_questions(&mut rng, &kb, &settings.forms, settings.reading_questions)?;
         Ok(Self {
             settings: settings.clone(),
             kb,
@@ -196,6 +205,7 @@ impl World {
         let split_row = |q: &str, r: &str, a: &str| serde_json::json!({"question": q, "rationale": r, "answer": a});
         let silver: Vec<serde_json::Value> = teacher
             .iter()
+            .take(teacher.len() - self.reading.len())
             .filter(|t| t.sample.answer == t.gold)
             .map(|t| split_row(&t.question, &t.sample.rationale, &t.gold))
             .collect();
@@ -216,6 +226,15 @@ impl World {
             })
             .collect();
         crate::jsonl::write(&out.join("train.jsonl"), &silver)?;
+        let reading_path = out.join(READING_FILE);
+        if self.reading.is_empty() {
+            if reading_path.is_file() {
+                std::fs::remove_file(&reading_path)
+                    .with_context(|| format!("removing {}", reading_path.display()))?;
+            }
+        } else {
+            crate::jsonl::write(&reading_path, &held(&self.reading))?;
+        }
         crate::jsonl::write(&out.join("dev.jsonl"), &held(&self.dev))?;
         crate::jsonl::write(&out.join("test.jsonl"), &held(&self.test))?;
         crate::jsonl::write(&out.join("teacher_gpt3_train.jsonl"), &teacher_rows)?;
@@ -230,7 +249,7 @@ impl World {
             test_questions: self.test.len(),
             teacher_samples: teacher.len(),
             silver: silver.len(),
-            teacher_accuracy: (silver.len() - self.reading.len()) as f64
+            teacher_accuracy: silver.len() as f64
                 / (teacher.len() - self.reading.len()).max(1) as f64,
             reading_questions: self.reading.len(),
             false_fact: flawed(Flaw::FalseFact),
@@ -259,6 +278,10 @@ impl World {
 /// The file that marks a data folder as a generated world.
 pub const WORLD_FILE: &str = "world.json";
 
+/// Training-only questions of a data folder that SFT and the answer models train on next to
+/// `train.jsonl`, and that MaRio does not sample (a generated world's reading questions).
+pub const READING_FILE: &str = "reading.jsonl";
+
 /// What `World::write` wrote.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WorldSummary {
@@ -272,7 +295,7 @@ pub struct WorldSummary {
     pub test_questions: usize,
     /// Teacher samples (reading questions included).
     pub teacher_samples: usize,
-    /// Samples that reached the gold answer (`train.jsonl`, reading questions included).
+    /// Samples that reached the gold answer (`train.jsonl`; reading questions not included).
     pub silver: usize,
     /// Share of the samples on the world's own training questions (not the reading ones)
     /// that reached the gold answer.

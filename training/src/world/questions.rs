@@ -17,6 +17,11 @@ pub enum QuestionKind {
         /// The object.
         object: String,
     },
+    /// "Would a {object} sink in water?" (yes/no): made of -> floats (the answer reversed).
+    Sinks {
+        /// The object.
+        object: String,
+    },
     /// "What color is a {object}? (A) .. (C) .." : made of -> colour.
     ObjectColor {
         /// The object.
@@ -26,6 +31,11 @@ pub enum QuestionKind {
     },
     /// "Does a {creature} live somewhere cold?" (yes/no): lives in -> climate.
     LivesCold {
+        /// The creature.
+        creature: String,
+    },
+    /// "Does a {creature} live somewhere hot?" (yes/no): lives in -> climate.
+    LivesHot {
         /// The creature.
         creature: String,
     },
@@ -51,6 +61,42 @@ pub enum QuestionKind {
 }
 
 const LETTERS: [&str; 3] = ["(A)", "(B)", "(C)"];
+
+/// A question template without its entities: what `[world] forms` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Form {
+    /// [`QuestionKind::Floats`] (yes/no).
+    Floats,
+    /// [`QuestionKind::Sinks`] (yes/no).
+    Sinks,
+    /// [`QuestionKind::ObjectColor`] (three choices).
+    ObjectColor,
+    /// [`QuestionKind::LivesCold`] (yes/no).
+    LivesCold,
+    /// [`QuestionKind::LivesHot`] (yes/no).
+    LivesHot,
+    /// [`QuestionKind::FoodColor`] (three choices).
+    FoodColor,
+    /// [`QuestionKind::EatsColor`] (yes/no).
+    EatsColor,
+    /// [`QuestionKind::WhichHot`] (two choices; `[world] which_hot` of them).
+    WhichHot,
+}
+
+impl Form {
+    /// The forms of the first worlds (every form but `sinks` and `lives_hot`).
+    pub fn original() -> Vec<Form> {
+        vec![
+            Form::Floats,
+            Form::ObjectColor,
+            Form::LivesCold,
+            Form::FoodColor,
+            Form::EatsColor,
+            Form::WhichHot,
+        ]
+    }
+}
 
 /// One question with what it needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,11 +148,13 @@ fn needed(kb: &KnowledgeBase, kind: &QuestionKind) -> Vec<Fact> {
         vec![a, b]
     };
     match kind {
-        QuestionKind::Floats { object } => chain(object, Relation::MadeOf, Relation::Floats),
+        QuestionKind::Floats { object } | QuestionKind::Sinks { object } => {
+            chain(object, Relation::MadeOf, Relation::Floats)
+        }
         QuestionKind::ObjectColor { object, .. } => {
             chain(object, Relation::MadeOf, Relation::Color)
         }
-        QuestionKind::LivesCold { creature } => {
+        QuestionKind::LivesCold { creature } | QuestionKind::LivesHot { creature } => {
             chain(creature, Relation::LivesIn, Relation::Climate)
         }
         QuestionKind::FoodColor { creature, .. } | QuestionKind::EatsColor { creature, .. } => {
@@ -133,11 +181,17 @@ pub fn implied_answer(kind: &QuestionKind, facts: &[Fact]) -> Option<String> {
     };
     match kind {
         QuestionKind::Floats { object } => hop(object, Relation::MadeOf, Relation::Floats),
+        QuestionKind::Sinks { object } => {
+            hop(object, Relation::MadeOf, Relation::Floats).map(|f| yes_no(f == "no"))
+        }
         QuestionKind::ObjectColor { object, options } => {
             letter_of(options, &hop(object, Relation::MadeOf, Relation::Color)?)
         }
         QuestionKind::LivesCold { creature } => {
             hop(creature, Relation::LivesIn, Relation::Climate).map(|c| yes_no(c == "cold"))
+        }
+        QuestionKind::LivesHot { creature } => {
+            hop(creature, Relation::LivesIn, Relation::Climate).map(|c| yes_no(c == "hot"))
         }
         QuestionKind::FoodColor { creature, options } => {
             letter_of(options, &hop(creature, Relation::Eats, Relation::Color)?)
@@ -170,10 +224,12 @@ fn text(kind: &QuestionKind) -> String {
     };
     match kind {
         QuestionKind::Floats { object } => format!("Would a {object} float on water?"),
+        QuestionKind::Sinks { object } => format!("Would a {object} sink in water?"),
         QuestionKind::ObjectColor { object, options } => {
             format!("What color is a {object}? {}", choices(options, ""))
         }
         QuestionKind::LivesCold { creature } => format!("Does a {creature} live somewhere cold?"),
+        QuestionKind::LivesHot { creature } => format!("Does a {creature} live somewhere hot?"),
         QuestionKind::FoodColor { creature, options } => format!(
             "What color is the food a {creature} eats? {}",
             choices(options, "")
@@ -208,47 +264,71 @@ fn colour_options(rng: &mut impl Rng, correct: &str) -> Vec<String> {
     opts
 }
 
-/// Every question of the world: two per object, three per creature, and `which_hot` pairs of
-/// creatures (one in a hot place, one in a cold place).
+/// Every question of the world in the given `forms`: one per object or creature and form, and
+/// `which_hot` pairs of creatures (one in a hot place, one in a cold place).
 pub fn all_questions(
     rng: &mut impl Rng,
     kb: &KnowledgeBase,
+    forms: &[Form],
     which_hot: usize,
 ) -> Vec<WorldQuestion> {
+    let has = |f: Form| forms.contains(&f);
     let mut out = Vec::new();
     for o in &kb.objects {
-        out.push(build(kb, QuestionKind::Floats { object: o.clone() }));
-        let m = kb.fact(o, Relation::MadeOf).value;
-        let options = colour_options(rng, &kb.fact(&m, Relation::Color).value);
-        out.push(build(
-            kb,
-            QuestionKind::ObjectColor {
-                object: o.clone(),
-                options,
-            },
-        ));
+        if has(Form::Floats) {
+            out.push(build(kb, QuestionKind::Floats { object: o.clone() }));
+        }
+        if has(Form::Sinks) {
+            out.push(build(kb, QuestionKind::Sinks { object: o.clone() }));
+        }
+        if has(Form::ObjectColor) {
+            let m = kb.fact(o, Relation::MadeOf).value;
+            let options = colour_options(rng, &kb.fact(&m, Relation::Color).value);
+            out.push(build(
+                kb,
+                QuestionKind::ObjectColor {
+                    object: o.clone(),
+                    options,
+                },
+            ));
+        }
     }
     let climate = |c: &str| {
         kb.fact(&kb.fact(c, Relation::LivesIn).value, Relation::Climate)
             .value
     };
     for c in &kb.creatures {
-        out.push(build(
-            kb,
-            QuestionKind::LivesCold {
-                creature: c.clone(),
-            },
-        ));
+        if has(Form::LivesCold) {
+            out.push(build(
+                kb,
+                QuestionKind::LivesCold {
+                    creature: c.clone(),
+                },
+            ));
+        }
+        if has(Form::LivesHot) {
+            out.push(build(
+                kb,
+                QuestionKind::LivesHot {
+                    creature: c.clone(),
+                },
+            ));
+        }
         let f = kb.fact(c, Relation::Eats).value;
-        let options = colour_options(rng, &kb.fact(&f, Relation::Color).value);
         let true_color = kb.fact(&f, Relation::Color).value;
-        out.push(build(
-            kb,
-            QuestionKind::FoodColor {
-                creature: c.clone(),
-                options,
-            },
-        ));
+        if has(Form::FoodColor) {
+            let options = colour_options(rng, &true_color);
+            out.push(build(
+                kb,
+                QuestionKind::FoodColor {
+                    creature: c.clone(),
+                    options,
+                },
+            ));
+        }
+        if !has(Form::EatsColor) {
+            continue;
+        }
         let color = if rng.random_bool(0.5) {
             true_color
         } else {
@@ -277,7 +357,7 @@ pub fn all_questions(
         .iter()
         .filter(|c| climate(c) == "cold")
         .collect();
-    if !hot.is_empty() && !cold.is_empty() {
+    if has(Form::WhichHot) && !hot.is_empty() && !cold.is_empty() {
         let mut seen = std::collections::BTreeSet::new();
         for _ in 0..which_hot * 4 {
             if seen.len() == which_hot {
@@ -308,6 +388,7 @@ pub fn all_questions(
 pub fn reading_questions(
     rng: &mut impl Rng,
     kb: &KnowledgeBase,
+    forms: &[Form],
     n: usize,
 ) -> anyhow::Result<Vec<WorldQuestion>> {
     let world_names: std::collections::BTreeSet<&String> = kb.names().collect();
@@ -324,7 +405,7 @@ pub fn reading_questions(
         if mini.names().any(|name| world_names.contains(name)) {
             continue;
         }
-        let mut qs = all_questions(rng, &mini, 2);
+        let mut qs = all_questions(rng, &mini, forms, 2);
         qs.shuffle(rng);
         for mut q in qs.into_iter().take(4) {
             q.question = format!("{} {}", q.rationale(), q.question);

@@ -93,10 +93,13 @@ fn other_label(rng: &mut impl Rng, q: &WorldQuestion, answer: &str) -> String {
 /// A rationale that names the question's entity and states no fact.
 fn vague_rationale(q: &WorldQuestion) -> String {
     match &q.kind {
-        QuestionKind::Floats { object } | QuestionKind::ObjectColor { object, .. } => {
+        QuestionKind::Floats { object }
+        | QuestionKind::Sinks { object }
+        | QuestionKind::ObjectColor { object, .. } => {
             format!("A {object} is a common thing. It depends on what it is made of.")
         }
         QuestionKind::LivesCold { creature }
+        | QuestionKind::LivesHot { creature }
         | QuestionKind::FoodColor { creature, .. }
         | QuestionKind::EatsColor { creature, .. } => {
             format!("A {creature} is a creature. It depends on how it lives.")

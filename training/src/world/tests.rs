@@ -1,6 +1,7 @@
 use std::collections::BTreeSet;
 
-use super::questions::implied_answer;
+use super::kb::Relation;
+use super::questions::{implied_answer, QuestionKind};
 use super::teacher::{sample, Flaw};
 use super::*;
 
@@ -240,6 +241,53 @@ fn reading_questions_state_their_facts_about_names_outside_the_world() {
     let text = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap();
     let q = &w.reading[0].question;
     let quoted = serde_json::to_string(q).unwrap();
-    assert!(text("train.jsonl").contains(&quoted));
-    assert!(!text("dev.jsonl").contains(&quoted) && !text("test.jsonl").contains(&quoted));
+    assert!(text(super::READING_FILE).contains(&quoted));
+    for f in ["train.jsonl", "dev.jsonl", "test.jsonl"] {
+        assert!(!text(f).contains(&quoted), "{f}");
+    }
+    // written again without reading questions, the folder holds none
+    plain.write(dir.path()).unwrap();
+    assert!(!dir.path().join(super::READING_FILE).exists());
+}
+
+#[test]
+fn forms_choose_the_questions_and_the_reversed_forms_reverse_the_answer() {
+    let only = |forms: Vec<Form>| World::generate(&WorldSettings { forms, ..small() }).unwrap();
+    let w = only(vec![Form::Sinks, Form::LivesHot]);
+    let all: Vec<&WorldQuestion> = w.train.iter().chain(&w.dev).chain(&w.test).collect();
+    // one question per object and per creature, of those forms only
+    assert_eq!(all.len(), 40);
+    for q in &all {
+        match &q.kind {
+            QuestionKind::Sinks { object } => {
+                let floats = &w
+                    .kb
+                    .fact(&w.kb.fact(object, Relation::MadeOf).value, Relation::Floats);
+                assert_eq!(q.answer, if floats.value == "yes" { "no" } else { "yes" });
+                assert!(q.question.ends_with("sink in water?"), "{}", q.question);
+            }
+            QuestionKind::LivesHot { creature } => {
+                let place = w.kb.fact(creature, Relation::LivesIn).value;
+                let hot = w.kb.fact(&place, Relation::Climate).value == "hot";
+                assert_eq!(q.answer, if hot { "yes" } else { "no" });
+            }
+            other => panic!("a question of another form: {other:?}"),
+        }
+        assert_eq!(
+            implied_answer(&q.kind, &q.facts).as_deref(),
+            Some(q.answer.as_str())
+        );
+    }
+    // the same knowledge base whatever the forms; the default forms are the original six
+    assert_eq!(w.kb, World::generate(&small()).unwrap().kb);
+    assert_eq!(WorldSettings::default().forms, Form::original());
+    let err = World::generate(&WorldSettings {
+        forms: vec![],
+        ..small()
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("[world] forms"), "{err}");
+    // forms are spelled in snake case in a config file
+    let s: WorldSettings = toml::from_str("forms = [\"sinks\", \"lives_hot\"]").unwrap();
+    assert_eq!(s.forms, vec![Form::Sinks, Form::LivesHot]);
 }
