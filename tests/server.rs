@@ -14,9 +14,12 @@ use candle_core::{DType, Device};
 use common::*;
 use mario::checkpoint::Checkpoint;
 use mario::control::{ControlTokens, CONTROL_FILE};
-use mario::generate::{generate, GenerationParams, GenerationRequest};
+use mario::generate::{
+    generate, FinishReason, GenerationOutput, GenerationParams, GenerationRequest,
+};
 use mario::server::api::{RationalizeResponse, StreamToken};
 use mario::server::error::ApiError;
+use mario::server::http::{serve_connections, ConnectionLimits};
 use mario::server::metrics::Metrics;
 use mario::server::scheduler::{Backend, Job, JobUpdate};
 use mario::server::{router, serve_until, AppState, ServerConfig};
@@ -88,12 +91,11 @@ impl TestServer {
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 tx_addr.send(listener.local_addr().unwrap()).unwrap();
-                axum::serve(listener, router(state))
-                    .with_graceful_shutdown(async move {
-                        let _ = stopped.await;
-                    })
-                    .await
-                    .unwrap();
+                let limits = ConnectionLimits::from_config(&cfg);
+                serve_connections(listener, router(state), limits, async move {
+                    let _ = stopped.await;
+                })
+                .await;
             });
         });
         Self {
@@ -101,6 +103,14 @@ impl TestServer {
             stop: Some(stop),
             thread: Some(thread),
         }
+    }
+
+    /// Asks the server to stop; returns how long it took to exit.
+    fn stop(mut self) -> Duration {
+        let t = Instant::now();
+        let _ = self.stop.take().unwrap().send(());
+        self.thread.take().unwrap().join().unwrap();
+        t.elapsed()
     }
 
     fn url(&self, path: &str) -> String {
@@ -1327,5 +1337,179 @@ fn server_requires_json_bodies_an_api_key_and_names_cors_origins() {
             .validate()
             .unwrap_err();
         assert!(err.contains(flag), "{err}");
+    }
+}
+
+/// Answers every job after `delay` (a model that takes its time but finishes).
+struct DelayedBackend {
+    delay: Duration,
+    received: AtomicUsize,
+}
+
+impl Backend for DelayedBackend {
+    fn submit(&self, jobs: Vec<Job>) -> Result<(), ApiError> {
+        self.received.fetch_add(jobs.len(), Ordering::SeqCst);
+        for job in jobs {
+            let delay = self.delay;
+            std::thread::spawn(move || {
+                std::thread::sleep(delay);
+                let _ = job.updates.send(JobUpdate::Finished {
+                    output: GenerationOutput {
+                        token_ids: vec![1],
+                        text: "done".into(),
+                        finish_reason: FinishReason::Eos,
+                        logprobs: None,
+                    },
+                    queue: Duration::ZERO,
+                    inference: delay,
+                });
+            });
+        }
+        Ok(())
+    }
+    fn is_ready(&self) -> bool {
+        true
+    }
+    fn queue_depth(&self) -> usize {
+        0
+    }
+}
+
+/// A client that has sent part of a request and then goes silent.
+fn silent_after(s: &TestServer, sent: &str) -> TcpStream {
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.write_all(sent.as_bytes()).unwrap();
+    c
+}
+
+/// Half a body: `Content-Length: 60000`, then 10 bytes and silence.
+fn half_body(s: &TestServer) -> TcpStream {
+    silent_after(
+        s,
+        "POST /rationalize HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         content-length: 60000\r\n\r\n{\"question",
+    )
+}
+
+/// Reads until the server closes the connection (EOF or reset); panics if it is still open
+/// after `patience`. Returns what was read.
+fn read_until_closed(c: &mut TcpStream, patience: Duration) -> String {
+    c.set_read_timeout(Some(patience)).unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::ConnectionReset) => break,
+            Err(e) => panic!("the connection is still open ({e}); read so far: {seen:?}"),
+        }
+    }
+    String::from_utf8_lossy(&seen).to_string()
+}
+
+/// A client that sends its headers (or its body) too slowly is cut after
+/// `--header-read-timeout-s` (`--body-read-timeout-s`: 408) while others are answered.
+#[test]
+fn server_cuts_slow_headers_and_slow_bodies_and_keeps_answering_others() {
+    let backend = Arc::new(DelayedBackend {
+        delay: Duration::ZERO,
+        received: AtomicUsize::new(0),
+    });
+    let s = TestServer::with_backend(
+        backend,
+        &["--header-read-timeout-s", "1", "--body-read-timeout-s", "2"],
+    );
+    let t = Instant::now();
+    let mut slow_head = silent_after(&s, "POST /rationalize HTTP/1.1\r\nhost: x\r\n");
+    let mut slow_body = half_body(&s);
+    while t.elapsed() < Duration::from_millis(800) {
+        assert_eq!(get(&s, "/health").0, 200);
+        let (st, v) = post(&s, json!({"question": "Q?"}));
+        assert_eq!((st, v["results"][0]["text"].as_str()), (200, Some("done")));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    read_until_closed(&mut slow_head, Duration::from_secs(5));
+    let head_cut = t.elapsed();
+    assert!(head_cut >= Duration::from_millis(900), "{head_cut:?}");
+    let answer = read_until_closed(&mut slow_body, Duration::from_secs(5));
+    let body_cut = t.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.contains("\"error_type\":\"body_timeout\""),
+        "{answer}"
+    );
+    assert!(body_cut >= Duration::from_millis(1900), "{body_cut:?}");
+    assert!(body_cut < Duration::from_secs(5), "{body_cut:?}");
+    assert_eq!(get(&s, "/health").0, 200);
+}
+
+/// Past `--max-connections` open connections a new one is not served until one closes.
+#[test]
+fn server_caps_open_connections() {
+    let s = TestServer::with_backend(
+        Arc::new(StuckBackend::default()),
+        &["--max-connections", "2", "--header-read-timeout-s", "30"],
+    );
+    let idle: Vec<TcpStream> = (0..2).map(|_| silent_after(&s, "")).collect();
+    let mut third = silent_after(
+        &s,
+        "GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    );
+    third
+        .set_read_timeout(Some(Duration::from_millis(700)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let early = third.read(&mut buf);
+    assert!(
+        matches!(&early, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+        "a third connection was served past the cap: {early:?}"
+    );
+    drop(idle);
+    let answer = read_until_closed(&mut third, Duration::from_secs(5));
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+/// At shutdown a request in flight is finished and the server exits; a half-sent body does not
+/// hold the exit past `--shutdown-timeout-s`.
+#[test]
+fn server_shutdown_finishes_requests_in_flight_within_the_deadline() {
+    for (half_sent, deadline) in [(false, "30"), (true, "2")] {
+        let backend = Arc::new(DelayedBackend {
+            delay: Duration::from_millis(800),
+            received: AtomicUsize::new(0),
+        });
+        let s = TestServer::with_backend(
+            backend.clone(),
+            &[
+                "--shutdown-timeout-s",
+                deadline,
+                "--body-read-timeout-s",
+                "60",
+            ],
+        );
+        let url = s.url("/rationalize");
+        let in_flight = std::thread::spawn(move || {
+            let mut r = agent()
+                .post(&url)
+                .header("content-type", "application/json")
+                .send(json!({"question": "Q?"}).to_string())
+                .unwrap();
+            (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+        });
+        let _stuck = half_sent.then(|| half_body(&s));
+        wait_for("the request never reached the backend", || {
+            backend.received.load(Ordering::SeqCst) == 1
+        });
+        let took = s.stop();
+        let (st, body) = in_flight.join().unwrap();
+        assert_eq!(st, 200, "{body}");
+        assert!(body.contains("\"text\":\"done\""), "{body}");
+        if half_sent {
+            assert!(took >= Duration::from_millis(1500), "{took:?}");
+            assert!(took < Duration::from_secs(5), "{took:?}");
+        } else {
+            assert!(took < Duration::from_secs(3), "{took:?}");
+        }
     }
 }

@@ -209,6 +209,8 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Seconds before a request times out.
     pub request_timeout_s: u64,
+    /// Seconds a client has to send a request body.
+    pub body_read_timeout_s: u64,
 }
 
 /// `GET /info`.

@@ -118,6 +118,7 @@ impl AppState {
             max_concurrent_requests: cfg.max_concurrent_requests,
             max_body_bytes: cfg.max_body_bytes,
             request_timeout_s: cfg.request_timeout_s,
+            body_read_timeout_s: cfg.body_read_timeout_s,
         };
         let validator = Validator::new(
             tokenizer.clone(),

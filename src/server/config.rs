@@ -62,6 +62,20 @@ pub struct ServerConfig {
     /// Seconds before a request is abandoned with 504.
     #[arg(long, env = "MARIO_REQUEST_TIMEOUT_S", default_value_t = 120)]
     pub request_timeout_s: u64,
+    /// Seconds a client has to send a request's headers; also how long an idle keep-alive
+    /// connection stays open.
+    #[arg(long, env = "MARIO_HEADER_READ_TIMEOUT_S", default_value_t = 10)]
+    pub header_read_timeout_s: u64,
+    /// Seconds a client has to send a request's body; then 408 and the connection is closed.
+    #[arg(long, env = "MARIO_BODY_READ_TIMEOUT_S", default_value_t = 30)]
+    pub body_read_timeout_s: u64,
+    /// Connections open at once; more wait in the listen backlog until one closes.
+    #[arg(long, env = "MARIO_MAX_CONNECTIONS", default_value_t = 512)]
+    pub max_connections: usize,
+    /// Seconds open connections get to finish at shutdown (Ctrl-C / SIGTERM) before they are
+    /// closed.
+    #[arg(long, env = "MARIO_SHUTDOWN_TIMEOUT_S", default_value_t = 30)]
+    pub shutdown_timeout_s: u64,
     /// Threads for tensor work (default: all cores).
     #[arg(long, env = "MARIO_THREADS")]
     pub threads: Option<usize>,
@@ -111,6 +125,12 @@ impl ServerConfig {
             ("--max-new-tokens", self.max_new_tokens),
             ("--default-max-new-tokens", self.default_max_new_tokens),
             ("--max-body-bytes", self.max_body_bytes),
+            ("--max-connections", self.max_connections),
+            (
+                "--header-read-timeout-s",
+                self.header_read_timeout_s as usize,
+            ),
+            ("--body-read-timeout-s", self.body_read_timeout_s as usize),
         ];
         for (flag, v) in positive {
             if v == 0 {

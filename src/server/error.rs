@@ -40,6 +40,12 @@ pub enum ApiError {
     /// The model is not loaded or warmed up yet, or the worker stopped.
     #[error("{0}")]
     NotReady(String),
+    /// The client did not send the body in time.
+    #[error("the request body did not arrive within {seconds} s")]
+    BodyTimeout {
+        /// The body-read timeout.
+        seconds: u64,
+    },
     /// The request took longer than the configured timeout.
     #[error("the request did not finish within {seconds} s")]
     Timeout {
@@ -73,6 +79,7 @@ impl ApiError {
             Self::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::QueueFull { .. } | Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::NotFoundRoute => StatusCode::NOT_FOUND,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -90,6 +97,7 @@ impl ApiError {
             Self::QueueFull { .. } => "queue_full",
             Self::NotReady(_) => "not_ready",
             Self::Timeout { .. } => "timeout",
+            Self::BodyTimeout { .. } => "body_timeout",
             Self::Internal(_) => "internal",
             Self::NotFoundRoute => "not_found",
             Self::Unauthorized => "unauthorized",
@@ -124,6 +132,11 @@ impl IntoResponse for ApiError {
                 header::RETRY_AFTER,
                 HeaderValue::from_str(&s.to_string()).expect("digits are a valid header"),
             );
+        }
+        if matches!(self, Self::BodyTimeout { .. }) {
+            // the rest of the body is still on its way: this connection cannot carry another
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         if matches!(self, Self::Unauthorized) {
             resp.headers_mut()
@@ -165,6 +178,7 @@ mod tests {
             ),
             (ApiError::NotReady("x".into()), 503, "not_ready"),
             (ApiError::Timeout { seconds: 1 }, 504, "timeout"),
+            (ApiError::BodyTimeout { seconds: 1 }, 408, "body_timeout"),
             (ApiError::Internal("x".into()), 500, "internal"),
             (ApiError::Unauthorized, 401, "unauthorized"),
             (

@@ -6,6 +6,7 @@
 //! - [`scheduler`]: the bounded queue, the [`scheduler::Backend`] seam and the model worker
 //!   that batches rows dynamically;
 //! - [`routes`], [`app`]: handlers, router, middleware;
+//! - [`http`]: connections: their cap, header-read timeout and the drain at shutdown;
 //! - [`security`]: API key, `application/json` bodies, CORS;
 //! - [`error`]: the one error enum and its HTTP mapping;
 //! - [`metrics`]: Prometheus metrics;
@@ -28,6 +29,7 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod error;
+pub mod http;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
@@ -46,6 +48,7 @@ pub use app::{router, AppState};
 pub use config::ServerConfig;
 
 use crate::checkpoint::Checkpoint;
+use http::ConnectionLimits;
 use metrics::Metrics;
 use scheduler::{BatchLimits, Scheduler};
 
@@ -94,9 +97,7 @@ pub async fn serve_until(
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "listening");
     on_listen(addr);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    http::serve_connections(listener, app, ConnectionLimits::from_config(&cfg), shutdown).await;
     tracing::info!("HTTP server stopped; waiting for the model worker");
     // the router (and with it the queue's sender) is dropped: the worker drains and exits
     let _ = tokio::task::spawn_blocking(move || worker.join()).await;

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{header, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::{Extension, Json};
@@ -76,14 +76,12 @@ type Admitted = (
     Instant,
 );
 
-/// Admission, validation and queueing shared by both generation routes.
-fn admit(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Admitted, ApiError> {
+/// Admission, validation and queueing shared by both generation routes. The concurrency
+/// permit is taken before the body is read, so `--max-concurrent-requests` bounds the bodies
+/// being buffered too.
+async fn admit(state: &AppState, req: Request) -> Result<Admitted, ApiError> {
     let arrived = Instant::now();
-    require_json(headers)?;
+    require_json(req.headers())?;
     let permit =
         state
             .concurrency
@@ -96,8 +94,33 @@ fn admit(
     if !state.backend.is_ready() {
         return Err(ApiError::NotReady("the model is not ready yet".into()));
     }
+    let body = read_body(req, state.limits.body_read_timeout_s).await?;
     let req = parse_body(body, state.limits.max_body_bytes)?;
     let valid = state.validator.validate(&req)?;
+    let receivers = enqueue(state, &valid, arrived)?;
+    Ok((permit, valid, receivers, arrived))
+}
+
+/// The body (within the `DefaultBodyLimit`), or 408 when it does not arrive in time: a client
+/// that announces a body and then goes silent does not hold the connection.
+async fn read_body(
+    req: Request,
+    timeout_s: u64,
+) -> Result<Result<Bytes, BytesRejection>, ApiError> {
+    tokio::time::timeout(
+        Duration::from_secs(timeout_s),
+        Bytes::from_request(req, &()),
+    )
+    .await
+    .map_err(|_| ApiError::BodyTimeout { seconds: timeout_s })
+}
+
+/// Queues one job per row; returns their update channels.
+fn enqueue(
+    state: &AppState,
+    valid: &ValidRequest,
+    arrived: Instant,
+) -> Result<Vec<UnboundedReceiver<JobUpdate>>, ApiError> {
     let deadline = arrived + Duration::from_secs(state.limits.request_timeout_s);
     let mut receivers = Vec::with_capacity(valid.rows.len());
     let mut jobs = Vec::with_capacity(valid.rows.len());
@@ -112,7 +135,7 @@ fn admit(
         });
     }
     state.backend.submit(jobs)?;
-    Ok((permit, valid, receivers, arrived))
+    Ok(receivers)
 }
 
 fn finish_reason(r: FinishReason) -> FinishReasonApi {
@@ -220,6 +243,7 @@ async fn wait_row(
         (status = 200, description = "One result per question", body = RationalizeResponse),
         (status = 400, description = "Malformed JSON", body = super::api::ErrorResponse),
         (status = 401, description = "Missing or wrong API key (when the server has one)", body = super::api::ErrorResponse),
+        (status = 408, description = "The body did not arrive within --body-read-timeout-s (the connection is closed)", body = super::api::ErrorResponse),
         (status = 413, description = "Body too large", body = super::api::ErrorResponse),
         (status = 415, description = "The body is not `content-type: application/json`", body = super::api::ErrorResponse),
         (status = 422, description = "Invalid request", body = super::api::ErrorResponse),
@@ -231,10 +255,9 @@ async fn wait_row(
 pub async fn rationalize(
     State(state): State<Arc<AppState>>,
     id: Option<Extension<RequestId>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    req: Request,
 ) -> Result<Json<RationalizeResponse>, ApiError> {
-    let (_permit, valid, mut receivers, arrived) = admit(&state, &headers, body)?;
+    let (_permit, valid, mut receivers, arrived) = admit(&state, req).await?;
     let timeout = Duration::from_secs(state.limits.request_timeout_s) + Duration::from_secs(1);
     let mut results = Vec::with_capacity(valid.rows.len());
     for (row, rx) in valid.rows.iter().zip(receivers.iter_mut()) {
@@ -277,6 +300,7 @@ pub async fn rationalize(
         (status = 200, description = "Server-sent events: token, result, error, done", content_type = "text/event-stream", body = StreamToken),
         (status = 400, description = "Malformed JSON", body = super::api::ErrorResponse),
         (status = 401, description = "Missing or wrong API key (when the server has one)", body = super::api::ErrorResponse),
+        (status = 408, description = "The body did not arrive within --body-read-timeout-s (the connection is closed)", body = super::api::ErrorResponse),
         (status = 413, description = "Body too large", body = super::api::ErrorResponse),
         (status = 415, description = "The body is not `content-type: application/json`", body = super::api::ErrorResponse),
         (status = 422, description = "Invalid request", body = super::api::ErrorResponse),
@@ -286,10 +310,9 @@ pub async fn rationalize(
 )]
 pub async fn rationalize_stream(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    req: Request,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let (permit, valid, receivers, arrived) = admit(&state, &headers, body)?;
+    let (permit, valid, receivers, arrived) = admit(&state, req).await?;
     let (tx, rx) = unbounded_channel::<(usize, JobUpdate)>();
     for (i, mut r) in receivers.into_iter().enumerate() {
         let tx = tx.clone();
