@@ -57,6 +57,27 @@ impl GenerationDefaults {
     }
 }
 
+/// Every id the tokenizer can produce must have an embedding row: otherwise one question
+/// that contains such a token fails at generation time (and, batched, fails its neighbours).
+fn check_tokenizer_ids(tokenizer: &TextTokenizer, vocab: usize) -> Result<(), ModelError> {
+    let beyond = tokenizer
+        .inner()
+        .get_vocab(true)
+        .into_iter()
+        .filter(|&(_, id)| id as usize >= vocab)
+        .max_by_key(|&(_, id)| id);
+    match beyond {
+        None => Ok(()),
+        Some((token, id)) => Err(ModelError::BadFile {
+            path: tokenizer.path().to_path_buf(),
+            problem: format!(
+                "token `{token}` has id {id}, but the model has only {vocab} embedding rows \
+                 (vocab_size in config.json): the tokenizer does not belong to these weights"
+            ),
+        }),
+    }
+}
+
 impl Checkpoint {
     /// Loads a folder. Every file is checked; errors name the file and the problem.
     pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Self, ModelError> {
@@ -70,6 +91,7 @@ impl Checkpoint {
         let tok_path = dir.join(TOKENIZER_FILE);
         let mut tokenizer = TextTokenizer::from_file(&tok_path)?;
         let vocab = model.config().vocab_size;
+        check_tokenizer_ids(&tokenizer, vocab)?;
         if tokenizer.pad_id() as usize >= vocab || tokenizer.eos_id() as usize >= vocab {
             return Err(ModelError::BadFile {
                 path: tok_path,

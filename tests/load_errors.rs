@@ -73,6 +73,40 @@ fn errors_malformed_config_json() {
     );
 }
 
+/// The token ids config.json names are checked against vocab_size (a decoder start beyond it
+/// once loaded fine and failed only at the first generation).
+#[test]
+fn errors_token_ids_of_config_json_beyond_the_vocabulary() {
+    for (field, value) in [
+        ("decoder_start_token_id", 512),
+        ("pad_token_id", 600),
+        ("eos_token_id", 512),
+    ] {
+        let dir = copy_fixture(NAME);
+        edit_json(&dir.path().join("config.json"), |v| v[field] = value.into());
+        assert_mentions(
+            &load_err(dir.path()),
+            &["config.json", &format!("`{field}`"), "vocab_size"],
+        );
+    }
+}
+
+/// A tokenizer that can produce ids the model has no embedding row for does not belong to the
+/// weights: refused at load, naming the token (it used to fail the batch of whichever question
+/// contained it).
+#[test]
+fn errors_tokenizer_with_ids_beyond_the_vocabulary() {
+    let dir = copy_fixture(NAME);
+    edit_json(&dir.path().join("tokenizer.json"), |v| {
+        let vocab = v["model"]["vocab"].as_array_mut().unwrap();
+        vocab.push(serde_json::json!(["\u{2581}zzzq", -30.0]));
+    });
+    assert_mentions(
+        &load_err(dir.path()),
+        &["tokenizer.json", "zzzq", "id 512", "512 embedding rows"],
+    );
+}
+
 #[test]
 fn errors_missing_or_malformed_tokenizer_json() {
     let dir = copy_fixture(NAME);

@@ -1513,3 +1513,65 @@ fn server_shutdown_finishes_requests_in_flight_within_the_deadline() {
         }
     }
 }
+
+/// Runs the mario-server binary; returns its exit code and stderr once it exits, or panics
+/// (after killing it) when it is still running after `patience`.
+fn run_binary(args: &[&str], env: &[(&str, &str)], patience: Duration) -> (Option<i32>, String) {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mario-server"))
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if t.elapsed() > patience {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = std::fs::read_to_string(log.path()).unwrap_or_default();
+            panic!("mario-server {args:?} is still running after {patience:?}: {stderr}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (status.code(), std::fs::read_to_string(log.path()).unwrap())
+}
+
+/// A server whose warm-up fails exits non-zero with the reason instead of staying up with
+/// /health 200 and /ready 503 forever; a checkpoint whose tokenizer outruns the model's
+/// vocabulary is refused at start-up.
+#[test]
+fn server_exits_non_zero_when_warm_up_fails_or_the_checkpoint_is_inconsistent() {
+    let dir = fixture_dir("t5-v1_0-tied");
+    let args = ["--model", dir.to_str().unwrap(), "--port", "0"];
+    let (code, stderr) = run_binary(
+        &args,
+        &[(mario::server::scheduler::FAULT_WARMUP_ENV, "1")],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the warm-up batch failed: injected by MARIO_FAULT_WARMUP"),
+        "{stderr}"
+    );
+
+    let bad = copy_fixture("t5-v1_0-tied");
+    let tok = bad.path().join("tokenizer.json");
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&tok).unwrap()).unwrap();
+    v["model"]["vocab"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!(["\u{2581}zzzq", -30.0]));
+    std::fs::write(&tok, v.to_string()).unwrap();
+    let args = ["--model", bad.path().to_str().unwrap(), "--port", "0"];
+    let (code, stderr) = run_binary(&args, &[], Duration::from_secs(60));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("tokenizer.json") && stderr.contains("512 embedding rows"),
+        "{stderr}"
+    );
+}

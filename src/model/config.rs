@@ -214,6 +214,14 @@ impl T5Config {
         if self.pad_token_id as usize >= self.vocab_size {
             return Err("field `pad_token_id` is not below vocab_size".into());
         }
+        if let Some(id) = self.decoder_start_token_id {
+            if id as usize >= self.vocab_size {
+                return Err(format!(
+                    "field `decoder_start_token_id` ({id}) is not below vocab_size ({})",
+                    self.vocab_size
+                ));
+            }
+        }
         Ok(())
     }
 

@@ -78,7 +78,7 @@ pub async fn serve_until(
         .with_context(|| format!("loading the model from {}", cfg.model.display()))?;
     tracing::info!(model = %cfg.model.display(), "model loaded");
     let metrics = Arc::new(Metrics::new());
-    let (scheduler, worker) = Scheduler::start(
+    let (scheduler, worker, warmed) = Scheduler::start(
         ckpt.clone(),
         BatchLimits {
             max_batch_size: cfg.max_batch_size,
@@ -97,11 +97,29 @@ pub async fn serve_until(
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "listening");
     on_listen(addr);
-    http::serve_connections(listener, app, ConnectionLimits::from_config(&cfg), shutdown).await;
+    let serving =
+        http::serve_connections(listener, app, ConnectionLimits::from_config(&cfg), shutdown);
+    let failed = tokio::select! {
+        _ = serving => None,
+        reason = warm_up_failure(warmed) => Some(reason),
+    };
     tracing::info!("HTTP server stopped; waiting for the model worker");
     // the router (and with it the queue's sender) is dropped: the worker drains and exits
     let _ = tokio::task::spawn_blocking(move || worker.join()).await;
-    Ok(())
+    match failed {
+        // a server that cannot run its model must not stay up answering /health
+        Some(reason) => Err(anyhow!("the warm-up batch failed: {reason}")),
+        None => Ok(()),
+    }
+}
+
+/// Completes with the reason if the warm-up fails; never if it succeeds.
+async fn warm_up_failure(warmed: scheduler::WarmUpOutcome) -> String {
+    match warmed.await {
+        Ok(Ok(())) => std::future::pending().await,
+        Ok(Err(reason)) => reason,
+        Err(_) => "the model worker stopped during the warm-up".into(),
+    }
 }
 
 async fn shutdown_signal() {

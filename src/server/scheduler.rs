@@ -95,16 +95,24 @@ pub struct Scheduler {
     capacity: usize,
 }
 
+/// How the warm-up ended: `Err` with the reason when it failed (the worker has stopped then).
+pub type WarmUpOutcome = tokio::sync::oneshot::Receiver<Result<(), String>>;
+
+/// Set (in debug builds only) to make the warm-up fail: the tests' way to reach that path.
+pub const FAULT_WARMUP_ENV: &str = "MARIO_FAULT_WARMUP";
+
 impl Scheduler {
     /// Starts the worker thread. It warms the model up (one batch at the largest shape),
-    /// then marks the scheduler ready.
+    /// then marks the scheduler ready; the outcome of the warm-up is also sent on the returned
+    /// channel.
     pub fn start(
         ckpt: Checkpoint,
         limits: BatchLimits,
         capacity: usize,
         warmup_input_tokens: usize,
         metrics: Arc<Metrics>,
-    ) -> (Self, std::thread::JoinHandle<()>) {
+    ) -> (Self, std::thread::JoinHandle<()>, WarmUpOutcome) {
+        let (warmed_tx, warmed) = tokio::sync::oneshot::channel();
         let (tx, rx) = crossbeam_channel::bounded(capacity);
         let depth = Arc::new(AtomicUsize::new(0));
         let ready = Arc::new(AtomicBool::new(false));
@@ -120,7 +128,7 @@ impl Scheduler {
             .name("mario-model".into())
             .spawn(move || {
                 crate::device::run_in_own_pool("mario-model", move || {
-                    worker.run(warmup_input_tokens)
+                    worker.run(warmup_input_tokens, warmed_tx)
                 })
             })
             .expect("spawn the model thread");
@@ -132,6 +140,7 @@ impl Scheduler {
                 capacity,
             },
             handle,
+            warmed,
         )
     }
 }
@@ -202,15 +211,24 @@ struct Worker {
 }
 
 impl Worker {
-    fn run(self, warmup_input_tokens: usize) {
-        match self.warm_up(warmup_input_tokens) {
+    fn run(
+        self,
+        warmup_input_tokens: usize,
+        warmed: tokio::sync::oneshot::Sender<Result<(), String>>,
+    ) {
+        let outcome =
+            std::panic::catch_unwind(AssertUnwindSafe(|| self.warm_up(warmup_input_tokens)))
+                .unwrap_or_else(|panic| Err(format!("panicked: {}", panic_message(&panic))));
+        match outcome {
             Ok(d) => tracing::info!("warm-up batch done in {:.2} s; ready", d.as_secs_f64()),
             Err(e) => {
-                tracing::error!("warm-up failed: {e}; the server stays not ready");
+                tracing::error!("warm-up failed: {e}");
+                let _ = warmed.send(Err(e));
                 return;
             }
         }
         self.ready.store(true, Ordering::SeqCst);
+        let _ = warmed.send(Ok(()));
         let mut state = LoopState::default();
         loop {
             let result = std::panic::catch_unwind(AssertUnwindSafe(|| self.iteration(&mut state)));
@@ -218,11 +236,7 @@ impl Worker {
                 Ok(true) => {}
                 Ok(false) => break,
                 Err(panic) => {
-                    let msg = panic
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_else(|| "unknown panic".into());
+                    let msg = panic_message(&panic);
                     tracing::error!("model worker panicked: {msg}; failing its rows");
                     for (_, a) in state.active.drain() {
                         let _ = a.job.updates.send(JobUpdate::Failed(ApiError::Internal(
@@ -238,6 +252,11 @@ impl Worker {
 
     /// One batch at the largest shape, so that memory problems show before serving.
     fn warm_up(&self, input_tokens: usize) -> Result<Duration, String> {
+        if cfg!(debug_assertions) && std::env::var_os(FAULT_WARMUP_ENV).is_some() {
+            return Err(format!(
+                "injected by {FAULT_WARMUP_ENV} (debug builds only)"
+            ));
+        }
         let t = Instant::now();
         let model = &self.ckpt.model;
         let pad_free = self.ckpt.tokenizer.eos_id().max(3) + 1;
@@ -505,6 +524,14 @@ impl Worker {
         }
         st.batch = None;
     }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 #[derive(Default)]
