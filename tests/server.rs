@@ -1575,3 +1575,137 @@ fn server_exits_non_zero_when_warm_up_fails_or_the_checkpoint_is_inconsistent() 
         "{stderr}"
     );
 }
+
+/// Start-up refuses settings so large that deadlines or sums would overflow, naming the flag
+/// (they used to be accepted and to panic on the first request, or at once).
+#[test]
+fn server_refuses_overflowing_settings_naming_the_flag() {
+    let dir = fixture_dir("t5-v1_0-tied");
+    let huge = "18446744073709551615";
+    for (extra, flag) in [
+        (vec!["--request-timeout-s", huge], "--request-timeout-s"),
+        (vec!["--max-batch-wait-ms", huge], "--max-batch-wait-ms"),
+        (vec!["--body-read-timeout-s", huge], "--body-read-timeout-s"),
+        (vec!["--shutdown-timeout-s", huge], "--shutdown-timeout-s"),
+        (
+            vec!["--max-concurrent-requests", huge],
+            "--max-concurrent-requests",
+        ),
+        (vec!["--max-queue", huge], "--max-queue"),
+        (
+            vec![
+                "--max-input-tokens",
+                huge,
+                "--max-new-tokens",
+                "2",
+                "--default-max-new-tokens",
+                "1",
+            ],
+            "--max-input-tokens + --max-new-tokens",
+        ),
+    ] {
+        let mut args = vec!["--model", dir.to_str().unwrap(), "--port", "0"];
+        args.extend(extra);
+        let (code, stderr) = run_binary(&args, &[], Duration::from_secs(30));
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("invalid configuration") && stderr.contains(flag),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+/// Fails every job with an internal error whose text must not reach the client, or (with
+/// `drop_rows`) sends one token and then drops the job without a final update.
+struct FaultyBackend {
+    drop_rows: bool,
+}
+
+const SECRET: &str = "CUDA_ERROR_ILLEGAL_ADDRESS at /home/ops/weights/model.safetensors";
+
+impl Backend for FaultyBackend {
+    fn submit(&self, jobs: Vec<Job>) -> Result<(), ApiError> {
+        for job in jobs {
+            if self.drop_rows {
+                let _ = job.updates.send(JobUpdate::Token { id: 5 });
+            } else {
+                let _ = job
+                    .updates
+                    .send(JobUpdate::Failed(ApiError::Internal(SECRET.into())));
+            }
+        }
+        Ok(())
+    }
+    fn is_ready(&self) -> bool {
+        true
+    }
+    fn queue_depth(&self) -> usize {
+        0
+    }
+}
+
+/// The `error` events of a stream (as JSON), read to its end.
+fn stream_errors(s: &TestServer, body: &Value) -> (Vec<Value>, Option<String>) {
+    let mut resp = agent()
+        .post(&s.url("/rationalize/stream"))
+        .header("content-type", "application/json")
+        .send(body.to_string())
+        .unwrap();
+    let id = resp
+        .headers()
+        .get("x-request-id")
+        .map(|v| v.to_str().unwrap().to_string());
+    let reader = BufReader::new(resp.body_mut().as_reader());
+    let mut kind = String::new();
+    let mut errors = Vec::new();
+    for line in reader.lines() {
+        let line = line.unwrap();
+        if let Some(k) = line.strip_prefix("event: ") {
+            kind = k.to_string();
+        } else if let Some(d) = line.strip_prefix("data: ") {
+            if kind == "error" {
+                errors.push(serde_json::from_str(d).unwrap());
+            }
+        }
+    }
+    (errors, id)
+}
+
+/// Internal error text (device errors, file paths) is logged, not returned: the client gets a
+/// generic message with the request id. A streamed row that ends without a final update is
+/// reported as the internal error it is, not as a timeout.
+#[test]
+fn server_hides_internal_errors_and_reports_lost_rows() {
+    let s = TestServer::with_backend(Arc::new(FaultyBackend { drop_rows: false }), &[]);
+    let q = json!({"question": "Q?"});
+    let (st, v, _, id) = post_raw(&s, "/rationalize", &q.to_string());
+    let id = id.unwrap();
+    assert_error(
+        (st, v.clone()),
+        500,
+        "internal",
+        &format!("request id {id}"),
+    );
+    assert!(!v.to_string().contains("CUDA"), "{v}");
+    let (errors, id) = stream_errors(&s, &q);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0]["index"], 0);
+    assert_eq!(errors[0]["error"]["error_type"], "internal");
+    let msg = errors[0]["error"]["error"].as_str().unwrap();
+    assert!(msg.contains(&id.unwrap()) && !msg.contains("CUDA"), "{msg}");
+    drop(s);
+
+    let s = TestServer::with_backend(Arc::new(FaultyBackend { drop_rows: true }), &[]);
+    let (errors, _) = stream_errors(&s, &json!({"questions": ["Q?", "R?"]}));
+    let mut indices: Vec<u64> = errors
+        .iter()
+        .map(|e| e["index"].as_u64().unwrap())
+        .collect();
+    indices.sort();
+    assert_eq!(indices, [0, 1], "{errors:?}");
+    for e in &errors {
+        assert_eq!(e["error"]["error_type"], "internal", "{e}");
+    }
+    let (st, v) = post(&s, q);
+    assert_error((st, v), 500, "internal", "request id");
+}

@@ -10,7 +10,7 @@ use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use http_body::{Frame, SizeHint};
@@ -22,6 +22,7 @@ use tower_http::trace::TraceLayer;
 
 use super::api::{Info, Limits, RewardInfo};
 use super::config::ServerConfig;
+use super::error::ApiError;
 use super::metrics::Metrics;
 use super::routes;
 use super::scheduler::Backend;
@@ -248,6 +249,22 @@ async fn sanitize_request_id(
     next.run(req).await
 }
 
+/// Logs an internal error with its request id and answers it with a generic message naming
+/// that id (the detail never reaches the client).
+async fn report_internal_errors(req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_string();
+    let mut resp = next.run(req).await;
+    match resp.extensions_mut().remove::<ApiError>() {
+        Some(e) => (e.status(), axum::Json(e.client_body(&id))).into_response(),
+        None => resp,
+    }
+}
+
 /// The status recorded for a request whose client went away before it was answered (nginx's
 /// "client closed request").
 const CLIENT_CLOSED_STATUS: &str = "499";
@@ -357,6 +374,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/docs", get(routes::docs))
         .fallback(routes::not_found)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(report_internal_errors))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             security::require_api_key,

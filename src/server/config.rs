@@ -8,6 +8,13 @@ use clap::Args;
 use super::security::{check_origin, ApiKey};
 use crate::device::DeviceChoice;
 
+/// Largest timeout in seconds (a day): deadlines are `now + timeout`, which must not overflow.
+pub const MAX_SECONDS: u64 = 86_400;
+/// Largest `--max-batch-wait-ms` (a minute).
+pub const MAX_BATCH_WAIT_MS: u64 = 60_000;
+/// Largest `--max-queue`: the queue's slots are allocated at start-up.
+pub const MAX_QUEUE: u64 = 1_000_000;
+
 /// Everything `mario-server` can be configured with.
 #[derive(Debug, Clone, Args)]
 pub struct ServerConfig {
@@ -140,13 +147,17 @@ impl ServerConfig {
         if self.request_timeout_s == 0 {
             return Err("--request-timeout-s must be at least 1".into());
         }
+        self.validate_ceilings()?;
         if self.default_max_new_tokens > self.max_new_tokens {
             return Err(format!(
                 "--default-max-new-tokens ({}) exceeds --max-new-tokens ({})",
                 self.default_max_new_tokens, self.max_new_tokens
             ));
         }
-        let one_row = self.max_input_tokens + self.max_new_tokens;
+        let one_row = self
+            .max_input_tokens
+            .checked_add(self.max_new_tokens)
+            .ok_or("--max-input-tokens + --max-new-tokens overflows")?;
         if self.max_batch_tokens < one_row {
             return Err(format!(
                 "--max-batch-tokens ({}) cannot hold one row of --max-input-tokens + \
@@ -165,6 +176,43 @@ impl ServerConfig {
             return Err(format!("--dtype {}: use f32 or bf16", self.dtype));
         }
         self.validate_access()
+    }
+
+    /// Values so large that deadlines, sums or up-front allocations would overflow.
+    fn validate_ceilings(&self) -> Result<(), String> {
+        let permits = tokio::sync::Semaphore::MAX_PERMITS as u64;
+        let ceilings = [
+            ("--request-timeout-s", self.request_timeout_s, MAX_SECONDS),
+            (
+                "--header-read-timeout-s",
+                self.header_read_timeout_s,
+                MAX_SECONDS,
+            ),
+            (
+                "--body-read-timeout-s",
+                self.body_read_timeout_s,
+                MAX_SECONDS,
+            ),
+            ("--shutdown-timeout-s", self.shutdown_timeout_s, MAX_SECONDS),
+            (
+                "--max-batch-wait-ms",
+                self.max_batch_wait_ms,
+                MAX_BATCH_WAIT_MS,
+            ),
+            ("--max-queue", self.max_queue as u64, MAX_QUEUE),
+            (
+                "--max-concurrent-requests",
+                self.max_concurrent_requests as u64,
+                permits,
+            ),
+            ("--max-connections", self.max_connections as u64, permits),
+        ];
+        for (flag, v, max) in ceilings {
+            if v > max {
+                return Err(format!("{flag} ({v}) is larger than {max}"));
+            }
+        }
+        Ok(())
     }
 
     /// The API key and CORS flags.

@@ -105,11 +105,33 @@ impl ApiError {
         }
     }
 
-    /// The JSON body.
+    /// The JSON body. An internal error's detail (file paths, device errors) stays out of it:
+    /// see [`ApiError::client_body`].
     pub fn body(&self) -> ErrorResponse {
+        let error = match self {
+            Self::Internal(_) => "internal error; the server log has the details".to_string(),
+            _ => self.to_string(),
+        };
         ErrorResponse {
-            error: self.to_string(),
+            error,
             error_type: self.error_type().to_string(),
+        }
+    }
+
+    /// The body a client gets for request `request_id`; an internal error is logged here with
+    /// its detail and answered with a generic message that names the request id.
+    pub fn client_body(&self, request_id: &str) -> ErrorResponse {
+        match self {
+            Self::Internal(detail) => {
+                tracing::error!(request_id, "internal error: {detail}");
+                ErrorResponse {
+                    error: format!(
+                        "internal error (request id {request_id}); the server log has the details"
+                    ),
+                    error_type: self.error_type().to_string(),
+                }
+            }
+            _ => self.body(),
         }
     }
 
@@ -127,6 +149,10 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut resp = (self.status(), Json(self.body())).into_response();
+        if matches!(self, Self::Internal(_)) {
+            // for the middleware that logs it with the request id (app::report_internal_errors)
+            resp.extensions_mut().insert(self.clone());
+        }
         if let Some(s) = self.retry_after() {
             resp.headers_mut().insert(
                 header::RETRY_AFTER,

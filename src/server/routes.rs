@@ -248,6 +248,7 @@ async fn wait_row(
         (status = 415, description = "The body is not `content-type: application/json`", body = super::api::ErrorResponse),
         (status = 422, description = "Invalid request", body = super::api::ErrorResponse),
         (status = 429, description = "Too many concurrent requests (see Retry-After)", body = super::api::ErrorResponse),
+        (status = 500, description = "Internal error: a generic message naming the request id (the details are in the server log)", body = super::api::ErrorResponse),
         (status = 503, description = "Queue full or model not ready (see Retry-After)", body = super::api::ErrorResponse),
         (status = 504, description = "The request timed out", body = super::api::ErrorResponse),
     )
@@ -305,24 +306,19 @@ pub async fn rationalize(
         (status = 415, description = "The body is not `content-type: application/json`", body = super::api::ErrorResponse),
         (status = 422, description = "Invalid request", body = super::api::ErrorResponse),
         (status = 429, description = "Too many concurrent requests", body = super::api::ErrorResponse),
+        (status = 500, description = "Internal error: a generic message naming the request id (the details are in the server log)", body = super::api::ErrorResponse),
         (status = 503, description = "Queue full or model not ready", body = super::api::ErrorResponse),
     )
 )]
 pub async fn rationalize_stream(
     State(state): State<Arc<AppState>>,
+    id: Option<Extension<RequestId>>,
     req: Request,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let (permit, valid, receivers, arrived) = admit(&state, req).await?;
     let (tx, rx) = unbounded_channel::<(usize, JobUpdate)>();
-    for (i, mut r) in receivers.into_iter().enumerate() {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            while let Some(u) = r.recv().await {
-                if tx.send((i, u)).is_err() {
-                    return; // the client went away: dropping `r` cancels the row
-                }
-            }
-        });
+    for (i, r) in receivers.into_iter().enumerate() {
+        tokio::spawn(forward_row(i, r, tx.clone()));
     }
     drop(tx);
     let n = valid.rows.len();
@@ -334,9 +330,27 @@ pub async fn rationalize_stream(
         texts: vec![String::new(); n],
         remaining: n,
         arrived,
+        request_id: request_id(&id),
         _permit: permit,
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// Forwards row `i`'s updates to the stream; a row whose channel closes without a final update
+/// (the worker dropped it) gets an internal error instead of silence.
+async fn forward_row(
+    i: usize,
+    mut row: UnboundedReceiver<JobUpdate>,
+    to: tokio::sync::mpsc::UnboundedSender<(usize, JobUpdate)>,
+) {
+    while let Some(u) = row.recv().await {
+        let last = matches!(u, JobUpdate::Finished { .. } | JobUpdate::Failed(_));
+        if to.send((i, u)).is_err() || last {
+            return; // after a final update, or the client went away: dropping `row` cancels it
+        }
+    }
+    let lost = format!("the model worker dropped question {i} without a result");
+    let _ = to.send((i, JobUpdate::Failed(ApiError::Internal(lost))));
 }
 
 /// Everything the event stream of one request owns.
@@ -348,6 +362,7 @@ struct StreamState {
     texts: Vec<String>,
     remaining: usize,
     arrived: Instant,
+    request_id: String,
     /// Held until the stream ends: the request counts as in flight until then.
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
@@ -363,14 +378,18 @@ impl StreamState {
         let left = limit.saturating_sub(self.arrived.elapsed());
         let (i, update) = match tokio::time::timeout(left, self.rx.recv()).await {
             Ok(Some(x)) => x,
-            Ok(None) | Err(_) => {
+            ended => {
                 self.remaining = 0;
-                let e = ApiError::Timeout {
-                    seconds: self.state.limits.request_timeout_s,
+                let e = match ended {
+                    Err(_) => ApiError::Timeout {
+                        seconds: self.state.limits.request_timeout_s,
+                    },
+                    _ => ApiError::Internal("every row ended, some without a result".into()),
                 };
+                let body = e.client_body(&self.request_id);
                 return Some(sse_json(
                     "error",
-                    &serde_json::json!({"index": null, "error": e.body()}),
+                    &serde_json::json!({"index": null, "error": body}),
                 ));
             }
         };
@@ -415,7 +434,8 @@ impl StreamState {
             }
             JobUpdate::Failed(e) => {
                 self.remaining -= 1;
-                sse_json("error", &serde_json::json!({"index": i, "error": e.body()}))
+                let body = e.client_body(&self.request_id);
+                sse_json("error", &serde_json::json!({"index": i, "error": body}))
             }
         })
     }
