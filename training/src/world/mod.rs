@@ -38,7 +38,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use kb::{Fact, KbSizes, KnowledgeBase};
-use questions::{all_questions, reading_questions, Form, WorldQuestion};
+use questions::{
+    all_questions, reading_questions, ColorOptions, Form, QuestionKind, QuestionPlan, WorldQuestion,
+};
 use teacher::{draw_flaw, sample, Flaw, FlawRates};
 
 /// Settings of a world (the `[world]` table of a config file).
@@ -53,6 +55,8 @@ pub struct WorldSettings {
     pub forms: Vec<Form>,
     /// "Which lives somewhere hot?" questions (pairs of creatures).
     pub which_hot: usize,
+    /// How colour questions offer their choices (default: three, shuffled).
+    pub color_options: ColorOptions,
     /// Share of the questions held out for dev (as many again for test), as far as the
     /// facts they need stay stated in training.
     pub held_out: f64,
@@ -73,6 +77,7 @@ impl Default for WorldSettings {
             sizes: KbSizes::default(),
             forms: Form::original(),
             which_hot: 80,
+            color_options: ColorOptions::default(),
             held_out: 0.15,
             teacher_samples: 4,
             reading_questions: 0,
@@ -111,8 +116,45 @@ pub struct TeacherRow {
     pub sample: teacher::TeacherSample,
 }
 
+/// Questions that must stay in the same split: the two forms that ask the same fact the
+/// opposite way ("float" and "sink" of one object, "cold" and "hot" of one creature). Held
+/// out alone, one of them would have its twin in training with the opposite answer, and a
+/// model that memorises answers per entity would look as if it had the answer step inverted;
+/// kept together, training asks both ways about each entity, so only the question's wording
+/// and the stated fact decide the answer.
+fn twin_key(kind: &QuestionKind) -> Option<(u8, &str)> {
+    match kind {
+        QuestionKind::Floats { object } | QuestionKind::Sinks { object } => Some((0, object)),
+        QuestionKind::LivesCold { creature } | QuestionKind::LivesHot { creature } => {
+            Some((1, creature))
+        }
+        _ => None,
+    }
+}
+
+/// `all` in groups (twins together, see [`twin_key`]), each group at its first question's
+/// place.
+fn groups(all: Vec<WorldQuestion>) -> Vec<Vec<WorldQuestion>> {
+    let mut out: Vec<Vec<WorldQuestion>> = Vec::new();
+    let mut index: HashMap<(u8, String), usize> = HashMap::new();
+    for q in all {
+        let key = twin_key(&q.kind).map(|(t, e)| (t, e.to_string()));
+        match key.as_ref().and_then(|k| index.get(k)) {
+            Some(&i) => out[i].push(q),
+            None => {
+                if let Some(k) = key {
+                    index.insert(k, out.len());
+                }
+                out.push(vec![q]);
+            }
+        }
+    }
+    out
+}
+
 /// Moves questions from `all` to two held-out sets of up to `n` each, keeping every fact of a
-/// held-out question stated by some question left in training.
+/// held-out question stated by some question left in training, and twins (see [`twin_key`])
+/// in the same split.
 fn split(
     all: Vec<WorldQuestion>,
     n: usize,
@@ -123,20 +165,35 @@ fn split(
             *count.entry(f.clone()).or_default() += 1;
         }
     }
-    let (mut train, mut held) = (Vec::new(), Vec::new());
-    for q in all {
-        let movable = held.len() < 2 * n && q.facts.iter().all(|f| count[f] >= 2);
+    let (mut train, mut held) = (Vec::new(), Vec::<Vec<WorldQuestion>>::new());
+    let mut held_questions = 0;
+    for group in groups(all) {
+        let mut uses: HashMap<&Fact, usize> = HashMap::new();
+        for f in group.iter().flat_map(|q| &q.facts) {
+            *uses.entry(f).or_default() += 1;
+        }
+        let movable =
+            held_questions + group.len() <= 2 * n && uses.iter().all(|(f, u)| count[*f] > *u);
         if movable {
-            for f in &q.facts {
-                *count.get_mut(f).expect("counted") -= 1;
+            for (f, u) in &uses {
+                *count.get_mut(*f).expect("counted") -= u;
             }
-            held.push(q);
+            held_questions += group.len();
+            held.push(group);
         } else {
-            train.push(q);
+            train.extend(group);
         }
     }
-    let test = held.split_off(held.len() / 2);
-    (train, held, test)
+    // dev gets the groups up to half of the held-out questions, test the rest
+    let (mut dev, mut test) = (Vec::new(), Vec::new());
+    for group in held {
+        if dev.len() < held_questions / 2 {
+            dev.extend(group);
+        } else {
+            test.extend(group);
+        }
+    }
+    (train, dev, test)
 }
 
 impl World {
@@ -154,12 +211,16 @@ impl World {
         if settings.forms.is_empty() {
             anyhow::bail!("[world] forms is empty: list at least one question form");
         }
-        let mut all = all_questions(&mut rng, &kb, &settings.forms, settings.which_hot);
+        let plan = QuestionPlan {
+            forms: &settings.forms,
+            which_hot: settings.which_hot,
+            color_options: settings.color_options,
+        };
+        let mut all = all_questions(&mut rng, &kb, plan);
         all.shuffle(&mut rng);
         let n = (all.len() as f64 * settings.held_out).round() as usize;
         let (train, dev, test) = split(all, n);
-        let reading =
-            reading_questions(&mut rng, &kb, &settings.forms, settings.reading_questions)?;
+        let reading = reading_questions(&mut rng, &kb, plan, settings.reading_questions)?;
         Ok(Self {
             settings: settings.clone(),
             kb,

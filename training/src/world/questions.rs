@@ -22,7 +22,7 @@ pub enum QuestionKind {
         /// The object.
         object: String,
     },
-    /// "What color is a {object}? (A) .. (C) .." : made of -> colour.
+    /// "What color is a {object}? (A) .. (C) .." : made of -> colour (see [`ColorOptions`]).
     ObjectColor {
         /// The object.
         object: String,
@@ -60,7 +60,30 @@ pub enum QuestionKind {
     },
 }
 
-const LETTERS: [&str; 3] = ["(A)", "(B)", "(C)"];
+const LETTERS: [&str; 4] = ["(A)", "(B)", "(C)", "(D)"];
+
+/// How the choices of a colour question are offered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColorOptions {
+    /// Three colours, the true one among them, in a seeded order (`(A)`-`(C)`).
+    #[default]
+    ThreeShuffled,
+    /// Every colour, always in the same order (`(A) red (B) blue (C) green (D) yellow`), like
+    /// NumerSense's fixed choices: the letter is a function of the colour alone.
+    AllInOrder,
+}
+
+/// What questions a world asks.
+#[derive(Debug, Clone, Copy)]
+pub struct QuestionPlan<'a> {
+    /// The forms asked.
+    pub forms: &'a [Form],
+    /// "Which lives somewhere hot?" pairs.
+    pub which_hot: usize,
+    /// How colour questions offer their choices.
+    pub color_options: ColorOptions,
+}
 
 /// A question template without its entities: what `[world] forms` lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -255,8 +278,11 @@ pub fn build(kb: &KnowledgeBase, kind: QuestionKind) -> WorldQuestion {
     }
 }
 
-/// Three colours in a seeded order, `correct` among them.
-fn colour_options(rng: &mut impl Rng, correct: &str) -> Vec<String> {
+/// The choices of a colour question whose answer is `correct`.
+fn colour_options(rng: &mut impl Rng, style: ColorOptions, correct: &str) -> Vec<String> {
+    if style == ColorOptions::AllInOrder {
+        return COLORS.iter().map(|c| c.to_string()).collect();
+    }
     let mut others: Vec<&str> = COLORS.iter().copied().filter(|c| *c != correct).collect();
     others.shuffle(rng);
     let mut opts: Vec<String> = vec![correct.to_string(), others[0].into(), others[1].into()];
@@ -269,10 +295,10 @@ fn colour_options(rng: &mut impl Rng, correct: &str) -> Vec<String> {
 pub fn all_questions(
     rng: &mut impl Rng,
     kb: &KnowledgeBase,
-    forms: &[Form],
-    which_hot: usize,
+    plan: QuestionPlan<'_>,
 ) -> Vec<WorldQuestion> {
-    let has = |f: Form| forms.contains(&f);
+    let has = |f: Form| plan.forms.contains(&f);
+    let which_hot = plan.which_hot;
     let mut out = Vec::new();
     for o in &kb.objects {
         if has(Form::Floats) {
@@ -283,7 +309,8 @@ pub fn all_questions(
         }
         if has(Form::ObjectColor) {
             let m = kb.fact(o, Relation::MadeOf).value;
-            let options = colour_options(rng, &kb.fact(&m, Relation::Color).value);
+            let options =
+                colour_options(rng, plan.color_options, &kb.fact(&m, Relation::Color).value);
             out.push(build(
                 kb,
                 QuestionKind::ObjectColor {
@@ -317,7 +344,7 @@ pub fn all_questions(
         let f = kb.fact(c, Relation::Eats).value;
         let true_color = kb.fact(&f, Relation::Color).value;
         if has(Form::FoodColor) {
-            let options = colour_options(rng, &true_color);
+            let options = colour_options(rng, plan.color_options, &true_color);
             out.push(build(
                 kb,
                 QuestionKind::FoodColor {
@@ -388,7 +415,7 @@ pub fn all_questions(
 pub fn reading_questions(
     rng: &mut impl Rng,
     kb: &KnowledgeBase,
-    forms: &[Form],
+    plan: QuestionPlan<'_>,
     n: usize,
 ) -> anyhow::Result<Vec<WorldQuestion>> {
     let world_names: std::collections::BTreeSet<&String> = kb.names().collect();
@@ -405,7 +432,14 @@ pub fn reading_questions(
         if mini.names().any(|name| world_names.contains(name)) {
             continue;
         }
-        let mut qs = all_questions(rng, &mini, forms, 2);
+        let mut qs = all_questions(
+            rng,
+            &mini,
+            QuestionPlan {
+                which_hot: 2,
+                ..plan
+            },
+        );
         qs.shuffle(rng);
         for mut q in qs.into_iter().take(4) {
             q.question = format!("{} {}", q.rationale(), q.question);

@@ -278,6 +278,37 @@ fn forms_choose_the_questions_and_the_reversed_forms_reverse_the_answer() {
             Some(q.answer.as_str())
         );
     }
+    // twins (the same fact asked both ways) are always in the same split
+    let twins = World::generate(&WorldSettings {
+        forms: vec![
+            Form::Floats,
+            Form::Sinks,
+            Form::ObjectColor,
+            Form::LivesCold,
+            Form::LivesHot,
+            Form::WhichHot,
+        ],
+        ..small()
+    })
+    .unwrap();
+    let entity = |q: &WorldQuestion| match &q.kind {
+        QuestionKind::Floats { object } | QuestionKind::Sinks { object } => Some(object.clone()),
+        QuestionKind::LivesCold { creature } | QuestionKind::LivesHot { creature } => {
+            Some(creature.clone())
+        }
+        _ => None,
+    };
+    let splits = [&twins.train, &twins.dev, &twins.test];
+    let mut held_twins = 0;
+    for (i, split) in splits.iter().enumerate() {
+        for q in split.iter() {
+            let Some(e) = entity(q) else { continue };
+            let n = split.iter().filter(|o| entity(o) == Some(e.clone())).count();
+            assert_eq!(n, 2, "split {i}: {} without its twin", q.question);
+            held_twins += usize::from(i > 0);
+        }
+    }
+    assert!(held_twins >= 8, "{held_twins} twins held out");
     // the same knowledge base whatever the forms; the default forms are the original six
     assert_eq!(w.kb, World::generate(&small()).unwrap().kb);
     assert_eq!(WorldSettings::default().forms, Form::original());
@@ -290,4 +321,38 @@ fn forms_choose_the_questions_and_the_reversed_forms_reverse_the_answer() {
     // forms are spelled in snake case in a config file
     let s: WorldSettings = toml::from_str("forms = [\"sinks\", \"lives_hot\"]").unwrap();
     assert_eq!(s.forms, vec![Form::Sinks, Form::LivesHot]);
+}
+
+#[test]
+fn colour_questions_can_offer_every_colour_in_a_fixed_order() {
+    use super::kb::COLORS;
+    use super::questions::ColorOptions;
+    let w = World::generate(&WorldSettings {
+        color_options: ColorOptions::AllInOrder,
+        ..small()
+    })
+    .unwrap();
+    let mut seen = 0;
+    for q in w.train.iter().chain(&w.dev).chain(&w.test) {
+        let (QuestionKind::ObjectColor { options, .. } | QuestionKind::FoodColor { options, .. }) =
+            &q.kind
+        else {
+            continue;
+        };
+        seen += 1;
+        assert_eq!(options, &COLORS.map(String::from).to_vec());
+        assert!(
+            q.question
+                .ends_with("(A) red (B) blue (C) green (D) yellow"),
+            "{}",
+            q.question
+        );
+        // the letter is the true colour's place in the fixed list
+        let colour = &q.facts[1].value;
+        let i = COLORS.iter().position(|c| c == colour).unwrap();
+        assert_eq!(q.answer, ["(A)", "(B)", "(C)", "(D)"][i]);
+    }
+    assert_eq!(seen, 40);
+    let s: WorldSettings = toml::from_str("color_options = \"all_in_order\"").unwrap();
+    assert_eq!(s.color_options, ColorOptions::AllInOrder);
 }
