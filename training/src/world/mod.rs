@@ -41,7 +41,7 @@ use kb::{Fact, KbSizes, KnowledgeBase};
 use questions::{
     all_questions, reading_questions, ColorOptions, Form, QuestionKind, QuestionPlan, WorldQuestion,
 };
-use teacher::{draw_flaw, sample, Flaw, FlawRates};
+use teacher::{flaw_for, sample, Flaw, FlawRates, Habit};
 
 /// Settings of a world (the `[world]` table of a config file).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,6 +68,8 @@ pub struct WorldSettings {
     pub reading_questions: usize,
     /// The teacher's flaws.
     pub flaws: FlawRates,
+    /// Flaws the teacher makes in most samples of a form (`[[world.habits]]`; default none).
+    pub habits: Vec<Habit>,
 }
 
 impl Default for WorldSettings {
@@ -82,6 +84,7 @@ impl Default for WorldSettings {
             teacher_samples: 4,
             reading_questions: 0,
             flaws: FlawRates::default(),
+            habits: Vec::new(),
         }
     }
 }
@@ -200,6 +203,9 @@ impl World {
     /// Generates the world of `settings`.
     pub fn generate(settings: &WorldSettings) -> Result<Self> {
         settings.flaws.check()?;
+        for h in &settings.habits {
+            h.check()?;
+        }
         if !(0.0..0.5).contains(&settings.held_out) {
             anyhow::bail!(
                 "[world] held_out = {}: use a share in [0, 0.5)",
@@ -237,7 +243,7 @@ impl World {
         let mut out = Vec::new();
         for q in &self.train {
             for _ in 0..self.settings.teacher_samples {
-                let flaw = draw_flaw(&mut rng, &self.settings.flaws);
+                let flaw = flaw_for(&mut rng, q, &self.settings.habits, &self.settings.flaws);
                 out.push(TeacherRow {
                     question: q.question.clone(),
                     gold: q.answer.clone(),

@@ -107,6 +107,22 @@ pub enum Form {
     WhichHot,
 }
 
+impl QuestionKind {
+    /// Its form.
+    pub fn form(&self) -> Form {
+        match self {
+            QuestionKind::Floats { .. } => Form::Floats,
+            QuestionKind::Sinks { .. } => Form::Sinks,
+            QuestionKind::ObjectColor { .. } => Form::ObjectColor,
+            QuestionKind::LivesCold { .. } => Form::LivesCold,
+            QuestionKind::LivesHot { .. } => Form::LivesHot,
+            QuestionKind::FoodColor { .. } => Form::FoodColor,
+            QuestionKind::EatsColor { .. } => Form::EatsColor,
+            QuestionKind::WhichHot { .. } => Form::WhichHot,
+        }
+    }
+}
+
 impl Form {
     /// The forms of the first worlds (every form but `sinks` and `lives_hot`).
     pub fn original() -> Vec<Form> {

@@ -6,7 +6,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::kb::{Fact, KnowledgeBase};
-use super::questions::{implied_answer, rationale_of, QuestionKind, WorldQuestion};
+use super::questions::{implied_answer, rationale_of, Form, QuestionKind, WorldQuestion};
 
 /// How often each flaw occurs in a teacher sample (the rest are correct).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,6 +50,51 @@ impl FlawRates {
         }
         Ok(())
     }
+}
+
+/// A flaw the teacher makes in most samples of one question form (`[[world.habits]]`): unlike
+/// the independent per-sample flaws, a habit is the mode of what the student learns for that
+/// form, so its greedy SFT outputs carry it and MaRio has something to remove.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Habit {
+    /// The form whose samples carry it.
+    pub form: Form,
+    /// The flaw.
+    pub flaw: Flaw,
+    /// Share of that form's samples that carry it (the others draw their flaw at the usual
+    /// rates).
+    pub rate: f64,
+}
+
+impl Habit {
+    /// Refuses a rate outside [0, 1] or a habit of no flaw.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if !(0.0..=1.0).contains(&self.rate) || self.flaw == Flaw::None {
+            anyhow::bail!(
+                "[[world.habits]]: a habit needs a flaw other than none and a rate in [0, 1] \
+                 ({self:?})"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The flaw of one sample of `q`: its form's habit at the habit's rate, else one drawn at
+/// `rates`.
+pub fn flaw_for(
+    rng: &mut impl Rng,
+    q: &WorldQuestion,
+    habits: &[Habit],
+    rates: &FlawRates,
+) -> Flaw {
+    let form = q.kind.form();
+    if let Some(h) = habits.iter().find(|h| h.form == form) {
+        if rng.random_bool(h.rate) {
+            return h.flaw;
+        }
+    }
+    draw_flaw(rng, rates)
 }
 
 /// What a teacher sample is.

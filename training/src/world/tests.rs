@@ -303,7 +303,10 @@ fn forms_choose_the_questions_and_the_reversed_forms_reverse_the_answer() {
     for (i, split) in splits.iter().enumerate() {
         for q in split.iter() {
             let Some(e) = entity(q) else { continue };
-            let n = split.iter().filter(|o| entity(o) == Some(e.clone())).count();
+            let n = split
+                .iter()
+                .filter(|o| entity(o) == Some(e.clone()))
+                .count();
             assert_eq!(n, 2, "split {i}: {} without its twin", q.question);
             held_twins += usize::from(i > 0);
         }
@@ -355,4 +358,57 @@ fn colour_questions_can_offer_every_colour_in_a_fixed_order() {
     assert_eq!(seen, 40);
     let s: WorldSettings = toml::from_str("color_options = \"all_in_order\"").unwrap();
     assert_eq!(s.color_options, ColorOptions::AllInOrder);
+}
+
+#[test]
+fn a_habit_is_the_flaw_of_most_samples_of_its_form_only() {
+    use super::teacher::Habit;
+    let settings = WorldSettings {
+        habits: vec![Habit {
+            form: Form::LivesCold,
+            flaw: Flaw::Repetition,
+            rate: 0.9,
+        }],
+        teacher_samples: 10,
+        ..small()
+    };
+    let w = World::generate(&settings).unwrap();
+    let share = |cold: bool| {
+        let rows: Vec<_> = w
+            .teacher()
+            .into_iter()
+            .filter(|t| t.question.contains("live somewhere cold") == cold)
+            .collect();
+        rows.iter()
+            .filter(|t| t.sample.flaw == Flaw::Repetition)
+            .count() as f64
+            / rows.len() as f64
+    };
+    // 0.9 + 0.1 x 0.15 expected; the other forms keep the usual 0.15
+    assert!(share(true) > 0.85, "{}", share(true));
+    assert!(share(false) < 0.25, "{}", share(false));
+    for bad in [
+        Habit {
+            form: Form::Floats,
+            flaw: Flaw::None,
+            rate: 0.5,
+        },
+        Habit {
+            form: Form::Floats,
+            flaw: Flaw::Vague,
+            rate: 1.5,
+        },
+    ] {
+        let s = WorldSettings {
+            habits: vec![bad],
+            ..small()
+        };
+        assert!(World::generate(&s)
+            .unwrap_err()
+            .to_string()
+            .contains("[[world.habits]]"));
+    }
+    let parsed: WorldSettings =
+        toml::from_str("[[habits]]\nform = \"sinks\"\nflaw = \"vague\"\nrate = 0.8\n").unwrap();
+    assert_eq!(parsed.habits[0].flaw, Flaw::Vague);
 }
