@@ -3,6 +3,7 @@
 //! - [`config`]: flags and `MARIO_*` variables, cross-checked at start-up;
 //! - [`api`]: request and response types (the OpenAPI schemas);
 //! - [`validation`]: requests to generation rows, or 422;
+//! - [`admission`]: which queued rows join the running batch (a pure, unit-tested policy);
 //! - [`scheduler`]: the bounded queue, the [`scheduler::Backend`] seam and the model worker
 //!   that batches rows dynamically;
 //! - [`routes`], [`app`]: handlers, router, middleware;
@@ -25,6 +26,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod admission;
 pub mod api;
 pub mod app;
 pub mod config;

@@ -14,9 +14,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::admission::{next_batch, Occupancy, Wait};
 use super::error::ApiError;
 use super::metrics::Metrics;
 use crate::checkpoint::Checkpoint;
@@ -292,68 +293,18 @@ impl Worker {
     /// Admits jobs, prefills them, runs one decoding step. Returns false when the queue is
     /// closed and nothing is left to do.
     fn iteration(&self, st: &mut LoopState) -> bool {
-        let running = st.batch.as_ref().map_or(0, DecodingBatch::len);
-        let mut tokens: usize = st.active.values().map(|a| a.job.tokens()).sum();
-        let mut admitted: Vec<Job> = Vec::new();
-        let fits = |tokens: usize, rows: usize, job: &Job, limits: &BatchLimits| {
-            rows < limits.max_batch_size
-                && (rows == 0 || tokens + job.tokens() <= limits.max_batch_tokens)
+        let running = Occupancy {
+            rows: st.batch.as_ref().map_or(0, DecodingBatch::len),
+            tokens: st.active.values().map(|a| a.job.tokens()).sum(),
         };
-        // jobs held back by the token budget come first (FIFO)
-        while let Some(job) = st.held.pop_front() {
-            if fits(tokens, running + admitted.len(), &job, &self.limits) {
-                tokens += job.tokens();
-                admitted.push(job);
-            } else {
-                st.held.push_front(job);
-                break;
-            }
-        }
-        if running == 0 && admitted.is_empty() && st.held.is_empty() {
-            // idle: block for the first job, then wait briefly for company
-            match self.rx.recv() {
-                Ok(job) => {
-                    self.depth.fetch_sub(1, Ordering::SeqCst);
-                    tokens += job.tokens();
-                    admitted.push(job);
-                }
-                Err(_) => return false,
-            }
-            let until = Instant::now() + self.limits.max_batch_wait;
-            while admitted.len() < self.limits.max_batch_size {
-                match self.rx.recv_deadline(until) {
-                    Ok(job) => {
-                        self.depth.fetch_sub(1, Ordering::SeqCst);
-                        if fits(tokens, admitted.len(), &job, &self.limits) {
-                            tokens += job.tokens();
-                            admitted.push(job);
-                        } else {
-                            st.held.push_back(job);
-                            break;
-                        }
-                    }
-                    Err(RecvTimeoutError::Timeout) => break,
-                    Err(RecvTimeoutError::Disconnected) => break,
-                }
-            }
-        } else if st.held.is_empty() {
-            // continuous batching: whatever arrived joins the running batch
-            while running + admitted.len() < self.limits.max_batch_size {
-                match self.rx.try_recv() {
-                    Ok(job) => {
-                        self.depth.fetch_sub(1, Ordering::SeqCst);
-                        if fits(tokens, running + admitted.len(), &job, &self.limits) {
-                            tokens += job.tokens();
-                            admitted.push(job);
-                        } else {
-                            st.held.push_back(job);
-                            break;
-                        }
-                    }
-                    Err(_) => break,
-                }
-            }
-        }
+        let mut until = None;
+        let Some(mut admitted) =
+            next_batch(&self.limits, running, &mut st.held, Job::tokens, |wait| {
+                self.receive(wait, &mut until)
+            })
+        else {
+            return false;
+        };
         self.metrics
             .queue_depth
             .set(self.depth.load(Ordering::SeqCst) as i64);
@@ -443,6 +394,24 @@ impl Worker {
         self.dispatch(st, events);
         self.drop_dead_rows(st);
         true
+    }
+
+    /// The next queued job, waiting as the admission policy says (the batch-wait deadline is
+    /// set when it is first asked for, right after an idle worker's first job).
+    fn receive(&self, wait: Wait, until: &mut Option<Instant>) -> Option<Job> {
+        let job = match wait {
+            Wait::Block => self.rx.recv().ok(),
+            Wait::BatchWait => {
+                let deadline =
+                    *until.get_or_insert_with(|| Instant::now() + self.limits.max_batch_wait);
+                self.rx.recv_deadline(deadline).ok()
+            }
+            Wait::No => self.rx.try_recv().ok(),
+        };
+        if job.is_some() {
+            self.depth.fetch_sub(1, Ordering::SeqCst);
+        }
+        job
     }
 
     fn dispatch(&self, st: &mut LoopState, events: Vec<RowEvent>) {

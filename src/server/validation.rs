@@ -353,6 +353,257 @@ mod tests {
         }
     }
 
+    fn many(qs: &[&str]) -> RationalizeRequest {
+        RationalizeRequest {
+            questions: Some(qs.iter().map(|q| q.to_string()).collect()),
+            ..Default::default()
+        }
+    }
+
+    fn with_params(p: Parameters) -> RationalizeRequest {
+        RationalizeRequest {
+            parameters: Some(p),
+            ..one("Is a pear heavy?")
+        }
+    }
+
+    /// Asserts that `req` is refused with a message containing `mention`.
+    fn refused(v: &Validator, req: &RationalizeRequest, mention: &str) {
+        let msg = error(v, req);
+        assert!(msg.contains(mention), "{msg:?} should mention {mention:?}");
+    }
+
+    #[test]
+    fn question_and_questions_refusals() {
+        let v = validator();
+        let both = RationalizeRequest {
+            question: Some("A?".into()),
+            questions: Some(vec!["B?".into()]),
+            ..Default::default()
+        };
+        refused(&v, &both, "either `question` or `questions`, not both");
+        refused(&v, &RationalizeRequest::default(), "missing `question`");
+        refused(&v, &many(&[]), "`questions` is empty");
+        refused(
+            &v,
+            &many(&["A?", "B?", "C?", "D?", "E?"]),
+            "`questions` holds 5 questions; at most 4 are allowed",
+        );
+        assert_eq!(
+            v.validate(&many(&["A?", "B?", "C?", "D?"]))
+                .unwrap()
+                .rows
+                .len(),
+            4
+        );
+        refused(&v, &one(""), "`question` is empty");
+        refused(&v, &many(&["A?", " "]), "`questions[1]` is empty");
+        let long = "pear ".repeat(100);
+        refused(&v, &one(&long), "question 0 is");
+        refused(&v, &one(&long), "this server allows at most 64");
+        refused(&v, &many(&["A?", &long]), "question 1 is");
+    }
+
+    #[test]
+    fn gold_refusals() {
+        let v = validator();
+        let req = RationalizeRequest {
+            gold: Some(GoldSpec::One("yes".into())),
+            ..many(&["A?", "B?"])
+        };
+        refused(
+            &v,
+            &req,
+            "`gold` must be a list with one answer per question",
+        );
+        let req = RationalizeRequest {
+            gold: Some(GoldSpec::Many(vec!["yes".into()])),
+            ..many(&["A?", "B?"])
+        };
+        refused(&v, &req, "`gold` has 1 answers for 2 questions");
+        let req = RationalizeRequest {
+            gold: Some(GoldSpec::Many(vec!["yes".into(), "no".into()])),
+            ..many(&["A?", "B?"])
+        };
+        let golds: Vec<_> = v
+            .validate(&req)
+            .unwrap()
+            .rows
+            .into_iter()
+            .map(|r| r.gold)
+            .collect();
+        assert_eq!(golds, [Some("yes".into()), Some("no".into())]);
+        let req = RationalizeRequest {
+            gold: Some(GoldSpec::One("yes".into())),
+            ..one("A?")
+        };
+        assert_eq!(
+            v.validate(&req).unwrap().rows[0].gold.as_deref(),
+            Some("yes")
+        );
+    }
+
+    #[test]
+    fn control_refusals() {
+        let v = validator();
+        let with = |c: ControlSpec| RationalizeRequest {
+            control: Some(c),
+            ..one("A?")
+        };
+        refused(
+            &v,
+            &with(ControlSpec::Named("good".into())),
+            "`control` must be \"best\", \"worst\" or an object of reward bins, not \"good\"",
+        );
+        let bins = |pairs: &[(&str, usize)]| {
+            ControlSpec::Bins(pairs.iter().map(|(k, b)| (k.to_string(), *b)).collect())
+        };
+        refused(
+            &v,
+            &with(bins(&[("fluency", 0)])),
+            "`control`: unknown reward `fluency`",
+        );
+        refused(
+            &v,
+            &with(bins(&[("plausibility", 5)])),
+            "`control`: bin 5 is out of range for reward `plausibility`",
+        );
+        let ok = v.validate(&with(bins(&[("plausibility", 4)]))).unwrap();
+        assert_eq!(ok.rows[0].control[0].bin, 4);
+        assert_eq!(ok.rows[0].request.prefix.len(), 2, "one token per reward");
+        // a model without control tokens: bins are refused, names and nothing mean no prefix
+        let plain = Validator {
+            control: None,
+            ..validator()
+        };
+        refused(
+            &plain,
+            &with(bins(&[("plausibility", 0)])),
+            "this model has no control tokens",
+        );
+        for c in [
+            None,
+            Some(ControlSpec::Named("worst".into())),
+            Some(bins(&[])),
+        ] {
+            let req = RationalizeRequest {
+                control: c,
+                ..one("A?")
+            };
+            let row = &plain.validate(&req).unwrap().rows[0];
+            assert!(row.request.prefix.is_empty() && row.control.is_empty());
+        }
+    }
+
+    #[test]
+    fn parameter_refusals() {
+        let v = validator();
+        let p = |f: fn(&mut Parameters)| {
+            let mut p = Parameters::default();
+            f(&mut p);
+            with_params(p)
+        };
+        let cases: [(RationalizeRequest, &str); 14] = [
+            (
+                p(|p| p.max_new_tokens = Some(0)),
+                "`parameters.max_new_tokens` must be at least 1",
+            ),
+            (
+                p(|p| p.max_new_tokens = Some(33)),
+                "`parameters.max_new_tokens` is 33; this server allows at most 32",
+            ),
+            (
+                p(|p| p.temperature = Some(-0.5)),
+                "`parameters.temperature` must be a number >= 0",
+            ),
+            (
+                p(|p| p.temperature = Some(f64::NAN)),
+                "`parameters.temperature` must be",
+            ),
+            (
+                p(|p| p.temperature = Some(f64::INFINITY)),
+                "`parameters.temperature` must be",
+            ),
+            (
+                p(|p| p.top_p = Some(0.0)),
+                "`parameters.top_p` must be in (0, 1], got 0",
+            ),
+            (
+                p(|p| p.top_p = Some(1.5)),
+                "`parameters.top_p` must be in (0, 1], got 1.5",
+            ),
+            (
+                p(|p| p.top_p = Some(-0.1)),
+                "`parameters.top_p` must be in (0, 1]",
+            ),
+            (
+                p(|p| p.top_p = Some(f64::NAN)),
+                "`parameters.top_p` must be in (0, 1]",
+            ),
+            (
+                p(|p| p.top_k = Some(0)),
+                "`parameters.top_k` must be at least 1",
+            ),
+            (
+                p(|p| p.stop = vec!["a".into(), "b".into(), "c".into()]),
+                "`parameters.stop` has 3 strings; at most 2 are allowed",
+            ),
+            (
+                p(|p| p.stop = vec!["a".into(), String::new()]),
+                "`parameters.stop` strings must not be empty",
+            ),
+            (
+                p(|p| p.stop = vec!["\u{e9}".repeat(MAX_STOP_CHARS + 1)]),
+                "a `parameters.stop` string has 257 characters; at most 256 are allowed",
+            ),
+            // parameters are checked once per question: a refusal names no question
+            (
+                RationalizeRequest {
+                    parameters: Some(Parameters {
+                        top_k: Some(0),
+                        ..Default::default()
+                    }),
+                    ..many(&["A?", "B?"])
+                },
+                "`parameters.top_k` must be at least 1",
+            ),
+        ];
+        for (req, mention) in &cases {
+            refused(&v, req, mention);
+        }
+    }
+
+    #[test]
+    fn accepted_parameters_reach_the_rows() {
+        let v = validator();
+        let req = RationalizeRequest {
+            parameters: Some(Parameters {
+                max_new_tokens: Some(32),
+                temperature: Some(0.7),
+                top_p: Some(1.0),
+                top_k: Some(1),
+                seed: Some(7),
+                stop: vec!["\u{e9}".repeat(MAX_STOP_CHARS), "x".into()],
+                no_repeat_ngram_size: Some(3),
+            }),
+            score: true,
+            ..many(&["A?", "B?"])
+        };
+        let valid = v.validate(&req).unwrap();
+        assert!(valid.score);
+        let params: Vec<_> = valid.rows.iter().map(|r| &r.request.params).collect();
+        assert_eq!(params[0].max_new_tokens, 32);
+        assert_eq!(params[0].sampling.top_k, Some(1));
+        assert_eq!(params[0].no_repeat_ngram_size, 3);
+        // one seed per question, from the request's
+        assert_eq!((params[0].seed, params[1].seed), (7, 8));
+        // defaults: the server's max_new_tokens and the checkpoint's no-repeat size
+        let d = &v.validate(&one("A?")).unwrap().rows[0].request.params;
+        assert_eq!(d.max_new_tokens, 8);
+        assert_eq!(d.no_repeat_ngram_size, 0);
+        assert!(d.sampling.is_greedy());
+    }
+
     #[test]
     fn invisible_questions_are_empty() {
         for q in [
