@@ -15,6 +15,7 @@ use mario::tokenize::TextTokenizer;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{Example, TeacherRecord};
+use crate::decoding::Decoding;
 use crate::report::markdown_table;
 
 /// How a checkpoint is decoded for evaluation.
@@ -55,6 +56,19 @@ impl Default for EvalOptions {
             prefix: Vec::new(),
             no_repeat_ngram_size: 0,
             progress: false,
+        }
+    }
+}
+
+impl EvalOptions {
+    /// These options with a resolved decoding's values (see [`crate::decoding`]).
+    pub fn with_decoding(self, d: &Decoding) -> Self {
+        Self {
+            max_new_tokens: d.max_new_tokens.value,
+            no_repeat_ngram_size: d.no_repeat_ngram_size.value,
+            temperature: d.temperature.value,
+            top_p: d.top_p.value,
+            ..self
         }
     }
 }

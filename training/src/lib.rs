@@ -13,6 +13,7 @@
 //! - [`sft`]: SFT distillation;
 //! - [`quark`]: the multi-reward QUARK loop (MaRio): bins, pool, objective, rounds;
 //! - [`eval`]: evaluation of a checkpoint or of a rationale file;
+//! - [`decoding`]: decoding defaults: the checkpoint's `generation_config.json` < config < flags;
 //! - [`report`]: markdown tables and PNG plots;
 //! - [`config`]: run configuration files;
 //! - [`jsonl`]: reading (errors name file and line) and appending JSON Lines.
@@ -21,6 +22,7 @@ pub mod bench;
 pub mod config;
 pub mod consistency;
 pub mod data;
+pub mod decoding;
 pub mod eval;
 pub mod init;
 pub mod jsonl;

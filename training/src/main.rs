@@ -11,6 +11,7 @@ use mario::control::ControlChoice;
 use mario::device::DeviceChoice;
 use mario_training::config::RunConfig;
 use mario_training::data::{duplicate_report, load_examples, load_teacher};
+use mario_training::decoding::{Decoding, DecodingOverrides};
 use mario_training::eval::{
     add_measures, aggregate, evaluate_model, evaluate_rationale_file, write_eval, EvalMetrics,
     EvalOptions, ExampleResult,
@@ -234,6 +235,14 @@ struct SweepArgs {
     /// Output folder (sweep.md, sweep.json, sweep.png).
     #[arg(long)]
     out: PathBuf,
+    /// Most new tokens per output [the config's [mario] max_new_tokens, else the checkpoint's
+    /// generation_config.json, else 128].
+    #[arg(long)]
+    max_new_tokens: Option<usize>,
+    /// n-gram blocking, 0 = none [the first of the config's [mario] eval_no_repeat_ngram_sizes,
+    /// else the checkpoint's generation_config.json, else 0].
+    #[arg(long)]
+    no_repeat_ngram_size: Option<usize>,
     /// Device: cpu, cuda or auto.
     #[arg(long, default_value = "cpu")]
     device: DeviceChoice,
@@ -545,18 +554,18 @@ struct EvalArgs {
     /// Questions per generation batch.
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
-    /// Most new tokens per output.
-    #[arg(long, default_value_t = 128)]
-    max_new_tokens: usize,
+    /// Most new tokens per output [the checkpoint's generation_config.json, else 128].
+    #[arg(long)]
+    max_new_tokens: Option<usize>,
     /// Samples per question (1 = greedy; more = majority vote).
     #[arg(long, default_value_t = 1)]
     samples: usize,
-    /// Sampling temperature (with --samples > 1).
-    #[arg(long, default_value_t = 1.0)]
-    temperature: f64,
-    /// Nucleus mass (with --samples > 1).
-    #[arg(long, default_value_t = 0.9)]
-    top_p: f64,
+    /// Sampling temperature, with --samples > 1 [1.0].
+    #[arg(long)]
+    temperature: Option<f64>,
+    /// Nucleus mass, with --samples > 1 [0.9].
+    #[arg(long)]
+    top_p: Option<f64>,
     /// Seed of the sampling.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -566,9 +575,10 @@ struct EvalArgs {
     /// Control tokens for a MaRio checkpoint: best, worst, or reward=bin,reward=bin.
     #[arg(long, default_value = "best")]
     control: String,
-    /// Never repeat an n-gram of this many tokens (0 = plain greedy/sampling).
-    #[arg(long, default_value_t = 0)]
-    no_repeat_ngram_size: usize,
+    /// Never repeat an n-gram of this many tokens, 0 = plain greedy/sampling [the checkpoint's
+    /// generation_config.json, else 0].
+    #[arg(long)]
+    no_repeat_ngram_size: Option<usize>,
     /// Device: cpu, cuda or auto.
     #[arg(long, default_value = "cpu")]
     device: DeviceChoice,
@@ -958,28 +968,38 @@ fn cmd_eval(a: &EvalArgs, progress: bool) -> Result<()> {
         }
         None => Vec::new(),
     };
-    let opts = EvalOptions {
-        batch_size: a.batch_size,
+    let flags = DecodingOverrides {
         max_new_tokens: a.max_new_tokens,
-        samples: a.samples,
+        no_repeat_ngram_size: a.no_repeat_ngram_size,
         temperature: a.temperature,
         top_p: a.top_p,
+    };
+    let decoding = Decoding::resolve(&ckpt.generation, &DecodingOverrides::default(), &flags);
+    tracing::info!("decoding: {}", decoding.describe(a.samples));
+    let opts = EvalOptions {
+        batch_size: a.batch_size,
+        samples: a.samples,
         seed: a.seed,
         limit: a.limit,
         prefix,
-        no_repeat_ngram_size: a.no_repeat_ngram_size,
         progress,
-    };
+        ..Default::default()
+    }
+    .with_decoding(&decoding);
     let started = std::time::Instant::now();
     let (mut metrics, mut results) =
         evaluate_model(&ckpt.model, &ckpt.tokenizer, &examples, &opts)?;
     add_world_truth(data, &mut metrics, &mut results)?;
     let title = format!("{} on {}", model_dir.display(), data.display());
     let extra = json!({
-        "model": model_dir, "data": data, "decoding": if a.samples > 1 { "sampled, majority vote" } else { "greedy" },
-        "samples": a.samples, "control": a.control, "no_repeat_ngram_size": a.no_repeat_ngram_size,
+        "model": model_dir, "data": data,
+        "decoding": if a.samples > 1 { "sampled, majority vote" } else { "greedy" },
+        "samples": a.samples, "control": a.control,
+        "max_new_tokens": opts.max_new_tokens, "no_repeat_ngram_size": opts.no_repeat_ngram_size,
+        "decoding_settings": decoding,
         "seconds": started.elapsed().as_secs_f64(),
     });
+    let title = format!("{title}\n\nDecoding: {}.", decoding.describe(a.samples));
     write_eval(&a.out, &title, &metrics, &extra, &results)?;
     println!("{}", serde_json::to_string_pretty(&metrics)?);
     Ok(())
@@ -1221,7 +1241,12 @@ fn cmd_sweep(a: &SweepArgs) -> Result<()> {
         consistency: a.consistency.clone(),
         plausibility: a.plausibility.clone(),
     };
-    sweep(&a.model, &dev, &models, &cfg.mario, &a.out, &device)?;
+    let flags = DecodingOverrides {
+        max_new_tokens: a.max_new_tokens,
+        no_repeat_ngram_size: a.no_repeat_ngram_size,
+        ..Default::default()
+    };
+    sweep(&a.model, &dev, &models, &cfg.mario, &flags, &a.out, &device)?;
     println!("wrote {}", a.out.join("sweep.md").display());
     Ok(())
 }

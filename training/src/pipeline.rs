@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{DataSection, PlausibilityDataSection, RunConfig};
 use crate::consistency::{AnswerMode, AnswerTask};
 use crate::data::load_teacher;
+use crate::decoding::{Decoding, DecodingOverrides};
 use crate::eval::{evaluate_model, EvalOptions};
 use crate::plausibility::{balance, build_examples, PlausibilityTask};
 use crate::quark::dev_scores::{dev_scores_path, paired, read_dev_scores, DevScore};
@@ -231,15 +232,19 @@ pub struct SweepRow {
 
 /// For each reward, decodes dev with that reward's bin from best to worst (the others at
 /// best) and reports each reward's mean per bin; writes `sweep.md`, `sweep.json`, `sweep.png`.
+/// Decoding: the checkpoint's `generation_config.json` < `settings` < `flags`.
 pub fn sweep(
     model_dir: &Path,
     dev_files: &[PathBuf],
     reward_models: &RewardModels,
     settings: &MarioSettings,
+    flags: &DecodingOverrides,
     out: &Path,
     device: &Device,
 ) -> Result<Vec<SweepRow>> {
     let ckpt = Checkpoint::load(model_dir, DType::F32, device)?;
+    let decode_with = Decoding::resolve(&ckpt.generation, &settings.into(), flags);
+    tracing::info!("sweep decoding: {}", decode_with.describe(1));
     let table = ckpt.control.clone().ok_or_else(|| {
         anyhow!(
             "{} has no mario.json: nothing to sweep",
@@ -279,16 +284,11 @@ pub fn sweep(
                 Some(d) => d.clone(),
                 None => {
                     let opts = EvalOptions {
-                        max_new_tokens: settings.max_new_tokens,
                         limit,
                         prefix: table.prefix_ids(&bins, &ckpt.tokenizer),
-                        no_repeat_ngram_size: settings
-                            .eval_no_repeat_ngram_sizes
-                            .first()
-                            .copied()
-                            .unwrap_or(0),
                         ..Default::default()
-                    };
+                    }
+                    .with_decoding(&decode_with);
                     let (m, results) = evaluate_model(&ckpt.model, &ckpt.tokenizer, &dev, &opts)?;
                     let items: Vec<(String, String, String)> = results
                         .iter()
@@ -343,8 +343,9 @@ pub fn sweep(
         "# Controllability sweep of `{}`\n\nEach row decodes the dev questions with one reward's \
          control token at the given bin (0 = best) and every other reward at its best bin, then \
          scores the outputs with every reward (means), and in a generated world with every ground-truth \
-         measure (`truth_*`).\n\n{}",
+         measure (`truth_*`). Decoding: {}.\n\n{}",
         model_dir.display(),
+        decode_with.describe(1),
         markdown_table(&header, &table_rows)
     );
     md.push_str(
@@ -691,6 +692,7 @@ pub fn run_pipeline(cfg: &RunConfig, out: &Path, o: &StageOptions) -> Result<Pip
             &dev_files,
             &reward_models,
             &cfg.mario,
+            &DecodingOverrides::default(),
             &sweep_dir,
             &o.device,
         )?;
@@ -744,14 +746,16 @@ fn evaluate_test(
         eval_limit: 0,
         ..settings.clone()
     };
+    let sft = Checkpoint::load(sft, DType::F32, device)?;
     let harness = DevEval {
         dev: &test,
         rewards: &rewards,
         measures: crate::world::truth::truth_rewards_for(test_files)?,
         settings: &settings,
+        // as the MaRio dev evaluations: the SFT checkpoint's generation_config.json < [mario]
+        decoding: Decoding::resolve(&sft.generation, &(&settings).into(), &Default::default()),
         dir: out.join(TEST_DIR),
     };
-    let sft = Checkpoint::load(sft, DType::F32, device)?;
     harness.all(&sft.model, &sft.tokenizer, &[], "sft")?;
     let prefix = table.prefix_ids(&table.resolve(&ControlChoice::Best)?, &mario.tokenizer);
     harness.all(&mario.model, &mario.tokenizer, &prefix, "mario")?;
@@ -946,9 +950,10 @@ pub fn write_comparison(mario_dir: &Path, sweep_dir: &Path, out: &Path) -> Resul
         "# MaRio vs SFT\n\nDev metrics of the SFT start and of the best MaRio round ({}), decoded \
          with the best control tokens; written by `mario-train pipeline`. The interval is the \
          95 % interval of the change, paired question by question (`mario/dev/*.jsonl`); \
-         \"within noise\" means it contains 0.\n\n{}\n\
+         \"within noise\" means it contains 0. Decoding: {}.\n\n{}\n\
          ![rewards per round](mario/rewards.png)\n\n{}",
         best_round.map(|r| format!("round {r}")).unwrap_or_default(),
+        sft["decoding"].as_str().unwrap_or("not recorded in the MaRio log"),
         markdown_table(
             &["metric", "SFT", "MaRio", "change", "95 % interval", "where it lies"],
             &table_rows

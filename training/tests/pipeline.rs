@@ -195,7 +195,16 @@ fn pipeline_runs_every_stage_on_a_micro_configuration_and_resumes() {
     let recorded = serde_json::json!({"bins": [0, 0, 0, 0], "accuracy": 0.123,
         "per_question": vec![vec![0.5; 4]; 4]});
     std::fs::write(&partial, format!("{header}\n{recorded}\n")).unwrap();
-    let rows = sweep(&model, &dev, &models, &cfg.mario, &sweep_dir, &Device::Cpu).unwrap();
+    let rows = sweep(
+        &model,
+        &dev,
+        &models,
+        &cfg.mario,
+        &Default::default(),
+        &sweep_dir,
+        &Device::Cpu,
+    )
+    .unwrap();
     assert_eq!(rows.len(), 3 + 2 + 3 + 3, "one row per reward and bin");
     for r in &rows {
         let reused = r.bin == 0;
@@ -206,7 +215,16 @@ fn pipeline_runs_every_stage_on_a_micro_configuration_and_resumes() {
     // a partial file of another dev set is refused, not mixed in
     let other = serde_json::json!({"model": model.display().to_string(), "questions": 5});
     std::fs::write(&partial, format!("{other}\n{recorded}\n")).unwrap();
-    let err = sweep(&model, &dev, &models, &cfg.mario, &sweep_dir, &Device::Cpu).unwrap_err();
+    let err = sweep(
+        &model,
+        &dev,
+        &models,
+        &cfg.mario,
+        &Default::default(),
+        &sweep_dir,
+        &Device::Cpu,
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("remove it"), "{err}");
     // the pipeline writes its report before the sweep: when the sweep then fails (here on
     // that partial file), report.md compares SFT and MaRio and says the sweep is unfinished

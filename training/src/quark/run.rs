@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device};
-use mario::checkpoint::Checkpoint;
+use mario::checkpoint::{Checkpoint, GENERATION_CONFIG_FILE};
 use mario::control::{ControlTokens, RewardKind, CONTROL_FILE};
 use mario::generate::{generate, GenerationParams, GenerationRequest, SamplingParams};
 use mario::model::{DropoutRng, DropoutRngState, Mode};
@@ -34,6 +34,7 @@ use super::loss::quark_loss;
 use super::pool::{DataPool, PoolItem, Source};
 use super::schedule::{on_policy_share, round_steps, PoolPlan};
 use crate::data::{load_examples, Example};
+use crate::decoding::Decoding;
 use crate::eval::{evaluate_model, EvalOptions};
 use crate::report::plot::{save_charts, Chart, Series};
 use crate::sft::truncate_input;
@@ -77,14 +78,16 @@ pub struct MarioSettings {
     pub top_p: f64,
     /// Sampling temperature.
     pub temperature: f64,
-    /// Most new tokens of a sample.
-    pub max_new_tokens: usize,
+    /// Most new tokens of a sample and of a dev evaluation [the SFT checkpoint's
+    /// generation_config.json, else 128] (see [`crate::decoding`]).
+    pub max_new_tokens: Option<usize>,
     /// n-gram blocking while sampling the pool (0 = plain nucleus sampling, the default:
     /// blocking makes the samples off-policy and removes the repetition the diversity reward
     /// exists to score).
     pub sample_no_repeat_ngram_size: usize,
     /// n-gram blocking of each dev evaluation: the first entry is the one reported as
-    /// `dev_*` and used for selection, the others are logged as `dev_*_nr<N>`.
+    /// `dev_*` and used for selection, the others are logged as `dev_*_nr<N>` [empty: the SFT
+    /// checkpoint's generation_config.json, else 0].
     pub eval_no_repeat_ngram_sizes: Vec<usize>,
     /// Encoder inputs are cut to this many tokens.
     pub max_input_tokens: usize,
@@ -137,9 +140,9 @@ impl Default for MarioSettings {
             rollouts: 1,
             top_p: 0.7,
             temperature: 1.0,
-            max_new_tokens: 128,
+            max_new_tokens: None,
             sample_no_repeat_ngram_size: 0,
-            eval_no_repeat_ngram_sizes: vec![0],
+            eval_no_repeat_ngram_sizes: Vec::new(),
             max_input_tokens: 256,
             max_target_tokens: 192,
             batch_size: 4,
@@ -283,12 +286,25 @@ pub struct MarioRun<'a> {
     pub progress: bool,
 }
 
+/// Copies the SFT checkpoint's decoding defaults (`generation_config.json`), when it has them,
+/// into a saved MaRio checkpoint, so that the sweep and the server decode it like its dev
+/// evaluations.
+fn copy_generation_config(sft: &Checkpoint, dir: &Path) -> Result<()> {
+    let gen = sft.dir.join(GENERATION_CONFIG_FILE);
+    if gen.is_file() {
+        std::fs::copy(&gen, dir.join(GENERATION_CONFIG_FILE))
+            .with_context(|| format!("copying {}", gen.display()))?;
+    }
+    Ok(())
+}
+
 fn sample_outputs(
     model: &mario::model::T5Model,
     tok: &mario::tokenize::TextTokenizer,
     questions: &[&Example],
     prefix: &[u32],
     s: &MarioSettings,
+    max_new_tokens: usize,
     seed: u64,
 ) -> Result<Vec<(String, String, String)>> {
     let mut out = Vec::new();
@@ -301,7 +317,7 @@ fn sample_outputs(
                     input_ids: ids.clone(),
                     prefix: prefix.to_vec(),
                     params: GenerationParams {
-                        max_new_tokens: s.max_new_tokens,
+                        max_new_tokens,
                         sampling: SamplingParams {
                             temperature: s.temperature,
                             top_k: None,
@@ -338,8 +354,11 @@ pub struct DevEval<'a> {
     pub rewards: &'a [Box<dyn Reward>],
     /// Further measures, scored and averaged but never part of `dev_reward_mean`.
     pub measures: Vec<Box<dyn Reward>>,
-    /// Decoding settings (`max_new_tokens`, `eval_limit`, `eval_no_repeat_ngram_sizes`).
+    /// `eval_limit`, and `eval_no_repeat_ngram_sizes` past the first.
     pub settings: &'a MarioSettings,
+    /// The decoding (see [`crate::decoding`]): its n-gram blocking is the one reported as
+    /// `dev_*`.
+    pub decoding: Decoding,
     /// Where `<name>.jsonl` files go (see [`super::dev_scores`]).
     pub dir: PathBuf,
 }
@@ -355,12 +374,10 @@ impl DevEval<'_> {
         prefix: &[u32],
         name: &str,
     ) -> Result<Vec<(String, f64)>> {
-        let s = self.settings;
-        let sizes = if s.eval_no_repeat_ngram_sizes.is_empty() {
-            vec![0]
-        } else {
-            s.eval_no_repeat_ngram_sizes.clone()
-        };
+        let further = self.settings.eval_no_repeat_ngram_sizes.iter().skip(1);
+        let sizes: Vec<usize> = std::iter::once(self.decoding.no_repeat_ngram_size.value)
+            .chain(further.copied())
+            .collect();
         let mut all = Vec::new();
         for (i, &n) in sizes.iter().enumerate() {
             let (file, suffix) = if i == 0 {
@@ -393,7 +410,7 @@ impl DevEval<'_> {
     ) -> Result<Vec<(String, f64)>> {
         let s = self.settings;
         let opts = EvalOptions {
-            max_new_tokens: s.max_new_tokens,
+            max_new_tokens: self.decoding.max_new_tokens.value,
             limit: (s.eval_limit > 0).then_some(s.eval_limit),
             prefix,
             no_repeat_ngram_size,
@@ -527,11 +544,15 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<PathBuf> {
     for f in &run.dev_files {
         dev.extend(load_examples(f)?);
     }
+    // the SFT checkpoint's generation_config.json < [mario]
+    let decoding = Decoding::resolve(&reference.generation, &(&s).into(), &Default::default());
+    tracing::info!("dev decoding: {}", decoding.describe(1));
     let dev_eval = DevEval {
         dev: &dev,
         rewards: &rewards,
         measures: crate::world::truth::truth_rewards_for(&run.dev_files)?,
         settings: &s,
+        decoding,
         dir: dev_scores_dir(out),
     };
     // unique questions, in file order
@@ -584,7 +605,8 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<PathBuf> {
         };
         // the SFT model's own dev metrics, in the same harness (the round-0 baseline)
         let m = dev_eval.all(&reference.model, &reference.tokenizer, &[], "sft")?;
-        let mut line = json!({"round": -1, "step": 0, "kind": "eval", "model": "sft"});
+        let mut line = json!({"round": -1, "step": 0, "kind": "eval", "model": "sft",
+            "decoding": dev_eval.decoding.describe(1)});
         for (k, v) in &m {
             line[k] = json!(v);
         }
@@ -656,7 +678,15 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<PathBuf> {
             active
         };
         let sampled = if round == 0 {
-            sample_outputs(&reference.model, &reference.tokenizer, &qs, &[], &s, s.seed)?
+            sample_outputs(
+                &reference.model,
+                &reference.tokenizer,
+                &qs,
+                &[],
+                &s,
+                dev_eval.decoding.max_new_tokens.value,
+                s.seed,
+            )?
         } else {
             let prefix = prefix_of(&best_bins, sample_active, &policy.tokenizer);
             sample_outputs(
@@ -665,6 +695,7 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<PathBuf> {
                 &qs,
                 &prefix,
                 &s,
+                dev_eval.decoding.max_new_tokens.value,
                 s.seed.wrapping_add(round as u64),
             )?
         };
@@ -872,12 +903,14 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<PathBuf> {
                 best.join(CONTROL_FILE),
                 serde_json::to_string_pretty(&table)? + "\n",
             )?;
+            copy_generation_config(&reference, &best)?;
         }
         policy.save(&last)?;
         std::fs::write(
             last.join(CONTROL_FILE),
             serde_json::to_string_pretty(&table)? + "\n",
         )?;
+        copy_generation_config(&reference, &last)?;
         opt.save(&last.join("optimizer.safetensors"))?;
         std::fs::write(&state_path, serde_json::to_string_pretty(&state)?)?;
     }
