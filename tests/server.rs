@@ -21,7 +21,7 @@ use mario::server::api::{RationalizeResponse, StreamToken};
 use mario::server::error::ApiError;
 use mario::server::http::{serve_connections, ConnectionLimits};
 use mario::server::metrics::Metrics;
-use mario::server::scheduler::{Backend, Job, JobUpdate};
+use mario::server::scheduler::{Backend, BatchLimits, FaultHook, Job, JobUpdate, Scheduler};
 use mario::server::{router, serve_until, AppState, ServerConfig};
 use serde_json::{json, Value};
 
@@ -1644,8 +1644,8 @@ impl Backend for FaultyBackend {
     }
 }
 
-/// The `error` events of a stream (as JSON), read to its end.
-fn stream_errors(s: &TestServer, body: &Value) -> (Vec<Value>, Option<String>) {
+/// Every event of a stream, (kind, JSON data), read to its end; and the request id.
+fn stream_events(s: &TestServer, body: &Value) -> (Vec<(String, Value)>, Option<String>) {
     let mut resp = agent()
         .post(&s.url("/rationalize/stream"))
         .header("content-type", "application/json")
@@ -1657,17 +1657,26 @@ fn stream_errors(s: &TestServer, body: &Value) -> (Vec<Value>, Option<String>) {
         .map(|v| v.to_str().unwrap().to_string());
     let reader = BufReader::new(resp.body_mut().as_reader());
     let mut kind = String::new();
-    let mut errors = Vec::new();
+    let mut events = Vec::new();
     for line in reader.lines() {
         let line = line.unwrap();
         if let Some(k) = line.strip_prefix("event: ") {
             kind = k.to_string();
         } else if let Some(d) = line.strip_prefix("data: ") {
-            if kind == "error" {
-                errors.push(serde_json::from_str(d).unwrap());
-            }
+            events.push((kind.clone(), serde_json::from_str(d).unwrap()));
         }
     }
+    (events, id)
+}
+
+/// The `error` events of a stream (as JSON), read to its end.
+fn stream_errors(s: &TestServer, body: &Value) -> (Vec<Value>, Option<String>) {
+    let (events, id) = stream_events(s, body);
+    let errors = events
+        .into_iter()
+        .filter(|(k, _)| k == "error")
+        .map(|(_, v)| v)
+        .collect();
     (errors, id)
 }
 
@@ -1708,4 +1717,114 @@ fn server_hides_internal_errors_and_reports_lost_rows() {
     }
     let (st, v) = post(&s, q);
     assert_error((st, v), 500, "internal", "request id");
+}
+
+/// The real scheduler and model, with a fault hook that makes model calls panic for chosen
+/// rows; ready when returned.
+fn server_with_faults(fault: FaultHook) -> TestServer {
+    let ckpt = Checkpoint::load(&fixture_dir("t5-v1_0-tied"), DType::F32, &Device::Cpu).unwrap();
+    let limits = BatchLimits {
+        max_batch_size: 8,
+        max_batch_tokens: 16384,
+        max_batch_wait: Duration::from_millis(50),
+    };
+    let metrics = Arc::new(Metrics::new());
+    // the worker thread ends when the server (and with it the queue's sender) is dropped
+    let (scheduler, _worker, _warmed) =
+        Scheduler::start(ckpt, limits, 64, 32, metrics, Some(fault));
+    let s = TestServer::with_backend(Arc::new(scheduler), &[]);
+    wait_for("the warm-up", || get(&s, "/ready").0 == 200);
+    s
+}
+
+/// A panic in a model call is kept to the row that caused it: a row whose prefill panics, or
+/// whose third decoding step panics in the middle of a batch, fails alone with a generic
+/// internal error; the other rows of its batch (the same request's or another client's) are
+/// run again alone and return what they return alone, their streams without a token sent
+/// twice; and the next request succeeds.
+#[test]
+fn server_keeps_a_panicking_row_to_itself_and_keeps_serving() {
+    let tok = Checkpoint::load(&fixture_dir("t5-v1_0-tied"), DType::F32, &Device::Cpu)
+        .unwrap()
+        .tokenizer;
+    let breaks_at_once = "Does this question break the prefill?";
+    let breaks_later = "Does this question break the third step?";
+    let (at_once, later) = (
+        tok.encode_plain(breaks_at_once).unwrap(),
+        tok.encode_plain(breaks_later).unwrap(),
+    );
+    let s = server_with_faults(Arc::new(move |r: &GenerationRequest, calls: usize| {
+        (r.input_ids == at_once && calls == 0) || (r.input_ids == later && calls == 3)
+    }));
+    let params = json!({"max_new_tokens": 8});
+    let good = ["Is a pear heavier than water?", "Is ice cold?"];
+    let alone: Vec<Value> = good
+        .iter()
+        .map(|q| {
+            let (st, v) = post(&s, json!({"question": q, "parameters": params}));
+            assert_eq!(st, 200, "{v}");
+            v["results"][0]["text"].clone()
+        })
+        .collect();
+    for bad in [breaks_at_once, breaks_later] {
+        // one request, one batch: the bad question between two good ones
+        let body = json!({"questions": [good[0], bad, good[1]], "parameters": params});
+        let (events, id) = stream_events(&s, &body);
+        let mut tokens = [0usize; 3];
+        let (mut results, mut errors) = (Vec::new(), Vec::new());
+        for (kind, v) in &events {
+            let i = v["index"].as_u64().map(|i| i as usize);
+            match kind.as_str() {
+                "token" => tokens[i.unwrap()] += 1,
+                "result" => results.push((i.unwrap(), v["result"].clone())),
+                "error" => errors.push((i, v["error"].clone())),
+                _ => {}
+            }
+        }
+        assert_eq!(errors.len(), 1, "{bad}: {events:?}");
+        assert_eq!(errors[0].0, Some(1), "{bad}: only the bad row fails");
+        assert_eq!(errors[0].1["error_type"], "internal");
+        let msg = errors[0].1["error"].as_str().unwrap();
+        assert!(msg.contains(&id.unwrap()), "{msg}");
+        assert!(!msg.contains("panic") && !msg.contains("fault"), "{msg}");
+        results.sort_by_key(|r| r.0);
+        assert_eq!(
+            results.iter().map(|r| r.0).collect::<Vec<_>>(),
+            [0, 2],
+            "{bad}"
+        );
+        for ((i, r), want) in results.iter().zip(&alone) {
+            assert_eq!(&r["text"], want, "{bad}: question {i} as alone");
+            let generated = r["generated_tokens"].as_u64().unwrap() as usize;
+            assert_eq!(
+                tokens[*i], generated,
+                "{bad}: question {i}'s tokens sent once"
+            );
+        }
+        // two clients at once: the bad one gets a 500, the other its answer
+        let url = s.url("/rationalize");
+        let clients: Vec<_> = [bad, good[0]]
+            .into_iter()
+            .map(|q| {
+                let (url, body) = (url.clone(), json!({"question": q, "parameters": params}));
+                std::thread::spawn(move || {
+                    let mut r = agent()
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .send(body.to_string())
+                        .unwrap();
+                    let st = r.status().as_u16();
+                    (st, json_of(&r.body_mut().read_to_string().unwrap()))
+                })
+            })
+            .collect();
+        let answers: Vec<_> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+        assert_error(answers[0].clone(), 500, "internal", "request id");
+        assert_eq!(answers[1].0, 200, "{}", answers[1].1);
+        assert_eq!(answers[1].1["results"][0]["text"], alone[0]);
+        // and the worker lives on
+        let (st, v) = post(&s, json!({"question": good[1], "parameters": params}));
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(v["results"][0]["text"], alone[1]);
+    }
 }

@@ -55,7 +55,9 @@ pub struct DecodingBatch {
     cache: DecoderCache,
 }
 
-fn check_request(model: &T5Model, req: &GenerationRequest) -> Result<(), GenerateError> {
+/// Whether the engine can run a request on `model` (input, `max_new_tokens`, token ids within
+/// the vocabulary, sampling parameters); [`DecodingBatch::prefill`] checks every row with it.
+pub fn check_request(model: &T5Model, req: &GenerationRequest) -> Result<(), GenerateError> {
     let vocab = model.config().vocab_size;
     if req.input_ids.is_empty() {
         return Err(GenerateError::InvalidRequest("empty input".into()));

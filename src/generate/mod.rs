@@ -29,7 +29,7 @@ mod batch;
 mod params;
 mod sampling;
 
-pub use batch::{find_stop, DecodingBatch, RowEvent, RowId};
+pub use batch::{check_request, find_stop, DecodingBatch, RowEvent, RowId};
 pub use params::{
     banned_ngram_tokens, FinishReason, GenerationOutput, GenerationParams, GenerationRequest,
     SamplingParams, MIN_SAMPLING_TEMPERATURE,

@@ -5,7 +5,7 @@
 //! - [`validation`]: requests to generation rows, or 422;
 //! - [`admission`]: which queued rows join the running batch (a pure, unit-tested policy);
 //! - [`scheduler`]: the bounded queue, the [`scheduler::Backend`] seam and the model worker
-//!   that batches rows dynamically;
+//!   that batches rows dynamically (`worker`: its loop, which keeps a failure to its row);
 //! - [`routes`], [`app`]: handlers, router, middleware;
 //! - [`http`]: connections: their cap, header-read timeout and the drain at shutdown;
 //! - [`security`]: API key, `application/json` bodies, CORS;
@@ -38,6 +38,7 @@ pub mod routes;
 pub mod scheduler;
 pub mod security;
 pub mod validation;
+mod worker;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -90,6 +91,7 @@ pub async fn serve_until(
         cfg.max_queue,
         cfg.max_input_tokens,
         metrics.clone(),
+        None,
     );
     let state = Arc::new(AppState::new(&cfg, &ckpt, Arc::new(scheduler), metrics));
     let app = router(state);
