@@ -21,7 +21,7 @@ use mario_training::pipeline::{
     run_pipeline, sweep, train_answer_model, train_plausibility, PipelineOutcome, StageOptions,
     StageOutcome,
 };
-use mario_training::quark::run::{run_mario, MarioRun, RewardModels};
+use mario_training::quark::run::{run_mario, MarioOutcome, MarioRun, RewardModels};
 use mario_training::report::markdown_table;
 use mario_training::sft::{SftSettings, SftTask};
 use mario_training::teach::{default_demonstrations, teach, Demonstration, TeachOptions};
@@ -207,9 +207,16 @@ struct MarioArgs {
     /// Run directory (last/, best/, pool.jsonl, metrics.jsonl, rewards.png).
     #[arg(long)]
     out: PathBuf,
-    /// Continue an interrupted run (from its last completed round).
+    /// Continue an interrupted run (from its last checkpoint: the end of a round, or inside
+    /// one when it was stopped or saved there).
     #[arg(long)]
     resume: bool,
+    /// Stop after this many minutes, with a checkpoint that --resume continues.
+    #[arg(long)]
+    max_minutes: Option<f64>,
+    /// Stop after this many updates, with a checkpoint that --resume continues.
+    #[arg(long)]
+    stop_after: Option<u64>,
     /// Device: cpu, cuda or auto.
     #[arg(long, default_value = "cpu")]
     device: DeviceChoice,
@@ -1214,7 +1221,7 @@ fn cmd_plausibility(a: &PlausibilityArgs, progress: bool) -> Result<()> {
 fn cmd_mario(a: &MarioArgs, progress: bool) -> Result<()> {
     let cfg = load_config(&a.config)?;
     let device = a.device.open().map_err(|e| anyhow!("--device: {e}"))?;
-    let metrics = run_mario(MarioRun {
+    let outcome = run_mario(MarioRun {
         settings: cfg.mario.clone(),
         sft: a.sft.clone(),
         init: a.init.clone(),
@@ -1226,10 +1233,17 @@ fn cmd_mario(a: &MarioArgs, progress: bool) -> Result<()> {
         },
         out: a.out.clone(),
         resume: a.resume,
+        max_minutes: a.max_minutes,
+        stop_after: a.stop_after,
         device: &device,
         progress,
     })?;
-    println!("done; metrics in {}", metrics.display());
+    match outcome {
+        MarioOutcome::Finished(metrics) => println!("done; metrics in {}", metrics.display()),
+        MarioOutcome::Stopped { step, round } => println!(
+            "stopped in round {round} after {step} updates; continue with --resume (same flags)"
+        ),
+    }
     Ok(())
 }
 

@@ -20,7 +20,8 @@ use crate::eval::{evaluate_model, EvalOptions};
 use crate::plausibility::{balance, build_examples, PlausibilityTask};
 use crate::quark::dev_scores::{dev_scores_path, paired, read_dev_scores, DevScore};
 use crate::quark::run::{
-    build_rewards, run_mario, score_all, DevEval, MarioRun, MarioSettings, RewardModels,
+    build_rewards, run_mario, score_all, DevEval, MarioOutcome, MarioRun, MarioSettings,
+    MarioState, RewardModels,
 };
 use crate::report::markdown_table;
 use crate::report::paired::PairedDiff;
@@ -663,13 +664,12 @@ pub fn run_pipeline(cfg: &RunConfig, out: &Path, o: &StageOptions) -> Result<Pip
     };
     // 6. MaRio
     let mario_dir = out.join("mario");
-    let rounds_done = std::fs::read_to_string(mario_dir.join("last/mario_state.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v["rounds_done"].as_u64())
-        .unwrap_or(0);
-    if rounds_done < cfg.mario.rounds as u64 {
-        run_mario(MarioRun {
+    let saved = MarioState::load(&mario_dir)?;
+    let unfinished = saved
+        .as_ref()
+        .is_none_or(|st| st.rounds_done < cfg.mario.rounds);
+    if unfinished {
+        let outcome = run_mario(MarioRun {
             settings: cfg.mario.clone(),
             sft: sft.clone(),
             init: Some(init.clone()),
@@ -677,10 +677,19 @@ pub fn run_pipeline(cfg: &RunConfig, out: &Path, o: &StageOptions) -> Result<Pip
             dev_files: dev_files.clone(),
             reward_models: reward_models.clone(),
             out: mario_dir.clone(),
-            resume: rounds_done > 0,
+            resume: saved.is_some(),
+            max_minutes: o.max_minutes,
+            stop_after: None,
             device: &o.device,
             progress: o.progress,
         })?;
+        if let MarioOutcome::Stopped { step, .. } = outcome {
+            return Ok(PipelineOutcome::Stopped(StoppedEarly {
+                stage: "mario".into(),
+                steps: step,
+                run: mario_dir,
+            }));
+        }
         tracing::info!("stage mario: done");
     }
     // 7. sweep and report (the report first without the sweep, which takes a while)

@@ -2,8 +2,11 @@
 //! pool itself, the NLL + KL − entropy objective, and the loop (`mario-train mario`).
 
 pub mod bins;
+pub mod dev_eval;
 pub mod dev_scores;
 pub mod loss;
 pub mod pool;
+pub mod rewards;
 pub mod run;
 pub mod schedule;
+pub mod settings;

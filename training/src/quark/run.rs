@@ -1,14 +1,23 @@
 //! `mario-train mario`: the multi-reward QUARK loop (method section D).
 //!
-//! Each round: sample outputs for the training questions (round 0 from the SFT reference
-//! without control tokens, later from the policy with the best control tokens), keep those
-//! with "So the answer is", score every reward, add them to the pool (round 0 also adds the
-//! silver training data), cut every reward's scores over the whole pool into quantile bins,
-//! then train the policy on the pool with the bins' control tokens as its decoder prefix and
-//! the loss NLL + β·KL(policy ‖ reference) − α·entropy over response tokens. The policy starts
-//! from the SFT model (the released code's README forgets `--init-model`; see method G.2.1).
-//! After each round the policy is evaluated on dev with the best control tokens; `best/` keeps
-//! the round with the best dev criterion, `last/` (with the pool) lets a run resume.
+//! Each round, in named steps ([`MarioLoop`]):
+//! 1. **sample** outputs for the training questions (round 0 from the SFT reference without
+//!    control tokens, later from the policy with the best control tokens), keeping those with
+//!    "So the answer is";
+//! 2. **score and pool**: score every reward and add the outputs to the pool (round 0 also adds
+//!    the silver training data);
+//! 3. **build examples**: cut every reward's scores over the whole pool into quantile bins and
+//!    give each item its bins' control tokens as its decoder prefix;
+//! 4. **train** the policy with the loss NLL + β·KL(policy ‖ reference) − α·entropy over
+//!    response tokens, through the same update step and checkpoint writer as every other stage
+//!    ([`crate::train::Updater`]);
+//! 5. **evaluate and save**: dev with the best control tokens; `best/` keeps the round with the
+//!    best dev criterion, `last/` (with the pool) lets a run resume.
+//!
+//! The policy starts from the SFT model (the released code's README forgets `--init-model`;
+//! see method G.2.1). `last/` is also written every `save_every` updates inside a round and
+//! when a time limit stops the run, so a run resumes in the middle of a round exactly: the
+//! round's samples are in the pool, its bins are recomputed, and its data order is replayed.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,250 +25,86 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device};
+use indicatif::{ProgressBar, ProgressStyle};
 use mario::checkpoint::{Checkpoint, GENERATION_CONFIG_FILE};
-use mario::control::{ControlTokens, RewardKind, CONTROL_FILE};
+use mario::control::{ControlTokens, CONTROL_FILE};
 use mario::generate::{generate, GenerationParams, GenerationRequest, SamplingParams};
 use mario::model::{DropoutRng, DropoutRngState, Mode};
 use mario::rationale::ANSWER_PHRASE;
-use mario::rewards::{
-    ConsistencyScorer, Diversity, PlausibilityScorer, Reward, RewardInput, TaskAccuracy,
-};
+use mario::rewards::Reward;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::dev_scores::{dev_scores_dir, write_dev_scores, DevScore};
+use super::dev_scores::dev_scores_dir;
 use super::loss::quark_loss;
-use super::pool::{DataPool, PoolItem, Source};
+use super::pool::{DataPool, PoolBins, PoolItem, Source};
 use super::schedule::{on_policy_share, round_steps, PoolPlan};
 use crate::data::{load_examples, Example};
 use crate::decoding::Decoding;
-use crate::eval::{evaluate_model, EvalOptions};
 use crate::report::plot::{save_charts, Chart, Series};
 use crate::sft::truncate_input;
 use crate::train::loss::{forward, Seq2SeqBatch, Seq2SeqExample};
-use crate::train::optim::clip_factor;
-use crate::train::{AdamW, AdamWConfig, LinearSchedule, TrainableModel};
+use crate::train::{ensure_finite, save_checkpoint, LinearSchedule, TrainableModel, Updater};
 
-/// How rewards enter the control prefix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Variant {
-    /// Every reward's token from the first round.
-    Canonical,
-    /// Rewards switched on one at a time, every `stage_rounds` rounds, in order.
-    Additive,
-}
+pub use super::dev_eval::DevEval;
+pub use super::rewards::{active_rewards, build_rewards, control_table, score_all, RewardModels};
+pub use super::settings::{MarioSettings, Variant};
 
-/// Settings of the MaRio stage (the `[mario]` section of a config file).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MarioSettings {
-    /// Rewards in control-prefix order: `diversity`, `accuracy`, `consistency`,
-    /// `plausibility`.
-    pub rewards: Vec<String>,
-    /// Bins of each quantile reward.
-    pub bins: usize,
-    /// Sampling rounds.
-    pub rounds: u32,
-    /// Policy updates after each sampling round; 0 = sized from the pool, so that every pool
-    /// item is drawn `passes_per_round` times on average (see [`round_steps`]).
-    pub steps_per_round: u64,
-    /// Mean draws of each pool item per round when `steps_per_round` is 0 (the released
-    /// code's schedule draws each about 2.3 times).
-    pub passes_per_round: f64,
-    /// Questions sampled per round (0 = every unique training question, so that on-policy
-    /// samples outgrow the silver data; see [`on_policy_share`]).
-    pub questions_per_round: usize,
-    /// Samples per question per round.
-    pub rollouts: usize,
-    /// Nucleus sampling mass (paper: 0.7).
-    pub top_p: f64,
-    /// Sampling temperature.
-    pub temperature: f64,
-    /// Most new tokens of a sample and of a dev evaluation [the SFT checkpoint's
-    /// generation_config.json, else 128] (see [`crate::decoding`]).
-    pub max_new_tokens: Option<usize>,
-    /// n-gram blocking while sampling the pool (0 = plain nucleus sampling, the default:
-    /// blocking makes the samples off-policy and removes the repetition the diversity reward
-    /// exists to score).
-    pub sample_no_repeat_ngram_size: usize,
-    /// n-gram blocking of each dev evaluation: the first entry is the one reported as
-    /// `dev_*` and used for selection, the others are logged as `dev_*_nr<N>` [empty: the SFT
-    /// checkpoint's generation_config.json, else 0].
-    pub eval_no_repeat_ngram_sizes: Vec<usize>,
-    /// Encoder inputs are cut to this many tokens.
-    pub max_input_tokens: usize,
-    /// Pool items with longer outputs are not trained on.
-    pub max_target_tokens: usize,
-    /// Pool items per update.
-    pub batch_size: usize,
-    /// Peak learning rate.
-    pub lr: f64,
-    /// Warm-up updates.
-    pub warmup_steps: u64,
-    /// Gradient-norm clip (paper: 1.0).
-    pub max_grad_norm: f64,
-    /// β, the KL weight (paper: 0.1).
-    pub kl_coef: f64,
-    /// α, the entropy weight (paper: 0).
-    pub entropy_coef: f64,
-    /// Dropout of the policy while training (default 0, as the released policy trains: with
-    /// dropout the KL term is never 0 and the control tokens compete with noise).
-    pub dropout: f64,
-    /// CANONICAL or ADDITIVE.
-    pub variant: Variant,
-    /// ADDITIVE: rounds between switching on the next reward.
-    pub stage_rounds: u32,
-    /// Start the policy from the SFT model (true, default) or from `--init`.
-    pub policy_from_sft: bool,
-    /// Dev metric that picks `best/` (higher is better), e.g. `dev_accuracy`,
-    /// `dev_plausibility`, or `dev_reward_mean` (mean of the quantile rewards' dev means).
-    pub selection: String,
-    /// Dev questions per evaluation (0 = all).
-    pub eval_limit: usize,
-    /// Seed.
-    pub seed: u64,
-}
+/// The loop's state file in `last/`.
+const STATE_FILE: &str = "mario_state.json";
+/// A training line in the metrics log every this many updates.
+const LOG_EVERY: u64 = 20;
 
-impl Default for MarioSettings {
-    fn default() -> Self {
-        Self {
-            rewards: vec![
-                "consistency".into(),
-                "accuracy".into(),
-                "plausibility".into(),
-                "diversity".into(),
-            ],
-            bins: 5,
-            rounds: 13,
-            steps_per_round: 0,
-            passes_per_round: 2.0,
-            questions_per_round: 0,
-            rollouts: 1,
-            top_p: 0.7,
-            temperature: 1.0,
-            max_new_tokens: None,
-            sample_no_repeat_ngram_size: 0,
-            eval_no_repeat_ngram_sizes: Vec::new(),
-            max_input_tokens: 256,
-            max_target_tokens: 192,
-            batch_size: 4,
-            lr: 3e-5,
-            warmup_steps: 1000,
-            max_grad_norm: 1.0,
-            kl_coef: 0.1,
-            entropy_coef: 0.0,
-            dropout: 0.0,
-            variant: Variant::Canonical,
-            stage_rounds: 1,
-            policy_from_sft: true,
-            selection: "dev_accuracy".into(),
-            eval_limit: 0,
-            seed: 1,
-        }
-    }
-}
-
-/// Where the reward models are.
-#[derive(Debug, Clone, Default)]
-pub struct RewardModels {
-    /// Folder with `consistency-i2o/` and `consistency-ir2o/`.
-    pub consistency: Option<PathBuf>,
-    /// Plausibility scorer folder.
-    pub plausibility: Option<PathBuf>,
-}
-
-/// Instantiates the named rewards.
-pub fn build_rewards(
-    names: &[String],
-    models: &RewardModels,
-    device: &Device,
-) -> Result<Vec<Box<dyn Reward>>> {
-    names
-        .iter()
-        .map(|n| -> Result<Box<dyn Reward>> {
-            Ok(match n.as_str() {
-                "diversity" => Box::new(Diversity),
-                "accuracy" => Box::new(TaskAccuracy),
-                "consistency" => {
-                    let dir = models
-                        .consistency
-                        .as_ref()
-                        .ok_or_else(|| anyhow!("reward `consistency` needs --consistency DIR"))?;
-                    Box::new(ConsistencyScorer::load(dir, DType::F32, device)?)
-                }
-                "plausibility" => {
-                    let dir = models
-                        .plausibility
-                        .as_ref()
-                        .ok_or_else(|| anyhow!("reward `plausibility` needs --plausibility DIR"))?;
-                    Box::new(PlausibilityScorer::load(dir, DType::F32, device)?)
-                }
-                other => bail!(
-                    "unknown reward `{other}` (diversity, accuracy, consistency, plausibility)"
-                ),
-            })
-        })
-        .collect()
-}
-
-/// The control table for the settings.
-pub fn control_table(s: &MarioSettings) -> ControlTokens {
-    let spec: Vec<(&str, RewardKind, usize)> = s
-        .rewards
-        .iter()
-        .map(|n| {
-            if n == "accuracy" {
-                (n.as_str(), RewardKind::Binary, 2)
-            } else {
-                (n.as_str(), RewardKind::Quantile, s.bins)
-            }
-        })
-        .collect();
-    ControlTokens::ordered(&spec)
-}
-
-/// Rewards whose tokens are in the prefix at `round` (all for CANONICAL).
-pub fn active_rewards(s: &MarioSettings, round: u32) -> usize {
-    match s.variant {
-        Variant::Canonical => s.rewards.len(),
-        Variant::Additive => ((round / s.stage_rounds.max(1)) as usize + 1).min(s.rewards.len()),
-    }
-}
-
-/// Scores outputs with every reward: `out[i][k]`.
-pub fn score_all<R: std::ops::Deref<Target = dyn Reward>>(
-    rewards: &[R],
-    items: &[(String, String, String)],
-) -> Result<Vec<Vec<Option<f64>>>> {
-    let inputs: Vec<RewardInput<'_>> = items
-        .iter()
-        .map(|(q, text, gold)| RewardInput {
-            question: q,
-            output: text,
-            gold: Some(gold),
-        })
-        .collect();
-    let mut out = vec![Vec::with_capacity(rewards.len()); items.len()];
-    for r in rewards {
-        let scores = r.score(&inputs)?;
-        for (o, s) in out.iter_mut().zip(scores) {
-            o.push(s);
-        }
-    }
-    Ok(out)
-}
-
+/// Everything needed to continue a run exactly.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct MarioState {
+pub struct MarioState {
     /// Rounds completed (sampled, trained and evaluated).
-    rounds_done: u32,
-    step: u64,
-    best: Option<(f64, u32)>,
-    dropout: DropoutRngState,
-    settings: MarioSettings,
+    pub rounds_done: u32,
+    /// Updates done in all.
+    pub step: u64,
+    /// Updates done in round `rounds_done` (0 when its training has not begun): a state saved
+    /// in the middle of a round, whose samples are already in the pool.
+    #[serde(default)]
+    pub round_step: u64,
+    /// The training losses summed since the last logged line of the round (so that a run
+    /// resumed inside a round logs the same means).
+    #[serde(default)]
+    pub window: LossWindow,
+    /// Best selection value and its round.
+    pub best: Option<(f64, u32)>,
+    /// Dropout generator state.
+    pub dropout: DropoutRngState,
+    /// The settings the run was started with.
+    pub settings: MarioSettings,
+}
+
+/// Sums of the losses of the updates since the last training line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LossWindow {
+    /// Sum of the NLL terms.
+    pub nll: f64,
+    /// Sum of the KL terms.
+    pub kl: f64,
+    /// Updates summed.
+    pub updates: usize,
+}
+
+impl MarioState {
+    /// Reads `<mario dir>/last/mario_state.json`; `Ok(None)` when there is none.
+    pub fn load(mario_dir: &Path) -> Result<Option<Self>> {
+        let path = mario_dir.join("last").join(STATE_FILE);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text)
+            .map(Some)
+            .with_context(|| format!("{}: not a MaRio state file", path.display()))
+    }
 }
 
 /// Inputs of a run.
@@ -280,22 +125,162 @@ pub struct MarioRun<'a> {
     pub out: PathBuf,
     /// Continue a run.
     pub resume: bool,
+    /// Stop (with a checkpoint) after this many minutes of this invocation.
+    pub max_minutes: Option<f64>,
+    /// Stop (with a checkpoint) after this many updates of this invocation.
+    pub stop_after: Option<u64>,
     /// Device.
     pub device: &'a Device,
-    /// Progress messages.
+    /// Draw a progress bar.
     pub progress: bool,
 }
 
-/// Copies the SFT checkpoint's decoding defaults (`generation_config.json`), when it has them,
-/// into a saved MaRio checkpoint, so that the sweep and the server decode it like its dev
-/// evaluations.
-fn copy_generation_config(sft: &Checkpoint, dir: &Path) -> Result<()> {
-    let gen = sft.dir.join(GENERATION_CONFIG_FILE);
-    if gen.is_file() {
-        std::fs::copy(&gen, dir.join(GENERATION_CONFIG_FILE))
-            .with_context(|| format!("copying {}", gen.display()))?;
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MarioOutcome {
+    /// Every round done; the metrics log.
+    Finished(PathBuf),
+    /// Stopped by `max_minutes` or `stop_after` with `last/` saved: resume to finish.
+    Stopped {
+        /// Updates done.
+        step: u64,
+        /// The round it stopped in.
+        round: u32,
+    },
+}
+
+/// The outputs of one sampling step: `(question, output, gold)` with their origin.
+struct Sampled {
+    /// Outputs asked for.
+    requested: usize,
+    /// Outputs that state an answer (the others are dropped).
+    valid: usize,
+    /// The items to score: the valid samples, then (round 0) the silver data.
+    items: Vec<(String, String, String)>,
+    /// The origin of each item.
+    sources: Vec<Source>,
+}
+
+/// A round's data order: a seeded shuffle of the round's examples, reshuffled whenever it runs
+/// out, so that replaying `n` batches puts a resumed run where the stopped one was.
+struct RoundOrder {
+    order: Vec<usize>,
+    cursor: usize,
+}
+
+impl RoundOrder {
+    fn new(n: usize, rng: &mut ChaCha8Rng) -> Self {
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(rng);
+        Self { order, cursor: 0 }
     }
-    Ok(())
+
+    /// The next `batch_size` example indices.
+    fn next_batch(&mut self, batch_size: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
+        let mut rows = Vec::with_capacity(batch_size);
+        for _ in 0..batch_size.max(1) {
+            if self.cursor == self.order.len() {
+                self.order.shuffle(rng);
+                self.cursor = 0;
+            }
+            rows.push(self.order[self.cursor]);
+            self.cursor += 1;
+        }
+        rows
+    }
+}
+
+/// Where a run's files go.
+struct RunPaths {
+    out: PathBuf,
+    last: PathBuf,
+    best: PathBuf,
+    pool: PathBuf,
+    metrics: PathBuf,
+}
+
+impl RunPaths {
+    fn new(out: &Path) -> Self {
+        Self {
+            out: out.to_path_buf(),
+            last: out.join("last"),
+            best: out.join("best"),
+            pool: out.join("pool.jsonl"),
+            metrics: out.join("metrics.jsonl"),
+        }
+    }
+}
+
+/// Limits on one invocation.
+struct Limits {
+    started: Instant,
+    max_minutes: Option<f64>,
+    stop_after: Option<u64>,
+    steps_at_start: u64,
+}
+
+impl Limits {
+    fn reached(&self, step: u64) -> bool {
+        self.max_minutes
+            .is_some_and(|m| self.started.elapsed().as_secs_f64() >= m * 60.0)
+            || self
+                .stop_after
+                .is_some_and(|n| step - self.steps_at_start >= n)
+    }
+}
+
+/// A run in progress: what every step of a round reads and writes.
+struct MarioLoop<'a> {
+    s: &'a MarioSettings,
+    paths: RunPaths,
+    table: ControlTokens,
+    rewards: &'a [Box<dyn Reward>],
+    dev_eval: &'a DevEval<'a>,
+    train_examples: &'a [Example],
+    /// Unique training questions, in file order.
+    questions: Vec<&'a Example>,
+    reference: Checkpoint,
+    policy: TrainableModel,
+    updater: Updater,
+    dropout: DropoutRng,
+    state: MarioState,
+    pool: DataPool,
+    /// Updates of each round.
+    steps: Vec<u64>,
+}
+
+fn log_line(path: &Path, v: serde_json::Value) -> Result<()> {
+    crate::jsonl::append_one(path, &v)
+}
+
+/// `{"round", "step", "kind", ...metrics}`.
+fn metrics_line(round: i64, step: u64, kind: &str, metrics: &[(String, f64)]) -> serde_json::Value {
+    let mut line = json!({"round": round, "step": step, "kind": kind});
+    for (k, v) in metrics {
+        line[k] = json!(v);
+    }
+    line
+}
+
+/// Keeps the log lines a resumed run stands on: those of completed rounds, and of the current
+/// round up to the saved update when the run stopped inside it.
+fn truncate_log(path: &Path, state: &MarioState) -> Result<()> {
+    if !path.is_file() {
+        return Ok(());
+    }
+    let rows: Vec<serde_json::Value> = crate::jsonl::read(path)?;
+    let done = i64::from(state.rounds_done);
+    let kept: Vec<&serde_json::Value> = rows
+        .iter()
+        .filter(|v| {
+            let round = v["round"].as_i64().unwrap_or(-1);
+            round < done
+                || (state.round_step > 0
+                    && round == done
+                    && v["step"].as_u64().is_some_and(|s| s <= state.step))
+        })
+        .collect();
+    crate::jsonl::write(path, &kept)
 }
 
 fn sample_outputs(
@@ -344,138 +329,338 @@ fn sample_outputs(
     Ok(out)
 }
 
-/// The evaluation harness of a MaRio run on one split (dev during the run, test in the
-/// pipeline's last stage): the questions, the rewards, the further measures (the ground truth
-/// of a generated world, empty elsewhere) and the folder the per-question files go to.
-pub struct DevEval<'a> {
-    /// The questions (with gold answers).
-    pub dev: &'a [Example],
-    /// The rewards (their means, and `dev_reward_mean` over the non-accuracy ones).
-    pub rewards: &'a [Box<dyn Reward>],
-    /// Further measures, scored and averaged but never part of `dev_reward_mean`.
-    pub measures: Vec<Box<dyn Reward>>,
-    /// `eval_limit`, and `eval_no_repeat_ngram_sizes` past the first.
-    pub settings: &'a MarioSettings,
-    /// The decoding (see [`crate::decoding`]): its n-gram blocking is the one reported as
-    /// `dev_*`.
-    pub decoding: Decoding,
-    /// Where `<name>.jsonl` files go (see [`super::dev_scores`]).
-    pub dir: PathBuf,
-}
-
-impl DevEval<'_> {
-    /// Dev metrics with the given prefix, once per entry of `eval_no_repeat_ngram_sizes` (the
-    /// first unsuffixed, the others as `dev_*_nr<N>`); each evaluation's outputs and scores go
-    /// to `dev/<name>.jsonl` (`<name>-nr<N>.jsonl` for the others).
-    pub fn all(
-        &self,
-        model: &mario::model::T5Model,
-        tok: &mario::tokenize::TextTokenizer,
-        prefix: &[u32],
-        name: &str,
-    ) -> Result<Vec<(String, f64)>> {
-        let further = self.settings.eval_no_repeat_ngram_sizes.iter().skip(1);
-        let sizes: Vec<usize> = std::iter::once(self.decoding.no_repeat_ngram_size.value)
-            .chain(further.copied())
-            .collect();
-        let mut all = Vec::new();
-        for (i, &n) in sizes.iter().enumerate() {
-            let (file, suffix) = if i == 0 {
-                (name.to_string(), String::new())
-            } else {
-                (format!("{name}-nr{n}"), format!("_nr{n}"))
-            };
-            let m = self.one(
-                model,
-                tok,
-                prefix.to_vec(),
-                n,
-                &self.dir.join(format!("{file}.jsonl")),
-            )?;
-            all.extend(m.into_iter().map(|(k, v)| (format!("{k}{suffix}"), v)));
-        }
-        Ok(all)
+impl MarioLoop<'_> {
+    /// The control prefix of `bins`, cut to the first `active` rewards.
+    fn prefix(&self, bins: &[usize], active: usize) -> Vec<u32> {
+        self.table.prefix_ids(bins, &self.policy.tokenizer)[..active].to_vec()
     }
 
-    /// Dev metrics with the given prefix and n-gram blocking: accuracy, format, diversity,
-    /// every other reward's mean and every measure's mean. Every question's output and
-    /// scores go to `save` (see [`super::dev_scores`]).
-    fn one(
-        &self,
-        model: &mario::model::T5Model,
-        tok: &mario::tokenize::TextTokenizer,
-        prefix: Vec<u32>,
-        no_repeat_ngram_size: usize,
-        save: &Path,
-    ) -> Result<Vec<(String, f64)>> {
-        let s = self.settings;
-        let opts = EvalOptions {
-            max_new_tokens: self.decoding.max_new_tokens.value,
-            limit: (s.eval_limit > 0).then_some(s.eval_limit),
-            prefix,
-            no_repeat_ngram_size,
-            ..Default::default()
+    /// The round's seeded generator, and the questions it samples (shuffled by it).
+    fn round_questions(&self, round: u32) -> (ChaCha8Rng, Vec<&Example>) {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.s.seed.wrapping_add(round as u64));
+        let mut qs = self.questions.clone();
+        qs.shuffle(&mut rng);
+        if self.s.questions_per_round > 0 {
+            qs.truncate(self.s.questions_per_round);
+        }
+        (rng, qs)
+    }
+
+    /// Step 1: sample `qs` (round 0: the reference without a prefix; later: the policy with
+    /// the best tokens of the rewards active in the previous round) and keep the outputs that
+    /// state an answer; round 0 adds the silver data.
+    fn sample(&self, round: u32, qs: &[&Example]) -> Result<Sampled> {
+        let s = self.s;
+        let max_new_tokens = self.dev_eval.decoding.max_new_tokens.value;
+        let outputs = if round == 0 {
+            sample_outputs(
+                &self.reference.model,
+                &self.reference.tokenizer,
+                qs,
+                &[],
+                s,
+                max_new_tokens,
+                s.seed,
+            )?
+        } else {
+            // the previous stage's prefix length is used when a new reward switches on
+            let best = vec![0usize; self.table.rewards.len()];
+            let prefix = self.prefix(&best, active_rewards(s, round - 1));
+            let seed = s.seed.wrapping_add(round as u64);
+            sample_outputs(
+                &self.policy.model,
+                &self.policy.tokenizer,
+                qs,
+                &prefix,
+                s,
+                max_new_tokens,
+                seed,
+            )?
         };
-        let (m, results) = evaluate_model(model, tok, self.dev, &opts)?;
-        let mut out = vec![
-            ("dev_accuracy".to_string(), m.accuracy),
-            ("dev_format_valid".to_string(), m.format_valid_rate),
-            ("dev_rationale_words".to_string(), m.rationale_words),
-        ];
-        let items: Vec<(String, String, String)> = results
-            .iter()
-            .map(|r| (r.question.clone(), r.output.clone(), r.gold.clone()))
+        let requested = outputs.len();
+        let mut items: Vec<(String, String, String)> = outputs
+            .into_iter()
+            .filter(|(_, t, _)| t.contains(ANSWER_PHRASE))
             .collect();
-        let scorers: Vec<&(dyn Reward + 'static)> = self
-            .rewards
-            .iter()
-            .chain(&self.measures)
-            .map(|r| r.as_ref())
-            .collect();
-        let scores = score_all(&scorers, &items)?;
-        let rows: Vec<DevScore> = results
-            .iter()
-            .zip(&scores)
-            .map(|(r, sc)| {
-                let mut m: std::collections::BTreeMap<String, Option<f64>> = scorers
-                    .iter()
-                    .zip(sc)
-                    .map(|(rw, v)| (rw.name().to_string(), *v))
-                    .collect();
-                m.insert("accuracy".into(), Some(f64::from(u8::from(r.correct))));
-                DevScore {
-                    question: r.question.clone(),
-                    gold: r.gold.clone(),
-                    output: r.output.clone(),
-                    scores: m,
+        let valid = items.len();
+        let source = if round == 0 {
+            Source::Reference
+        } else {
+            Source::Policy
+        };
+        let mut sources = vec![source; items.len()];
+        if round == 0 {
+            for ex in self.train_examples {
+                if let Some(t) = ex.target() {
+                    items.push((ex.question.clone(), t, ex.answer.clone()));
+                    sources.push(Source::Silver);
                 }
+            }
+        }
+        Ok(Sampled {
+            requested,
+            valid,
+            items,
+            sources,
+        })
+    }
+
+    /// Step 2: score every item with every reward and add it to the pool (and its file).
+    fn score_into_pool(&mut self, round: u32, sampled: Sampled) -> Result<()> {
+        let scores = score_all(self.rewards, &sampled.items)?;
+        let new: Vec<PoolItem> = sampled
+            .items
+            .into_iter()
+            .zip(scores)
+            .zip(sampled.sources)
+            .map(|(((question, text, gold), scores), source)| PoolItem {
+                question,
+                gold,
+                text,
+                scores,
+                round,
+                source,
             })
             .collect();
-        write_dev_scores(save, &rows)?;
-        let mut quantile_means = Vec::new();
-        for (k, r) in scorers.iter().enumerate() {
-            if r.name() == "accuracy" {
+        self.pool.extend(new, &self.paths.pool)?;
+        let means = self.pool.round_means(round, self.table.rewards.len());
+        let mut line = json!({"round": round, "step": self.state.step, "kind": "sample",
+            "sampled": sampled.requested, "valid": sampled.valid, "pool": self.pool.items.len()});
+        for (r, (m, n)) in self.table.rewards.iter().zip(&means) {
+            line[format!("sample_{}", r.name)] = json!(m);
+            line[format!("sample_{}_n", r.name)] = json!(n);
+        }
+        log_line(&self.paths.metrics, line)?;
+        tracing::info!(
+            round,
+            sampled = sampled.requested,
+            valid = sampled.valid,
+            pool = self.pool.items.len(),
+            "sampled"
+        );
+        Ok(())
+    }
+
+    /// Step 3: cut the whole pool into bins (logged unless `resumed`: the log has them) and
+    /// build a training example per item that has every score and fits `max_target_tokens`.
+    fn build_examples(
+        &self,
+        round: u32,
+        active: usize,
+        resumed: bool,
+    ) -> Result<Vec<Seq2SeqExample>> {
+        let s = self.s;
+        let bins = self
+            .pool
+            .bins(&self.table, s.seed.wrapping_add(u64::from(round)));
+        if !resumed {
+            let mut line = json!({"round": round, "step": self.state.step, "kind": "bins"});
+            for (name, c) in bins.rewards.iter().zip(&bins.counts) {
+                line[format!("bins_{name}")] = json!(c);
+            }
+            log_line(&self.paths.metrics, line)?;
+        }
+        log_bins(round, &bins);
+        bins.ensure_no_empty_bin()
+            .with_context(|| format!("round {round}"))?;
+        let tok = &self.policy.tokenizer;
+        let mut examples = Vec::new();
+        let mut inputs: HashMap<&str, Vec<u32>> = HashMap::new();
+        for (it, b) in self.pool.items.iter().zip(&bins.items) {
+            let Some(b) = b else { continue };
+            let input_ids = match inputs.get(it.question.as_str()) {
+                Some(ids) => ids.clone(),
+                None => {
+                    let ids = truncate_input(tok.encode(&it.question)?, s.max_input_tokens);
+                    inputs.insert(&it.question, ids.clone());
+                    ids
+                }
+            };
+            let target_ids = tok.encode(&it.text)?;
+            if target_ids.len() > s.max_target_tokens {
                 continue;
             }
-            let v: Vec<f64> = scores.iter().filter_map(|s| s[k]).collect();
-            let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
-            if k < self.rewards.len() {
-                quantile_means.push(mean);
+            examples.push(Seq2SeqExample {
+                input_ids,
+                prefix: self.prefix(b, active),
+                target_ids,
+            });
+        }
+        if examples.is_empty() {
+            bail!("round {round}: no pool item has every reward's score");
+        }
+        Ok(examples)
+    }
+
+    /// Step 4: the round's updates (from `state.round_step`, the order replayed up to there).
+    /// `Ok(false)` when `limits` stopped the run (with `last/` saved).
+    fn train_round(
+        &mut self,
+        round: u32,
+        active: usize,
+        examples: &[Seq2SeqExample],
+        rng: &mut ChaCha8Rng,
+        limits: &Limits,
+        pb: &ProgressBar,
+    ) -> Result<bool> {
+        let s = self.s;
+        let mut order = RoundOrder::new(examples.len(), rng);
+        for _ in 0..self.state.round_step {
+            order.next_batch(s.batch_size, rng);
+        }
+        let (pad, start_id) = (
+            self.policy.tokenizer.pad_id(),
+            self.policy.config.decoder_start(),
+        );
+        let t_train = Instant::now();
+        let LossWindow {
+            nll: mut sum_nll,
+            kl: mut sum_kl,
+            updates: mut n_log,
+        } = self.state.window;
+        let (mut window_tokens, mut t_window) = (0usize, Instant::now());
+        while self.state.round_step < self.steps[round as usize] {
+            let rows: Vec<&Seq2SeqExample> = order
+                .next_batch(s.batch_size, rng)
+                .into_iter()
+                .map(|i| &examples[i])
+                .collect();
+            window_tokens += rows.iter().map(|e| e.tokens()).sum::<usize>();
+            let mode = Mode::Training(&self.dropout);
+            let l = step_loss(
+                &self.policy.model,
+                &self.reference.model,
+                &rows,
+                active,
+                s,
+                mode,
+                start_id,
+                pad,
+            )?;
+            let what = format!("round {round}: the loss");
+            ensure_finite(&what, self.state.step, &[("nll", l.nll), ("kl", l.kl)])?;
+            self.updater.update(&l.total, self.state.step)?;
+            self.state.step += 1;
+            self.state.round_step += 1;
+            pb.set_position(self.state.step);
+            (sum_nll, sum_kl, n_log) = (sum_nll + l.nll, sum_kl + l.kl, n_log + 1);
+            if self.state.step % LOG_EVERY == 0 {
+                let secs = t_window.elapsed().as_secs_f64();
+                let (nll, kl) = (sum_nll / n_log as f64, sum_kl / n_log as f64);
+                log_line(
+                    &self.paths.metrics,
+                    json!({"round": round, "step": self.state.step, "kind": "train",
+                        "loss": (sum_nll + s.kl_coef * sum_kl) / n_log as f64,
+                        "nll": nll, "kl": kl,
+                        "lr": self.updater.schedule.lr(self.state.step),
+                        "train_s": t_train.elapsed().as_secs_f64(),
+                        "updates_per_s": n_log as f64 / secs,
+                        "tokens_per_s": window_tokens as f64 / secs}),
+                )?;
+                pb.set_message(format!("round {round} nll {nll:.4} kl {kl:.4}"));
+                (sum_nll, sum_kl, n_log) = (0.0, 0.0, 0);
+                (window_tokens, t_window) = (0, Instant::now());
             }
-            out.push((format!("dev_{}", r.name()), mean));
+            let unfinished = self.state.round_step < self.steps[round as usize];
+            self.state.window = LossWindow {
+                nll: sum_nll,
+                kl: sum_kl,
+                updates: n_log,
+            };
+            if unfinished && limits.reached(self.state.step) {
+                self.save_last()?;
+                pb.suspend(|| {
+                    tracing::warn!(step = self.state.step, round, "limit reached; stopping")
+                });
+                return Ok(false);
+            }
+            if unfinished && s.save_every > 0 && self.state.round_step % s.save_every == 0 {
+                self.save_last()?;
+            }
         }
-        if !quantile_means.is_empty() {
-            out.push((
-                "dev_reward_mean".into(),
-                quantile_means.iter().sum::<f64>() / quantile_means.len() as f64,
-            ));
+        Ok(true)
+    }
+
+    /// Step 5: dev with the best control tokens; `best/` when the selection metric improved,
+    /// then `last/` with the round counted as done.
+    fn evaluate_and_save(&mut self, round: u32, active: usize, t_round: Instant) -> Result<()> {
+        let s = self.s;
+        let best_bins = vec![0usize; self.table.rewards.len()];
+        let prefix = self.prefix(&best_bins, active);
+        let name = format!("round-{round}");
+        let m = self
+            .dev_eval
+            .all(&self.policy.model, &self.policy.tokenizer, &prefix, &name)?;
+        let mut line = metrics_line(round.into(), self.state.step, "eval", &m);
+        line["model"] = json!("policy");
+        log_line(&self.paths.metrics, line)?;
+        let value = m
+            .iter()
+            .find(|(k, _)| *k == s.selection)
+            .map(|(_, v)| *v)
+            .ok_or_else(|| anyhow!("selection metric `{}` is not among {m:?}", s.selection))?;
+        let better = self.state.best.is_none_or(|(b, _)| value > b);
+        tracing::info!(
+            round,
+            secs = t_round.elapsed().as_secs_f64(),
+            "eval {m:?}{}",
+            if better { " (best)" } else { "" }
+        );
+        self.state.rounds_done = round + 1;
+        self.state.round_step = 0;
+        self.state.window = LossWindow::default();
+        if better {
+            self.state.best = Some((value, round));
+            self.policy.save(&self.paths.best)?;
+            self.write_control(&self.paths.best)?;
         }
-        Ok(out)
+        self.save_last()
+    }
+
+    /// Writes `last/`: the policy, its control table, the optimizer and the state (last).
+    fn save_last(&mut self) -> Result<()> {
+        self.state.dropout = self.dropout.state(self.s.seed);
+        let last = &self.paths.last;
+        std::fs::create_dir_all(last).with_context(|| format!("creating {}", last.display()))?;
+        self.write_control(last)?;
+        save_checkpoint(
+            last,
+            &self.policy,
+            &self.updater.opt,
+            STATE_FILE,
+            &self.state,
+        )
+    }
+
+    /// Writes the control table and, when the SFT checkpoint has one, its decoding defaults
+    /// (`generation_config.json`), so that the sweep and the server decode a MaRio checkpoint
+    /// like its dev evaluations.
+    fn write_control(&self, dir: &Path) -> Result<()> {
+        std::fs::write(
+            dir.join(CONTROL_FILE),
+            serde_json::to_string_pretty(&self.table)? + "\n",
+        )
+        .with_context(|| format!("writing {}", dir.join(CONTROL_FILE).display()))?;
+        let gen = self.reference.dir.join(GENERATION_CONFIG_FILE);
+        if gen.is_file() {
+            std::fs::copy(&gen, dir.join(GENERATION_CONFIG_FILE))
+                .with_context(|| format!("copying {}", gen.display()))?;
+        }
+        Ok(())
     }
 }
 
-fn log_line(path: &Path, v: serde_json::Value) -> Result<()> {
-    crate::jsonl::append_one(path, &v)
+fn log_bins(round: u32, bins: &PoolBins) {
+    tracing::info!(
+        round,
+        "items per bin (best first): {}",
+        bins.rewards
+            .iter()
+            .zip(&bins.counts)
+            .map(|(n, c)| format!("{n} {c:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
 }
 
 /// The QUARK loss of one batch of pool rows: the policy reads each row's control prefix (its
@@ -519,106 +704,137 @@ pub fn step_loss(
     )
 }
 
-/// Runs (or resumes) the loop; returns the metrics log path.
-pub fn run_mario(run: MarioRun<'_>) -> Result<PathBuf> {
-    let s = run.settings.clone();
-    let out = &run.out;
-    std::fs::create_dir_all(out)?;
-    let (last, best, pool_path, metrics_path) = (
-        out.join("last"),
-        out.join("best"),
-        out.join("pool.jsonl"),
-        out.join("metrics.jsonl"),
+/// The policy, state and pool a run starts from: a fresh start (the policy from the SFT model
+/// or `init` with the control tokens added, and the SFT model's own dev metrics logged as the
+/// baseline), or the saved `last/` with the pool and log cut back to it.
+fn start_or_resume(
+    run: &MarioRun<'_>,
+    paths: &RunPaths,
+    table: &ControlTokens,
+    reference: &Checkpoint,
+    dev_eval: &DevEval<'_>,
+) -> Result<(TrainableModel, MarioState, DataPool)> {
+    let s = &run.settings;
+    if run.resume {
+        let state = MarioState::load(&paths.out)?.ok_or_else(|| {
+            anyhow!(
+                "--resume: {} has no checkpoint",
+                paths.last.join(STATE_FILE).display()
+            )
+        })?;
+        let policy = TrainableModel::load(&paths.last, run.device)?;
+        let mut pool = DataPool::load(&paths.pool)?;
+        // a run stopped inside a round keeps that round's samples: it trains on them
+        let keep = state.rounds_done + u32::from(state.round_step > 0);
+        pool.items.retain(|it| it.round < keep);
+        crate::jsonl::write(&paths.pool, &pool.items)?;
+        truncate_log(&paths.metrics, &state)?;
+        tracing::info!(
+            step = state.step,
+            rounds_done = state.rounds_done,
+            round_step = state.round_step,
+            "resuming from {}",
+            paths.last.display()
+        );
+        return Ok((policy, state, pool));
+    }
+    if paths.last.join(STATE_FILE).is_file() {
+        bail!(
+            "{} already holds a run: pass --resume or choose another --out",
+            paths.out.display()
+        );
+    }
+    for p in [&paths.pool, &paths.metrics] {
+        if p.exists() {
+            std::fs::remove_file(p)?;
+        }
+    }
+    let start = if s.policy_from_sft {
+        run.sft.clone()
+    } else {
+        run.init
+            .clone()
+            .ok_or_else(|| anyhow!("policy_from_sft = false needs --init DIR"))?
+    };
+    let mut policy = TrainableModel::load(&start, run.device)?;
+    policy.add_tokens(&table.all_tokens(), s.seed)?;
+    let state = MarioState {
+        rounds_done: 0,
+        step: 0,
+        round_step: 0,
+        window: LossWindow::default(),
+        best: None,
+        dropout: DropoutRngState {
+            seed: s.seed,
+            word_pos: 0,
+        },
+        settings: s.clone(),
+    };
+    // the SFT model's own dev metrics, in the same harness (the round-0 baseline)
+    let m = dev_eval.all(&reference.model, &reference.tokenizer, &[], "sft")?;
+    let mut line = metrics_line(-1, 0, "eval", &m);
+    line["model"] = json!("sft");
+    line["decoding"] = json!(dev_eval.decoding.describe(1));
+    log_line(&paths.metrics, line)?;
+    tracing::info!("SFT reference on dev: {m:?}");
+    Ok((policy, state, DataPool::default()))
+}
+
+fn read_examples(files: &[PathBuf]) -> Result<Vec<Example>> {
+    let mut out = Vec::new();
+    for f in files {
+        out.extend(load_examples(f)?);
+    }
+    Ok(out)
+}
+
+fn progress_bar(show: bool, total: u64, at: u64) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(total);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} updates {msg} ETA {eta}",
+        )
+        .expect("valid template"),
     );
-    let state_path = last.join("mario_state.json");
-    let dev_ = run.device;
-    let table = control_table(&s);
-    let rewards = build_rewards(&s.rewards, &run.reward_models, dev_)?;
-    let reference = Checkpoint::load(&run.sft, DType::F32, dev_)
+    pb.set_position(at);
+    pb
+}
+
+/// Runs (or resumes) the loop.
+pub fn run_mario(run: MarioRun<'_>) -> Result<MarioOutcome> {
+    let s = &run.settings;
+    let paths = RunPaths::new(&run.out);
+    std::fs::create_dir_all(&paths.out)?;
+    let table = control_table(s);
+    let rewards = build_rewards(&s.rewards, &run.reward_models, run.device)?;
+    let reference = Checkpoint::load(&run.sft, DType::F32, run.device)
         .with_context(|| format!("loading the SFT reference {}", run.sft.display()))?;
-    let mut train_examples: Vec<Example> = Vec::new();
-    for f in &run.train_files {
-        train_examples.extend(load_examples(f)?);
-    }
-    let mut dev: Vec<Example> = Vec::new();
-    for f in &run.dev_files {
-        dev.extend(load_examples(f)?);
-    }
+    let train_examples = read_examples(&run.train_files)?;
+    let dev = read_examples(&run.dev_files)?;
     // the SFT checkpoint's generation_config.json < [mario]
-    let decoding = Decoding::resolve(&reference.generation, &(&s).into(), &Default::default());
+    let decoding = Decoding::resolve(&reference.generation, &s.into(), &Default::default());
     tracing::info!("dev decoding: {}", decoding.describe(1));
     let dev_eval = DevEval {
         dev: &dev,
         rewards: &rewards,
         measures: crate::world::truth::truth_rewards_for(&run.dev_files)?,
-        settings: &s,
+        settings: s,
         decoding,
-        dir: dev_scores_dir(out),
+        dir: dev_scores_dir(&paths.out),
     };
-    // unique questions, in file order
+    let (policy, state, pool) = start_or_resume(&run, &paths, &table, &reference, &dev_eval)?;
+    std::fs::write(
+        paths.out.join(CONTROL_FILE),
+        serde_json::to_string_pretty(&table)? + "\n",
+    )?;
     let mut seen = std::collections::HashSet::new();
     let questions: Vec<&Example> = train_examples
         .iter()
         .filter(|e| seen.insert(e.question.clone()))
         .collect();
-
-    let (policy, mut state, mut pool) = if run.resume {
-        if !state_path.is_file() {
-            bail!("--resume: {} has no checkpoint", state_path.display());
-        }
-        let state: MarioState = serde_json::from_str(&std::fs::read_to_string(&state_path)?)?;
-        let policy = TrainableModel::load(&last, dev_)?;
-        let mut pool = DataPool::load(&pool_path)?;
-        pool.items.retain(|it| it.round < state.rounds_done);
-        crate::jsonl::write(&pool_path, &pool.items)?;
-        (policy, state, pool)
-    } else {
-        if state_path.is_file() {
-            bail!(
-                "{} already holds a run: pass --resume or choose another --out",
-                out.display()
-            );
-        }
-        for p in [&pool_path, &metrics_path] {
-            if p.exists() {
-                std::fs::remove_file(p)?;
-            }
-        }
-        let start = if s.policy_from_sft {
-            run.sft.clone()
-        } else {
-            run.init
-                .clone()
-                .ok_or_else(|| anyhow!("policy_from_sft = false needs --init DIR"))?
-        };
-        let mut policy = TrainableModel::load(&start, dev_)?;
-        policy.add_tokens(&table.all_tokens(), s.seed)?;
-        let state = MarioState {
-            rounds_done: 0,
-            step: 0,
-            best: None,
-            dropout: DropoutRngState {
-                seed: s.seed,
-                word_pos: 0,
-            },
-            settings: s.clone(),
-        };
-        // the SFT model's own dev metrics, in the same harness (the round-0 baseline)
-        let m = dev_eval.all(&reference.model, &reference.tokenizer, &[], "sft")?;
-        let mut line = json!({"round": -1, "step": 0, "kind": "eval", "model": "sft",
-            "decoding": dev_eval.decoding.describe(1)});
-        for (k, v) in &m {
-            line[k] = json!(v);
-        }
-        log_line(&metrics_path, line)?;
-        tracing::info!("SFT reference on dev: {m:?}");
-        (policy, state, DataPool::default())
-    };
-    std::fs::write(
-        out.join(CONTROL_FILE),
-        serde_json::to_string_pretty(&table)? + "\n",
-    )?;
-
     let plan = PoolPlan {
         silver: train_examples
             .iter()
@@ -626,301 +842,81 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<PathBuf> {
             .count(),
         questions: questions.len(),
     };
-    let steps = round_steps(&s, plan);
+    let steps = round_steps(s, plan);
     let total_steps: u64 = steps.iter().sum();
     tracing::info!(
         rounds = s.rounds,
         total_steps,
         "plan: {} samples a round; on-policy share of the pool {:.0} % after round 0, {:.0} % \
          after the last; updates per round {steps:?}",
-        plan.sampled_per_round(&s),
-        100.0 * on_policy_share(&s, plan, 0),
-        100.0 * on_policy_share(&s, plan, s.rounds.saturating_sub(1)),
+        plan.sampled_per_round(s),
+        100.0 * on_policy_share(s, plan, 0),
+        100.0 * on_policy_share(s, plan, s.rounds.saturating_sub(1)),
     );
     let schedule = LinearSchedule {
         peak: s.lr,
         warmup_steps: s.warmup_steps,
         total_steps,
     };
-    let mut opt = AdamW::new(
-        policy.vars(),
-        AdamWConfig {
-            beta1: 0.9,
-            beta2: 0.99,
-            eps: 1e-8,
-            weight_decay: 0.0,
-        },
-    )?;
+    let mut updater = Updater::new(&policy, s.optimizer(), schedule, s.max_grad_norm)?;
     if run.resume {
-        opt.load(&last.join("optimizer.safetensors"))?;
+        updater
+            .opt
+            .load(&paths.last.join(crate::train::update::OPTIMIZER_FILE))?;
     }
     let dropout = DropoutRng::restore(s.dropout, state.dropout);
-    let prefix_of = |bins: &[usize],
-                     active: usize,
-                     tok: &mario::tokenize::TextTokenizer|
-     -> Vec<u32> { table.prefix_ids(bins, tok)[..active].to_vec() };
-
-    for round in state.rounds_done..s.rounds {
+    let limits = Limits {
+        started: Instant::now(),
+        max_minutes: run.max_minutes,
+        stop_after: run.stop_after,
+        steps_at_start: state.step,
+    };
+    let pb = progress_bar(run.progress, total_steps, state.step);
+    let mut lp = MarioLoop {
+        s,
+        paths,
+        table,
+        rewards: &rewards,
+        dev_eval: &dev_eval,
+        train_examples: &train_examples,
+        questions,
+        reference,
+        policy,
+        updater,
+        dropout,
+        state,
+        pool,
+        steps,
+    };
+    for round in lp.state.rounds_done..s.rounds {
         let t_round = Instant::now();
-        let active = active_rewards(&s, round);
-        // 1. sample
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(s.seed.wrapping_add(round as u64));
-        let mut qs = questions.clone();
-        qs.shuffle(&mut rng);
-        if s.questions_per_round > 0 {
-            qs.truncate(s.questions_per_round);
+        let active = active_rewards(s, round);
+        let (mut rng, qs) = lp.round_questions(round);
+        let resumed = lp.state.round_step > 0;
+        if !resumed {
+            let sampled = pb.suspend(|| lp.sample(round, &qs))?;
+            lp.score_into_pool(round, sampled)?;
         }
-        let best_bins = vec![0usize; table.rewards.len()];
-        // the previous stage's prefix length is used for sampling when a new reward switches on
-        let sample_active = if round > 0 {
-            active_rewards(&s, round - 1)
-        } else {
-            active
-        };
-        let sampled = if round == 0 {
-            sample_outputs(
-                &reference.model,
-                &reference.tokenizer,
-                &qs,
-                &[],
-                &s,
-                dev_eval.decoding.max_new_tokens.value,
-                s.seed,
-            )?
-        } else {
-            let prefix = prefix_of(&best_bins, sample_active, &policy.tokenizer);
-            sample_outputs(
-                &policy.model,
-                &policy.tokenizer,
-                &qs,
-                &prefix,
-                &s,
-                dev_eval.decoding.max_new_tokens.value,
-                s.seed.wrapping_add(round as u64),
-            )?
-        };
-        let n_sampled = sampled.len();
-        let mut items: Vec<(String, String, String)> = sampled
-            .into_iter()
-            .filter(|(_, t, _)| t.contains(ANSWER_PHRASE))
-            .collect();
-        let n_valid = items.len();
-        let source = if round == 0 {
-            Source::Reference
-        } else {
-            Source::Policy
-        };
-        let mut sources = vec![source; items.len()];
-        if round == 0 {
-            for ex in &train_examples {
-                if let Some(t) = ex.target() {
-                    items.push((ex.question.clone(), t, ex.answer.clone()));
-                    sources.push(Source::Silver);
-                }
-            }
-        }
-        // 2. score and add to the pool
-        let scores = score_all(&rewards, &items)?;
-        let new: Vec<PoolItem> = items
-            .into_iter()
-            .zip(scores)
-            .zip(sources)
-            .map(|(((q, text, gold), scores), source)| PoolItem {
-                question: q,
-                gold,
-                text,
-                scores,
+        let examples = lp.build_examples(round, active, resumed)?;
+        if !lp.train_round(round, active, &examples, &mut rng, &limits, &pb)? {
+            pb.finish_and_clear();
+            return Ok(MarioOutcome::Stopped {
+                step: lp.state.step,
                 round,
-                source,
-            })
-            .collect();
-        pool.extend(new, &pool_path)?;
-        let means = pool.round_means(round, table.rewards.len());
-        let mut line = json!({"round": round, "step": state.step, "kind": "sample",
-            "sampled": n_sampled, "valid": n_valid, "pool": pool.items.len()});
-        for (r, (m, n)) in table.rewards.iter().zip(&means) {
-            line[format!("sample_{}", r.name)] = json!(m);
-            line[format!("sample_{}_n", r.name)] = json!(n);
-        }
-        log_line(&metrics_path, line)?;
-        tracing::info!(
-            round,
-            sampled = n_sampled,
-            valid = n_valid,
-            pool = pool.items.len(),
-            "sampled"
-        );
-
-        // 3. bins over the whole pool -> training examples
-        let bins = pool.bins(&table, s.seed.wrapping_add(u64::from(round)));
-        let mut line = json!({"round": round, "step": state.step, "kind": "bins"});
-        for (name, c) in bins.rewards.iter().zip(&bins.counts) {
-            line[format!("bins_{name}")] = json!(c);
-        }
-        log_line(&metrics_path, line)?;
-        tracing::info!(
-            round,
-            "items per bin (best first): {}",
-            bins.rewards
-                .iter()
-                .zip(&bins.counts)
-                .map(|(n, c)| format!("{n} {c:?}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        bins.ensure_no_empty_bin()
-            .with_context(|| format!("round {round}"))?;
-        let mut train: Vec<Seq2SeqExample> = Vec::new();
-        let mut cache: HashMap<String, Vec<u32>> = HashMap::new();
-        for (it, b) in pool.items.iter().zip(&bins.items) {
-            let Some(b) = b else { continue };
-            let input_ids = match cache.get(&it.question) {
-                Some(ids) => ids.clone(),
-                None => {
-                    let ids =
-                        truncate_input(policy.tokenizer.encode(&it.question)?, s.max_input_tokens);
-                    cache.insert(it.question.clone(), ids.clone());
-                    ids
-                }
-            };
-            let target_ids = policy.tokenizer.encode(&it.text)?;
-            if target_ids.len() > s.max_target_tokens {
-                continue;
-            }
-            train.push(Seq2SeqExample {
-                input_ids,
-                prefix: prefix_of(b, active, &policy.tokenizer),
-                target_ids,
             });
         }
-        if train.is_empty() {
-            bail!("round {round}: no pool item has every reward's score");
-        }
-        // 4. train
-        let mut order: Vec<usize> = (0..train.len()).collect();
-        order.shuffle(&mut rng);
-        let mut cursor = 0;
-        let (mut sum_nll, mut sum_kl, mut n_log) = (0f64, 0f64, 0usize);
-        let pad = policy.tokenizer.pad_id();
-        let start_id = policy.config.decoder_start();
-        let t_train = std::time::Instant::now();
-        let (mut window_tokens, mut t_window) = (0usize, std::time::Instant::now());
-        for _ in 0..steps[round as usize] {
-            let mut rows = Vec::with_capacity(s.batch_size);
-            for _ in 0..s.batch_size.max(1) {
-                if cursor == order.len() {
-                    order.shuffle(&mut rng);
-                    cursor = 0;
-                }
-                rows.push(&train[order[cursor]]);
-                cursor += 1;
-            }
-            window_tokens += rows.iter().map(|e| e.tokens()).sum::<usize>();
-            let l = step_loss(
-                &policy.model,
-                &reference.model,
-                &rows,
-                active,
-                &s,
-                Mode::Training(&dropout),
-                start_id,
-                pad,
-            )?;
-            if !l.nll.is_finite() || !l.kl.is_finite() {
-                bail!(
-                    "round {round}: the loss became non-finite at step {} (nll {}, kl {})",
-                    state.step,
-                    l.nll,
-                    l.kl
-                );
-            }
-            let grads = l.total.backward()?;
-            let norm = opt.grad_norm(&grads)?;
-            opt.step(
-                &grads,
-                schedule.lr(state.step),
-                clip_factor(norm, s.max_grad_norm),
-            )?;
-            state.step += 1;
-            sum_nll += l.nll;
-            sum_kl += l.kl;
-            n_log += 1;
-            if state.step % 20 == 0 {
-                log_line(
-                    &metrics_path,
-                    json!({"round": round, "step": state.step, "kind": "train",
-                        "loss": (sum_nll + s.kl_coef * sum_kl) / n_log as f64,
-                        "nll": sum_nll / n_log as f64, "kl": sum_kl / n_log as f64,
-                        "lr": schedule.lr(state.step),
-                        "train_s": t_train.elapsed().as_secs_f64(),
-                        "updates_per_s": n_log as f64 / t_window.elapsed().as_secs_f64(),
-                        "tokens_per_s": window_tokens as f64 / t_window.elapsed().as_secs_f64()}),
-                )?;
-                if run.progress {
-                    eprintln!(
-                        "round {round} step {} nll {:.4} kl {:.4}",
-                        state.step,
-                        sum_nll / n_log as f64,
-                        sum_kl / n_log as f64
-                    );
-                }
-                (sum_nll, sum_kl, n_log) = (0.0, 0.0, 0);
-                (window_tokens, t_window) = (0, std::time::Instant::now());
-            }
-        }
-        // 5. evaluate with the best control tokens
-        let prefix = prefix_of(&best_bins, active, &policy.tokenizer);
-        let m = dev_eval.all(
-            &policy.model,
-            &policy.tokenizer,
-            &prefix,
-            &format!("round-{round}"),
-        )?;
-        let mut line =
-            json!({"round": round, "step": state.step, "kind": "eval", "model": "policy"});
-        for (k, v) in &m {
-            line[k] = json!(v);
-        }
-        log_line(&metrics_path, line)?;
-        let value = m
-            .iter()
-            .find(|(k, _)| *k == s.selection)
-            .map(|(_, v)| *v)
-            .ok_or_else(|| anyhow!("selection metric `{}` is not among {m:?}", s.selection))?;
-        let better = state.best.is_none_or(|(b, _)| value > b);
-        tracing::info!(
-            round,
-            secs = t_round.elapsed().as_secs_f64(),
-            "eval {m:?}{}",
-            if better { " (best)" } else { "" }
-        );
-        state.rounds_done = round + 1;
-        state.dropout = dropout.state(s.seed);
-        if better {
-            state.best = Some((value, round));
-            policy.save(&best)?;
-            std::fs::write(
-                best.join(CONTROL_FILE),
-                serde_json::to_string_pretty(&table)? + "\n",
-            )?;
-            copy_generation_config(&reference, &best)?;
-        }
-        policy.save(&last)?;
-        std::fs::write(
-            last.join(CONTROL_FILE),
-            serde_json::to_string_pretty(&table)? + "\n",
-        )?;
-        copy_generation_config(&reference, &last)?;
-        opt.save(&last.join("optimizer.safetensors"))?;
-        std::fs::write(&state_path, serde_json::to_string_pretty(&state)?)?;
+        pb.suspend(|| lp.evaluate_and_save(round, active, t_round))?;
     }
-    if let Err(e) = draw_reward_rounds(&metrics_path, &table, &out.join("rewards.png")) {
+    pb.finish_and_clear();
+    let metrics = lp.paths.metrics.clone();
+    if let Err(e) = draw_reward_rounds(&metrics, &lp.table, &lp.paths.out.join("rewards.png")) {
         tracing::warn!("could not draw rewards.png: {e:#}");
     }
-    if let Err(e) = crate::report::plot::training_curves(&metrics_path, &out.join("curves.png")) {
+    let curves = lp.paths.out.join("curves.png");
+    if let Err(e) = crate::report::plot::training_curves(&metrics, &curves) {
         tracing::warn!("could not draw curves.png: {e:#}");
     }
-    Ok(metrics_path)
+    Ok(MarioOutcome::Finished(metrics))
 }
 
 /// Per-round mean of each reward over the round's samples, and the dev means per round.

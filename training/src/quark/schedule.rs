@@ -7,7 +7,7 @@
 //! left 78-98 % of this project's pools silver at the last round, so the control tokens mostly
 //! described the teacher's text. [`on_policy_share`] says what a configuration gives.
 
-use super::run::MarioSettings;
+use super::settings::MarioSettings;
 
 /// The data sizes a run's plan depends on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,6 +16,7 @@ pub mod loss;
 pub mod model;
 pub mod optim;
 pub mod schedule;
+pub mod update;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -30,6 +31,7 @@ use serde_json::json;
 pub use model::TrainableModel;
 pub use optim::{AdamW, AdamWConfig};
 pub use schedule::LinearSchedule;
+pub use update::{ensure_finite, save_checkpoint, Update, Updater};
 
 /// Settings of a training run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -133,10 +135,10 @@ impl RunDir {
         self.0.join("curves.png")
     }
     fn state(&self) -> PathBuf {
-        self.last().join("trainer_state.json")
+        self.last().join(TRAINER_STATE_FILE)
     }
     fn optimizer(&self) -> PathBuf {
-        self.last().join("optimizer.safetensors")
+        self.last().join(update::OPTIMIZER_FILE)
     }
     /// Whether a checkpoint to resume from exists.
     pub fn has_checkpoint(&self) -> bool {
@@ -188,19 +190,8 @@ fn truncate_log(path: &Path, step: u64) -> Result<()> {
     crate::jsonl::write(path, &kept)
 }
 
-fn save_last(
-    run: &RunDir,
-    model: &TrainableModel,
-    opt: &AdamW,
-    state: &TrainerState,
-) -> Result<()> {
-    model.save(&run.last())?;
-    opt.save(&run.optimizer())?;
-    let tmp = run.last().join("trainer_state.json.tmp");
-    std::fs::write(&tmp, serde_json::to_string_pretty(state)?)?;
-    std::fs::rename(tmp, run.state())?;
-    Ok(())
-}
+/// The trainer's state file in `last/`.
+const TRAINER_STATE_FILE: &str = "trainer_state.json";
 
 /// Runs (or resumes) training of `model` on `task`, writing the run directory `run`.
 pub fn train<T: TrainTask>(
@@ -216,7 +207,12 @@ pub fn train<T: TrainTask>(
         bail!("no training examples");
     }
     let dropout_rate = opts.dropout.unwrap_or(model.config.dropout_rate);
-    let mut opt = AdamW::new(model.vars(), opts.optimizer)?;
+    let schedule = LinearSchedule {
+        peak: opts.lr,
+        warmup_steps: opts.warmup_steps,
+        total_steps: opts.total_steps,
+    };
+    let mut updater = Updater::new(model, opts.optimizer, schedule, opts.max_grad_norm)?;
     let mut state = if resume {
         if !run.has_checkpoint() {
             bail!("--resume: {} has no checkpoint", run.state().display());
@@ -224,8 +220,8 @@ pub fn train<T: TrainTask>(
         let state: TrainerState = serde_json::from_str(&std::fs::read_to_string(run.state())?)
             .with_context(|| format!("reading {}", run.state().display()))?;
         *model = TrainableModel::load(&run.last(), model.model.device())?;
-        opt = AdamW::new(model.vars(), opts.optimizer)?;
-        opt.load(&run.optimizer())?;
+        updater = Updater::new(model, opts.optimizer, schedule, opts.max_grad_norm)?;
+        updater.opt.load(&run.optimizer())?;
         truncate_log(&run.metrics(), state.step)?;
         tracing::info!(step = state.step, "resuming from {}", run.last().display());
         state
@@ -254,11 +250,6 @@ pub fn train<T: TrainTask>(
         }
     };
     let dropout = DropoutRng::restore(dropout_rate, state.dropout);
-    let schedule = LinearSchedule {
-        peak: opts.lr,
-        warmup_steps: opts.warmup_steps,
-        total_steps: opts.total_steps,
-    };
     let selection = task.selection();
     let pb = if opts.progress {
         let pb = ProgressBar::new(opts.total_steps);
@@ -344,13 +335,11 @@ pub fn train<T: TrainTask>(
         }
         let total = Tensor::stack(&losses, 0)?.mean(0)?;
         let loss_value = total.to_scalar::<f32>()? as f64;
-        if !loss_value.is_finite() {
-            bail!("loss became {loss_value} at step {}", state.step);
-        }
-        let grads = total.backward()?;
-        let norm = opt.grad_norm(&grads)?;
-        let lr = schedule.lr(state.step);
-        opt.step(&grads, lr, optim::clip_factor(norm, opts.max_grad_norm))?;
+        ensure_finite("the loss", state.step, &[("loss", loss_value)])?;
+        let Update {
+            lr,
+            grad_norm: norm,
+        } = updater.update(&total, state.step)?;
         state.step += 1;
         steps_this_run += 1;
         state.tokens += tokens as u64;
@@ -391,7 +380,7 @@ pub fn train<T: TrainTask>(
         if eval_now || stopping || (opts.save_every > 0 && state.step % opts.save_every == 0) {
             state.dropout = dropout.state(opts.seed);
             state.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
-            save_last(run, model, &opt, &state)?;
+            save_checkpoint(&run.last(), model, &updater.opt, TRAINER_STATE_FILE, &state)?;
         }
         if out_of_time {
             pb.suspend(|| tracing::warn!(step = state.step, "time limit reached; stopping"));

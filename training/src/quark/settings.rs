@@ -1,0 +1,153 @@
+//! The settings of the MaRio stage: the `[mario]` table of a config file.
+
+use serde::{Deserialize, Serialize};
+
+use crate::train::AdamWConfig;
+
+/// How rewards enter the control prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Variant {
+    /// Every reward's token from the first round.
+    Canonical,
+    /// Rewards switched on one at a time, every `stage_rounds` rounds, in order.
+    Additive,
+}
+
+/// Settings of the MaRio stage (the `[mario]` section of a config file).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MarioSettings {
+    /// Rewards in control-prefix order: `diversity`, `accuracy`, `consistency`,
+    /// `plausibility`.
+    pub rewards: Vec<String>,
+    /// Bins of each quantile reward.
+    pub bins: usize,
+    /// Sampling rounds.
+    pub rounds: u32,
+    /// Policy updates after each sampling round; 0 = sized from the pool, so that every pool
+    /// item is drawn `passes_per_round` times on average (see [`round_steps`]).
+    pub steps_per_round: u64,
+    /// Mean draws of each pool item per round when `steps_per_round` is 0 (the released
+    /// code's schedule draws each about 2.3 times).
+    pub passes_per_round: f64,
+    /// Questions sampled per round (0 = every unique training question, so that on-policy
+    /// samples outgrow the silver data; see [`on_policy_share`]).
+    pub questions_per_round: usize,
+    /// Samples per question per round.
+    pub rollouts: usize,
+    /// Nucleus sampling mass (paper: 0.7).
+    pub top_p: f64,
+    /// Sampling temperature.
+    pub temperature: f64,
+    /// Most new tokens of a sample and of a dev evaluation [the SFT checkpoint's
+    /// generation_config.json, else 128] (see [`crate::decoding`]).
+    pub max_new_tokens: Option<usize>,
+    /// n-gram blocking while sampling the pool (0 = plain nucleus sampling, the default:
+    /// blocking makes the samples off-policy and removes the repetition the diversity reward
+    /// exists to score).
+    pub sample_no_repeat_ngram_size: usize,
+    /// n-gram blocking of each dev evaluation: the first entry is the one reported as
+    /// `dev_*` and used for selection, the others are logged as `dev_*_nr<N>` [empty: the SFT
+    /// checkpoint's generation_config.json, else 0].
+    pub eval_no_repeat_ngram_sizes: Vec<usize>,
+    /// Encoder inputs are cut to this many tokens.
+    pub max_input_tokens: usize,
+    /// Pool items with longer outputs are not trained on.
+    pub max_target_tokens: usize,
+    /// Pool items per update.
+    pub batch_size: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Warm-up updates.
+    pub warmup_steps: u64,
+    /// Gradient-norm clip (paper: 1.0).
+    pub max_grad_norm: f64,
+    /// AdamW first-moment decay (paper: 0.9).
+    pub beta1: f64,
+    /// AdamW second-moment decay (paper: 0.99).
+    pub beta2: f64,
+    /// AdamW epsilon.
+    pub eps: f64,
+    /// AdamW decoupled weight decay (paper: 0).
+    pub weight_decay: f64,
+    /// Save `last/` every this many updates within a round as well as at its end (0 = only
+    /// at the end), so that a stopped run resumes in the middle of a round.
+    pub save_every: u64,
+    /// β, the KL weight (paper: 0.1).
+    pub kl_coef: f64,
+    /// α, the entropy weight (paper: 0).
+    pub entropy_coef: f64,
+    /// Dropout of the policy while training (default 0, as the released policy trains: with
+    /// dropout the KL term is never 0 and the control tokens compete with noise).
+    pub dropout: f64,
+    /// CANONICAL or ADDITIVE.
+    pub variant: Variant,
+    /// ADDITIVE: rounds between switching on the next reward.
+    pub stage_rounds: u32,
+    /// Start the policy from the SFT model (true, default) or from `--init`.
+    pub policy_from_sft: bool,
+    /// Dev metric that picks `best/` (higher is better), e.g. `dev_accuracy`,
+    /// `dev_plausibility`, or `dev_reward_mean` (mean of the quantile rewards' dev means).
+    pub selection: String,
+    /// Dev questions per evaluation (0 = all).
+    pub eval_limit: usize,
+    /// Seed.
+    pub seed: u64,
+}
+
+impl Default for MarioSettings {
+    fn default() -> Self {
+        Self {
+            rewards: vec![
+                "consistency".into(),
+                "accuracy".into(),
+                "plausibility".into(),
+                "diversity".into(),
+            ],
+            bins: 5,
+            rounds: 13,
+            steps_per_round: 0,
+            passes_per_round: 2.0,
+            questions_per_round: 0,
+            rollouts: 1,
+            top_p: 0.7,
+            temperature: 1.0,
+            max_new_tokens: None,
+            sample_no_repeat_ngram_size: 0,
+            eval_no_repeat_ngram_sizes: Vec::new(),
+            max_input_tokens: 256,
+            max_target_tokens: 192,
+            batch_size: 4,
+            lr: 3e-5,
+            warmup_steps: 1000,
+            max_grad_norm: 1.0,
+            beta1: 0.9,
+            beta2: 0.99,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            save_every: 200,
+            kl_coef: 0.1,
+            entropy_coef: 0.0,
+            dropout: 0.0,
+            variant: Variant::Canonical,
+            stage_rounds: 1,
+            policy_from_sft: true,
+            selection: "dev_accuracy".into(),
+            eval_limit: 0,
+            seed: 1,
+        }
+    }
+}
+
+impl MarioSettings {
+    /// The optimizer these settings ask for.
+    pub fn optimizer(&self) -> AdamWConfig {
+        AdamWConfig {
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+        }
+    }
+}
