@@ -16,7 +16,8 @@
 //! - [`decoding`]: decoding defaults: the checkpoint's `generation_config.json` < config < flags;
 //! - [`report`]: markdown tables and PNG plots;
 //! - [`config`]: run configuration files;
-//! - [`jsonl`]: reading (errors name file and line) and appending JSON Lines.
+//! - [`jsonl`]: reading (errors name file and line) and appending JSON Lines;
+//! - [`json_file`]: whole JSON files, read when present and written atomically.
 
 pub mod bench;
 pub mod config;
@@ -25,6 +26,7 @@ pub mod data;
 pub mod decoding;
 pub mod eval;
 pub mod init;
+pub mod json_file;
 pub mod jsonl;
 pub mod pipeline;
 pub mod plausibility;

@@ -96,14 +96,7 @@ impl MarioState {
     /// Reads `<mario dir>/last/mario_state.json`; `Ok(None)` when there is none.
     pub fn load(mario_dir: &Path) -> Result<Option<Self>> {
         let path = mario_dir.join("last").join(STATE_FILE);
-        if !path.is_file() {
-            return Ok(None);
-        }
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        serde_json::from_str(&text)
-            .map(Some)
-            .with_context(|| format!("{}: not a MaRio state file", path.display()))
+        crate::json_file::read_if_exists(&path, "a MaRio state file")
     }
 }
 

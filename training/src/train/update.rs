@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use candle_core::Tensor;
 use serde::Serialize;
 
@@ -73,18 +73,6 @@ pub fn ensure_finite(what: &str, step: u64, terms: &[(&str, f64)]) -> Result<()>
     bail!("{what} became non-finite at step {step} ({terms})")
 }
 
-/// Writes `value` as pretty JSON to `path` through a temporary file and a rename, so that a
-/// reader (or a resumed run) sees the old state or the new one, never half of one.
-pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp);
-    std::fs::write(&tmp, serde_json::to_string_pretty(value)?)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
-}
-
 /// Writes a resumable checkpoint to `dir`: the model (a Hugging Face folder),
 /// `optimizer.safetensors`, and the loop's state as `dir/<state_file>`, written last and
 /// atomically (a state file is only ever next to the weights it describes).
@@ -97,7 +85,7 @@ pub fn save_checkpoint<T: Serialize>(
 ) -> Result<()> {
     model.save(dir)?;
     opt.save(&dir.join(OPTIMIZER_FILE))?;
-    write_json_atomic(&dir.join(state_file), state)
+    crate::json_file::write_atomic(&dir.join(state_file), state)
 }
 
 /// The optimizer's file in a checkpoint folder.
@@ -118,17 +106,5 @@ mod tests {
             "round 2: the loss became non-finite at step 7 (nll 1.5, kl NaN)"
         );
         assert!(ensure_finite("loss", 0, &[("loss", f64::INFINITY)]).is_err());
-    }
-
-    #[test]
-    fn json_is_written_whole_and_replaces_the_old_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.json");
-        write_json_atomic(&path, &serde_json::json!({"step": 1})).unwrap();
-        write_json_atomic(&path, &serde_json::json!({"step": 2})).unwrap();
-        let v: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        assert_eq!(v["step"], 2);
-        assert!(!dir.path().join("state.json.tmp").exists());
     }
 }

@@ -330,15 +330,7 @@ impl World {
 impl World {
     /// Reads `<dir>/world.json`; `Ok(None)` when the folder is not a generated world.
     pub fn load(dir: &Path) -> Result<Option<Self>> {
-        let path = dir.join(WORLD_FILE);
-        if !path.is_file() {
-            return Ok(None);
-        }
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        serde_json::from_str(&text)
-            .map(Some)
-            .with_context(|| format!("{}: not a world file", path.display()))
+        crate::json_file::read_if_exists(&dir.join(WORLD_FILE), "a world file")
     }
 }
 
