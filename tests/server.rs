@@ -17,6 +17,7 @@ use mario::control::{ControlTokens, CONTROL_FILE};
 use mario::generate::{
     generate, FinishReason, GenerationOutput, GenerationParams, GenerationRequest,
 };
+use mario::rewards::{Reward, RewardError, RewardInput};
 use mario::server::api::{RationalizeResponse, StreamToken};
 use mario::server::error::ApiError;
 use mario::server::http::{serve_connections, ConnectionLimits};
@@ -73,17 +74,23 @@ impl TestServer {
 
     /// The router alone, on a custom backend.
     fn with_backend(backend: Arc<dyn Backend>, extra: &[&str]) -> Self {
+        Self::with_backend_and(backend, extra, |_| {})
+    }
+
+    /// The router alone, on a custom backend, with its state changed by `edit`.
+    fn with_backend_and(
+        backend: Arc<dyn Backend>,
+        extra: &[&str],
+        edit: impl FnOnce(&mut AppState),
+    ) -> Self {
         let dir = fixture_dir("t5-v1_0-tied");
         let mut args = vec!["--model", dir.to_str().unwrap(), "--port", "0"];
         args.extend_from_slice(extra);
         let cfg = ServerConfig::from_args(args).unwrap();
         let ckpt = Checkpoint::load(&dir, DType::F32, &Device::Cpu).unwrap();
-        let state = Arc::new(AppState::new(
-            &cfg,
-            &ckpt,
-            backend,
-            Arc::new(Metrics::new()),
-        ));
+        let mut state = AppState::new(&cfg, &ckpt, backend, Arc::new(Metrics::new()));
+        edit(&mut state);
+        let state = Arc::new(state);
         let (tx_addr, rx_addr) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -1593,6 +1600,14 @@ fn server_refuses_overflowing_settings_naming_the_flag() {
         ),
         (vec!["--max-queue", huge], "--max-queue"),
         (
+            vec!["--max-concurrent-scoring", huge],
+            "--max-concurrent-scoring",
+        ),
+        (
+            vec!["--max-concurrent-scoring", "0"],
+            "--max-concurrent-scoring must be at least 1",
+        ),
+        (
             vec![
                 "--max-input-tokens",
                 huge,
@@ -1827,4 +1842,104 @@ fn server_keeps_a_panicking_row_to_itself_and_keeps_serving() {
         assert_eq!(st, 200, "{v}");
         assert_eq!(v["results"][0]["text"], alone[1]);
     }
+}
+
+/// A reward that takes `delay` per question and records how many questions it scored at once.
+#[derive(Default)]
+struct SlowReward {
+    delay: Duration,
+    now: AtomicUsize,
+    most: AtomicUsize,
+}
+
+/// A [`SlowReward`] the server holds while the test watches it.
+struct Shared(Arc<SlowReward>);
+
+impl Reward for Shared {
+    fn name(&self) -> &str {
+        "slow"
+    }
+    fn score(&self, items: &[RewardInput<'_>]) -> Result<Vec<Option<f64>>, RewardError> {
+        let me = &self.0;
+        let n = me.now.fetch_add(1, Ordering::SeqCst) + 1;
+        me.most.fetch_max(n, Ordering::SeqCst);
+        std::thread::sleep(me.delay);
+        me.now.fetch_sub(1, Ordering::SeqCst);
+        Ok(vec![Some(1.0); items.len()])
+    }
+}
+
+/// A server whose model answers at once and whose only reward is `reward`.
+fn server_with_reward(reward: &Arc<SlowReward>, extra: &[&str]) -> TestServer {
+    let backend = Arc::new(DelayedBackend {
+        delay: Duration::ZERO,
+        received: AtomicUsize::new(0),
+    });
+    let reward = reward.clone();
+    TestServer::with_backend_and(backend, extra, move |state| {
+        state.rewards = Arc::new(vec![Box::new(Shared(reward))]);
+    })
+}
+
+/// Scoring runs inside the request's deadline: a reward that would outlast it gets the same
+/// 504 timeout as generation (plain and streamed), on time. It runs behind a pool of
+/// `--max-concurrent-scoring` slots, and its time shows in `timings.scoring_ms`.
+#[test]
+fn server_scores_within_the_deadline_and_a_bounded_pool() {
+    let stuck = Arc::new(SlowReward {
+        delay: Duration::from_secs(4),
+        ..Default::default()
+    });
+    let s = server_with_reward(&stuck, &["--request-timeout-s", "1"]);
+    let t = Instant::now();
+    let resp = post(&s, json!({"question": "Q?", "score": true}));
+    assert_error(resp, 504, "timeout", "did not finish within 1 s");
+    assert!(
+        t.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        t.elapsed()
+    );
+    let (errors, _) = stream_errors(&s, &json!({"questions": ["Q?", "R?"], "score": true}));
+    assert!(!errors.is_empty());
+    for e in &errors {
+        assert_eq!(e["error"]["error_type"], "timeout", "{e}");
+    }
+    // without scores the same server answers at once
+    let (st, v) = post(&s, json!({"question": "Q?"}));
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["results"][0]["timings"]["scoring_ms"], 0.0);
+    drop(s);
+
+    let slow = Arc::new(SlowReward {
+        delay: Duration::from_millis(300),
+        ..Default::default()
+    });
+    let s = server_with_reward(&slow, &["--max-concurrent-scoring", "2"]);
+    let info: Value = serde_json::from_str(&get(&s, "/info").1).unwrap();
+    assert_eq!(info["limits"]["max_concurrent_scoring"], 2);
+    let url = s.url("/rationalize");
+    let clients: Vec<_> = (0..6)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let mut r = agent()
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .send(json!({"question": "Q?", "score": true}).to_string())
+                    .unwrap();
+                let st = r.status().as_u16();
+                (st, json_of(&r.body_mut().read_to_string().unwrap()))
+            })
+        })
+        .collect();
+    for c in clients {
+        let (st, v) = c.join().unwrap();
+        assert_eq!(st, 200, "{v}");
+        let result = &v["results"][0];
+        assert_eq!(result["scores"]["slow"], 1.0);
+        let scoring = result["timings"]["scoring_ms"].as_f64().unwrap();
+        assert!(scoring >= 300.0, "{scoring}");
+        assert!(result["timings"]["total_ms"].as_f64().unwrap() >= scoring);
+    }
+    assert_eq!(slow.most.load(Ordering::SeqCst), 2, "two slots, both used");
 }

@@ -74,7 +74,9 @@ pub struct RationalizeRequest {
     pub control: Option<ControlSpec>,
     /// Decoding parameters.
     pub parameters: Option<Parameters>,
-    /// Return reward scores of each output.
+    /// Return reward scores of each output. Scoring counts against the request's timeout (504
+    /// when it does not finish in time) and runs at most `max_concurrent_scoring` questions at
+    /// once (see `/info`); `timings.scoring_ms` is its time.
     #[serde(default)]
     pub score: bool,
     /// Gold answer(s), for the task-accuracy score.
@@ -99,6 +101,9 @@ pub struct Timings {
     pub queue_ms: f64,
     /// From joining a batch to the last token.
     pub inference_ms: f64,
+    /// Computing `scores` (with `score: true`; waiting for a slot of the scoring pool
+    /// included), 0 without.
+    pub scoring_ms: f64,
     /// From arrival to response.
     pub total_ms: f64,
 }
@@ -205,6 +210,8 @@ pub struct Limits {
     pub max_queue: usize,
     /// Requests accepted at once.
     pub max_concurrent_requests: usize,
+    /// Questions scored (`score: true`) at once; more wait for a slot within their deadline.
+    pub max_concurrent_scoring: usize,
     /// Request body bytes.
     pub max_body_bytes: usize,
     /// Seconds before a request times out.

@@ -92,6 +92,8 @@ pub struct AppState {
     pub info: Info,
     /// In-flight requests.
     pub concurrency: Arc<Semaphore>,
+    /// Questions being scored (`score: true`): the scoring pool.
+    pub scoring: Arc<Semaphore>,
     /// The model's name.
     pub model_name: String,
     /// Who may call.
@@ -117,6 +119,7 @@ impl AppState {
             max_batch_tokens: cfg.max_batch_tokens,
             max_queue: cfg.max_queue,
             max_concurrent_requests: cfg.max_concurrent_requests,
+            max_concurrent_scoring: cfg.max_concurrent_scoring,
             max_body_bytes: cfg.max_body_bytes,
             request_timeout_s: cfg.request_timeout_s,
             body_read_timeout_s: cfg.body_read_timeout_s,
@@ -198,6 +201,7 @@ impl AppState {
             rewards: Arc::new(rewards),
             metrics,
             concurrency: Arc::new(Semaphore::new(cfg.max_concurrent_requests)),
+            scoring: Arc::new(Semaphore::new(cfg.max_concurrent_scoring)),
             limits,
             info,
             model_name,

@@ -48,6 +48,10 @@ pub struct ServerConfig {
     /// Requests accepted at once; beyond it requests get 429.
     #[arg(long, env = "MARIO_MAX_CONCURRENT_REQUESTS", default_value_t = 128)]
     pub max_concurrent_requests: usize,
+    /// Questions scored with the reward models (`score: true`) at once; more wait for a slot,
+    /// within their request's timeout.
+    #[arg(long, env = "MARIO_MAX_CONCURRENT_SCORING", default_value_t = 2)]
+    pub max_concurrent_scoring: usize,
     /// Questions in one request.
     #[arg(long, env = "MARIO_MAX_CLIENT_BATCH_SIZE", default_value_t = 8)]
     pub max_client_batch_size: usize,
@@ -127,6 +131,7 @@ impl ServerConfig {
             ("--max-batch-tokens", self.max_batch_tokens),
             ("--max-queue", self.max_queue),
             ("--max-concurrent-requests", self.max_concurrent_requests),
+            ("--max-concurrent-scoring", self.max_concurrent_scoring),
             ("--max-client-batch-size", self.max_client_batch_size),
             ("--max-input-tokens", self.max_input_tokens),
             ("--max-new-tokens", self.max_new_tokens),
@@ -203,6 +208,11 @@ impl ServerConfig {
             (
                 "--max-concurrent-requests",
                 self.max_concurrent_requests as u64,
+                permits,
+            ),
+            (
+                "--max-concurrent-scoring",
+                self.max_concurrent_scoring as u64,
                 permits,
             ),
             ("--max-connections", self.max_connections as u64, permits),

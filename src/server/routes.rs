@@ -146,49 +146,81 @@ fn finish_reason(r: FinishReason) -> FinishReasonApi {
     }
 }
 
-/// Runs CPU-heavy work (reward models) without stalling the async workers: on a
-/// multi-threaded runtime the worker hands its other tasks off first.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
-        }
-        _ => f(),
-    }
+/// Scores by reward name.
+type Scores = BTreeMap<String, Option<f64>>;
+
+/// A finished row: its output, time in the queue, time decoding.
+type Finished = (GenerationOutput, Duration, Duration);
+
+/// When a request that arrived at `arrived` times out.
+fn deadline(state: &AppState, arrived: Instant) -> Instant {
+    arrived + Duration::from_secs(state.limits.request_timeout_s)
 }
 
-/// Builds a result (and its scores) from a finished row.
-fn result(
+/// Scores one output with the reward models, on a blocking thread that holds a slot of the
+/// scoring pool (`--max-concurrent-scoring`), within the request's `deadline`: when the slot
+/// or the scores do not come in time the request gets generation's 504 timeout (a computation
+/// already running finishes in the background, keeping its slot, so the pool bounds the work
+/// itself). Returns the scores and the time they took, waiting for the slot included.
+async fn score(
     state: &AppState,
     row: &ValidRow,
-    output: GenerationOutput,
-    queue: Duration,
-    inference: Duration,
-    arrived: Instant,
-    score: bool,
-) -> RationaleResult {
-    let parsed = parse_output(&output.text);
-    let scores = score.then(|| {
+    output: &str,
+    deadline: Instant,
+) -> Result<(Scores, Duration), ApiError> {
+    let started = Instant::now();
+    let timeout = || ApiError::Timeout {
+        seconds: state.limits.request_timeout_s,
+    };
+    let deadline = tokio::time::Instant::from_std(deadline);
+    let slot = tokio::time::timeout_at(deadline, state.scoring.clone().acquire_owned())
+        .await
+        .map_err(|_| timeout())?
+        .map_err(|_| ApiError::Internal("the scoring pool is closed".into()))?;
+    let rewards = state.rewards.clone();
+    let (question, output, gold) = (row.question.clone(), output.to_string(), row.gold.clone());
+    let scoring = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         let input = RewardInput {
-            question: &row.question,
-            output: &output.text,
-            gold: row.gold.as_deref(),
+            question: &question,
+            output: &output,
+            gold: gold.as_deref(),
         };
-        blocking(|| {
-            state
-                .rewards
-                .iter()
-                .map(|r| {
-                    let s = r
-                        .score(&[input])
-                        .ok()
-                        .and_then(|v| v.into_iter().next().flatten());
-                    (r.name().to_string(), s)
-                })
-                .collect::<BTreeMap<_, _>>()
-        })
+        rewards
+            .iter()
+            .map(|r| {
+                let s = r
+                    .score(&[input])
+                    .ok()
+                    .and_then(|v| v.into_iter().next().flatten());
+                (r.name().to_string(), s)
+            })
+            .collect::<Scores>()
     });
-    RationaleResult {
+    let scores = tokio::time::timeout_at(deadline, scoring)
+        .await
+        .map_err(|_| timeout())?
+        .map_err(|e| ApiError::Internal(format!("scoring failed: {e}")))?;
+    Ok((scores, started.elapsed()))
+}
+
+/// Builds a result from a finished row, with its scores when asked for (within the request's
+/// deadline).
+async fn result(
+    state: &AppState,
+    row: &ValidRow,
+    (output, queue, inference): Finished,
+    arrived: Instant,
+    with_scores: bool,
+) -> Result<RationaleResult, ApiError> {
+    let (scores, scoring) = if with_scores {
+        let (s, took) = score(state, row, &output.text, deadline(state, arrived)).await?;
+        (Some(s), took)
+    } else {
+        (None, Duration::ZERO)
+    };
+    let parsed = parse_output(&output.text);
+    Ok(RationaleResult {
         question: row.question.clone(),
         rationale: parsed.rationale,
         answer_missing: parsed.answer.as_ref().err().map(|m| m.reason().to_string()),
@@ -202,15 +234,14 @@ fn result(
         timings: Timings {
             queue_ms: queue.as_secs_f64() * 1e3,
             inference_ms: inference.as_secs_f64() * 1e3,
+            scoring_ms: scoring.as_secs_f64() * 1e3,
             total_ms: arrived.elapsed().as_secs_f64() * 1e3,
         },
-    }
+    })
 }
 
 /// Waits for one row to finish.
-async fn wait_row(
-    rx: &mut UnboundedReceiver<JobUpdate>,
-) -> Result<(GenerationOutput, Duration, Duration), ApiError> {
+async fn wait_row(rx: &mut UnboundedReceiver<JobUpdate>) -> Result<Finished, ApiError> {
     loop {
         match rx.recv().await {
             Some(JobUpdate::Token { .. }) => continue,
@@ -250,7 +281,7 @@ async fn wait_row(
         (status = 429, description = "Too many concurrent requests (see Retry-After)", body = super::api::ErrorResponse),
         (status = 500, description = "Internal error: a generic message naming the request id (the details are in the server log)", body = super::api::ErrorResponse),
         (status = 503, description = "Queue full or model not ready (see Retry-After)", body = super::api::ErrorResponse),
-        (status = 504, description = "The request timed out", body = super::api::ErrorResponse),
+        (status = 504, description = "The request (generation, then scoring with `score: true`) did not finish within --request-timeout-s", body = super::api::ErrorResponse),
     )
 )]
 pub async fn rationalize(
@@ -263,21 +294,12 @@ pub async fn rationalize(
     let mut results = Vec::with_capacity(valid.rows.len());
     for (row, rx) in valid.rows.iter().zip(receivers.iter_mut()) {
         let left = timeout.saturating_sub(arrived.elapsed());
-        let (output, queue, inference) =
-            tokio::time::timeout(left, wait_row(rx))
-                .await
-                .map_err(|_| ApiError::Timeout {
-                    seconds: state.limits.request_timeout_s,
-                })??;
-        results.push(result(
-            &state,
-            row,
-            output,
-            queue,
-            inference,
-            arrived,
-            valid.score,
-        ));
+        let finished = tokio::time::timeout(left, wait_row(rx))
+            .await
+            .map_err(|_| ApiError::Timeout {
+                seconds: state.limits.request_timeout_s,
+            })??;
+        results.push(result(&state, row, finished, arrived, valid.score).await?);
     }
     Ok(Json(RationalizeResponse {
         request_id: request_id(&id),
@@ -421,16 +443,15 @@ impl StreamState {
                 inference,
             } => {
                 self.remaining -= 1;
-                let r = result(
-                    &self.state,
-                    &self.valid.rows[i],
-                    output,
-                    queue,
-                    inference,
-                    self.arrived,
-                    self.valid.score,
-                );
-                sse_json("result", &serde_json::json!({"index": i, "result": r}))
+                let finished = (output, queue, inference);
+                let row = &self.valid.rows[i];
+                match result(&self.state, row, finished, self.arrived, self.valid.score).await {
+                    Ok(r) => sse_json("result", &serde_json::json!({"index": i, "result": r})),
+                    Err(e) => {
+                        let body = e.client_body(&self.request_id);
+                        sse_json("error", &serde_json::json!({"index": i, "error": body}))
+                    }
+                }
             }
             JobUpdate::Failed(e) => {
                 self.remaining -= 1;
