@@ -54,6 +54,54 @@ impl DeviceChoice {
     }
 }
 
+/// A weight (and activation) type requested on the command line: `f32` (also `fp32`,
+/// `float32`), `bf16` (`bfloat16`) or `f16` (`fp16`, `float16`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightType {
+    /// 32-bit floats.
+    F32,
+    /// bfloat16.
+    Bf16,
+    /// IEEE half precision.
+    F16,
+}
+
+impl FromStr for WeightType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" | "fp32" | "float32" => Ok(Self::F32),
+            "bf16" | "bfloat16" => Ok(Self::Bf16),
+            "f16" | "fp16" | "float16" => Ok(Self::F16),
+            other => Err(format!(
+                "unknown weight type `{other}`: use f32, bf16 or f16"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for WeightType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::F32 => "f32",
+            Self::Bf16 => "bf16",
+            Self::F16 => "f16",
+        })
+    }
+}
+
+impl WeightType {
+    /// The candle dtype.
+    pub fn dtype(self) -> candle_core::DType {
+        match self {
+            Self::F32 => candle_core::DType::F32,
+            Self::Bf16 => candle_core::DType::BF16,
+            Self::F16 => candle_core::DType::F16,
+        }
+    }
+}
+
 /// Sets the number of CPU threads for tensor work, once, at the start of a program: the global
 /// rayon pool and `RAYON_NUM_THREADS`, which candle reads for its matrix products. `None`
 /// keeps `RAYON_NUM_THREADS` when set, else takes all cores.
@@ -129,5 +177,29 @@ pub fn run_in_own_pool<R: Send>(name: &str, work: impl FnOnce() -> R + Send) -> 
             tracing::warn!("cannot start the `{name}` thread pool ({e}); running on one thread");
             work()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weight_types_parse_in_every_usual_spelling_and_refuse_others() {
+        for (s, t) in [
+            ("f32", WeightType::F32),
+            ("FP32", WeightType::F32),
+            ("float32", WeightType::F32),
+            ("bf16", WeightType::Bf16),
+            ("bfloat16", WeightType::Bf16),
+            ("f16", WeightType::F16),
+            ("fp16", WeightType::F16),
+        ] {
+            assert_eq!(s.parse::<WeightType>(), Ok(t), "{s}");
+        }
+        assert_eq!(WeightType::Bf16.dtype(), candle_core::DType::BF16);
+        assert_eq!(WeightType::Bf16.to_string(), "bf16");
+        let e = "int8".parse::<WeightType>().unwrap_err();
+        assert!(e.contains("int8") && e.contains("f32, bf16 or f16"), "{e}");
     }
 }

@@ -8,7 +8,7 @@ use candle_core::{DType, Device};
 use clap::{Args, Parser, Subcommand};
 use mario::checkpoint::Checkpoint;
 use mario::control::ControlChoice;
-use mario::device::DeviceChoice;
+use mario::device::{DeviceChoice, WeightType};
 use mario_training::config::RunConfig;
 use mario_training::data::{duplicate_report, load_examples, load_teacher};
 use mario_training::decoding::{Decoding, DecodingOverrides};
@@ -285,7 +285,7 @@ struct BenchGenerateArgs {
     inputs: PathBuf,
     /// Weight and activation types: fp32, bf16.
     #[arg(long, value_delimiter = ',', default_value = "fp32")]
-    dtypes: Vec<String>,
+    dtypes: Vec<WeightType>,
     /// Batch sizes.
     #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
     batch_sizes: Vec<usize>,
@@ -316,7 +316,7 @@ struct ExportArgs {
     out: PathBuf,
     /// Weight type: f32, bf16 or f16.
     #[arg(long, default_value = "bf16")]
-    dtype: String,
+    dtype: WeightType,
     /// Write this decoding default (n-gram blocking) into generation_config.json.
     #[arg(long)]
     no_repeat_ngram_size: Option<usize>,
@@ -1060,12 +1060,11 @@ fn cmd_bench_generate(a: &BenchGenerateArgs) -> Result<()> {
     };
     let mut all = Vec::new();
     for model in &a.model {
-        for d in &a.dtypes {
-            let dtype = match d.as_str() {
-                "fp32" | "f32" | "float32" => DType::F32,
-                "bf16" | "bfloat16" => DType::BF16,
-                other => bail!("--dtypes {other}: use fp32 or bf16"),
-            };
+        for &d in &a.dtypes {
+            if d == WeightType::F16 {
+                bail!("--dtypes f16: the benchmark runs fp32 or bf16");
+            }
+            let dtype = d.dtype();
             let rows = bench_generate(model, &a.inputs, dtype, &bench, &device, |r| {
                 println!("{}", serde_json::to_string(r).unwrap_or_default());
             })
@@ -1091,12 +1090,7 @@ fn cmd_bench_generate(a: &BenchGenerateArgs) -> Result<()> {
 }
 
 fn cmd_export(a: &ExportArgs) -> Result<()> {
-    let dtype = match a.dtype.as_str() {
-        "f32" => DType::F32,
-        "bf16" => DType::BF16,
-        "f16" => DType::F16,
-        other => bail!("--dtype {other}: use f32, bf16 or f16"),
-    };
+    let dtype = a.dtype.dtype();
     // loading checks every file first
     Checkpoint::load(&a.model, DType::F32, &Device::Cpu)
         .with_context(|| format!("checking {}", a.model.display()))?;
