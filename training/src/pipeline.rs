@@ -158,7 +158,12 @@ pub fn train_plausibility(
     for f in teacher_files {
         records.extend(load_teacher(f)?);
     }
-    let (train_ex, test_ex) = build_examples(&records, settings.seed);
+    // a generated world next to the teacher file gives false-fact negatives
+    let world = match teacher_files.iter().find_map(|f| f.parent()) {
+        Some(dir) => World::load(dir)?,
+        None => None,
+    };
+    let (train_ex, test_ex) = build_examples(&records, settings.seed, world.as_ref());
     let built = train_ex.len();
     let train_ex = balance(train_ex, data.negatives_per_positive, settings.seed);
     let mut m = TrainableModel::load(model, &o.device)?;
@@ -564,7 +569,15 @@ pub fn run_pipeline(cfg: &RunConfig, out: &Path, o: &StageOptions) -> Result<Pip
     }
     // 1-2. tokenizer and init, unless SFT starts from a pretrained folder
     let init = match &cfg.init.model {
-        Some(dir) => {
+        Some(arg) => {
+            // a folder, or a Hugging Face Hub id downloaded into the cache
+            let revision = cfg
+                .init
+                .revision
+                .as_deref()
+                .unwrap_or(mario::hub::DEFAULT_REVISION);
+            let dir = &mario::hub::resolve_model(arg, revision)
+                .map_err(|e| anyhow!("[init] model: {e}"))?;
             for f in ["config.json", "tokenizer.json"] {
                 if !dir.join(f).is_file() {
                     bail!(

@@ -35,8 +35,15 @@ pub struct Labelled {
     pub kind: &'static str,
 }
 
-/// Builds positives and negatives from teacher records; returns (train, held-out).
-pub fn build_examples(records: &[TeacherRecord], seed: u64) -> (Vec<Labelled>, Vec<Labelled>) {
+/// Builds positives and negatives from teacher records; returns (train, held-out). With a
+/// generated `world` (the records' `world.json`), every positive of a world question also gets
+/// a `false_fact` negative: the question's rationale with one fact made false, as the teacher's
+/// false-fact flaw writes it (the kind of error the issue asks the scorer to catch).
+pub fn build_examples(
+    records: &[TeacherRecord],
+    seed: u64,
+    world: Option<&crate::world::World>,
+) -> (Vec<Labelled>, Vec<Labelled>) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut questions: Vec<&str> = records.iter().map(|r| r.question.as_str()).collect();
     questions.sort_unstable();
@@ -97,6 +104,15 @@ pub fn build_examples(records: &[TeacherRecord], seed: u64) -> (Vec<Labelled>, V
                     text: join(&r.question, &swapped),
                     label: 0.0,
                     kind: "swapped",
+                });
+            }
+            if let Some(false_fact) =
+                world.and_then(|w| w.false_fact_rationale(&r.question, &mut rng))
+            {
+                dest.push(Labelled {
+                    text: join(&r.question, &false_fact),
+                    label: 0.0,
+                    kind: "false_fact",
                 });
             }
             // the rationale of another question
@@ -431,7 +447,7 @@ mod tests {
             ));
             records.push(rec(&format!("Q{i}?"), "yes", "", ""));
         }
-        let (train, test) = build_examples(&records, 3);
+        let (train, test) = build_examples(&records, 3, None);
         let kinds: std::collections::HashSet<&str> = train.iter().map(|l| l.kind).collect();
         for k in [
             "positive",

@@ -328,6 +328,14 @@ impl World {
 }
 
 impl World {
+    /// A rationale for the training question `question` with one of its facts made false (the
+    /// teacher's false-fact flaw); `None` for a question that is not one of the world's
+    /// training questions.
+    pub fn false_fact_rationale(&self, question: &str, rng: &mut impl rand::Rng) -> Option<String> {
+        let q = self.train.iter().find(|q| q.question == question)?;
+        Some(sample(rng, &self.kb, q, Flaw::FalseFact).rationale)
+    }
+
     /// Reads `<dir>/world.json`; `Ok(None)` when the folder is not a generated world.
     pub fn load(dir: &Path) -> Result<Option<Self>> {
         crate::json_file::read_if_exists(&dir.join(WORLD_FILE), "a world file")

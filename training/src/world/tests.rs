@@ -412,3 +412,33 @@ fn a_habit_is_the_flaw_of_most_samples_of_its_form_only() {
         toml::from_str("[[habits]]\nform = \"sinks\"\nflaw = \"vague\"\nrate = 0.8\n").unwrap();
     assert_eq!(parsed.habits[0].flaw, Flaw::Vague);
 }
+
+#[test]
+fn the_plausibility_data_of_a_world_has_false_fact_negatives() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = World::generate(&small()).unwrap();
+    w.write(dir.path()).unwrap();
+    let records = crate::data::load_teacher(&dir.path().join("teacher_gpt3_train.jsonl")).unwrap();
+    let (train, test) = crate::plausibility::build_examples(&records, 3, Some(&w));
+    let false_facts: Vec<&crate::plausibility::Labelled> = train
+        .iter()
+        .chain(&test)
+        .filter(|l| l.kind == "false_fact")
+        .collect();
+    assert!(false_facts.len() > 100, "{}", false_facts.len());
+    for l in &false_facts {
+        assert_eq!(l.label, 0.0);
+        // the question and a rationale with a fact the world says is false
+        let q = w
+            .train
+            .iter()
+            .find(|q| l.text.starts_with(&q.question))
+            .expect("a world question");
+        let rationale = l.text[q.question.len()..].trim();
+        let s = super::truth::score(&w.kb, q, rationale, None);
+        assert!(s.fact_accuracy.unwrap() < 1.0, "{}", l.text);
+    }
+    // without a world, no such kind
+    let (plain, _) = crate::plausibility::build_examples(&records, 3, None);
+    assert!(plain.iter().all(|l| l.kind != "false_fact"));
+}
