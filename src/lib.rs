@@ -13,6 +13,7 @@
 //! - [`rewards`]: the `Reward` trait and the rewards (diversity, accuracy, consistency,
 //!   plausibility).
 //! - [`checkpoint`]: loading a model folder.
+//! - [`hub`]: Hugging Face Hub model ids (`owner/name`) as model folders, through the cache.
 //!
 //! ```no_run
 //! use mario::checkpoint::Checkpoint;
@@ -43,6 +44,7 @@ pub mod choices;
 pub mod control;
 pub mod device;
 pub mod generate;
+pub mod hub;
 pub mod model;
 pub mod rationale;
 pub mod rewards;

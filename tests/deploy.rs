@@ -232,7 +232,12 @@ fn every_manifest_parses_and_names_only_what_the_server_has() {
     );
 
     // the model: a volume mounted where MARIO_MODEL points
-    let model = cfg.model.to_string_lossy().to_string();
+    let model = cfg
+        .model
+        .as_ref()
+        .expect("the Deployment sets MARIO_MODEL")
+        .to_string_lossy()
+        .to_string();
     let mounts = c["volumeMounts"].as_sequence().expect("volumeMounts");
     assert!(
         mounts

@@ -9,8 +9,15 @@ use mario::server::{serve, ServerConfig};
 ///
 /// Every flag can also be set with its MARIO_* environment variable. With no flags the
 /// embedded default model (models/default/) is served on 127.0.0.1:8080.
+///
+/// --model takes a checkpoint folder, or a Hugging Face Hub model id (owner/name, at
+/// --revision) when no such folder exists.
+///
+/// Hub ids follow the Hugging Face conventions: the cache in HF_HUB_CACHE, else $HF_HOME/hub,
+/// else ~/.cache/huggingface/hub; HF_TOKEN for private or gated models; HF_ENDPOINT for a
+/// mirror; HF_HUB_OFFLINE=1 to use the cache only.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about)]
+#[command(version, about, long_about, verbatim_doc_comment)]
 struct Cli {
     #[command(flatten)]
     server: ServerConfig,
@@ -20,7 +27,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
     if cli.print_openapi {
         print!("{}", mario::server::openapi::openapi_json());
         return ExitCode::SUCCESS;
@@ -44,13 +51,13 @@ fn main() -> ExitCode {
         eprintln!("mario-server: invalid configuration: {e}");
         return ExitCode::from(2);
     }
-    if !cli.server.model.join("config.json").is_file() {
-        eprintln!(
-            "mario-server: {} is not a model folder (no config.json). The default model is \
-             models/default/; pass --model DIR (or MARIO_MODEL) for another checkpoint.",
-            cli.server.model.display()
-        );
-        return ExitCode::from(2);
+    // before the runtime starts: a Hub id is downloaded here, with its progress bars
+    match cli.server.resolve_model() {
+        Ok(model) => cli.server.resolved = Some(model),
+        Err(e) => {
+            eprintln!("mario-server: {e}");
+            return ExitCode::from(2);
+        }
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

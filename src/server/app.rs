@@ -138,11 +138,15 @@ impl AppState {
         );
         let rewards = load_rewards(ckpt);
         let mc = ckpt.model.config();
-        let model_name = ckpt
-            .dir
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_else(|| ckpt.dir.display().to_string());
+        // a Hub id is served under its id, a folder under its name
+        let model_name = match &cfg.resolved {
+            Some(m) => m.name(),
+            None => ckpt
+                .dir
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_else(|| ckpt.dir.display().to_string()),
+        };
         let architecture: BTreeMap<String, serde_json::Value> = [
             (
                 "variant",

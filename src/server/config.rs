@@ -7,6 +7,8 @@ use clap::Args;
 
 use super::security::{check_origin, ApiKey};
 use crate::device::DeviceChoice;
+use crate::hub::{resolve_model_with, HubSettings, ModelSource, ResolvedModel};
+use crate::model::CONFIG_FILE;
 
 /// Largest timeout in seconds (a day): deadlines are `now + timeout`, which must not overflow.
 pub const MAX_SECONDS: u64 = 86_400;
@@ -18,9 +20,20 @@ pub const MAX_QUEUE: u64 = 1_000_000;
 /// Everything `mario-server` can be configured with.
 #[derive(Debug, Clone, Args)]
 pub struct ServerConfig {
-    /// Checkpoint folder (config.json, model.safetensors, tokenizer.json, mario.json).
-    #[arg(long, env = "MARIO_MODEL", default_value = "models/default")]
-    pub model: PathBuf,
+    /// The model: a checkpoint folder (config.json, model.safetensors or its shards,
+    /// tokenizer.json, mario.json), or a Hugging Face Hub model id (owner/name) when no such
+    /// folder exists, downloaded once into the Hugging Face cache (HF_HUB_CACHE, else
+    /// $HF_HOME/hub, else ~/.cache/huggingface/hub; HF_TOKEN, HF_ENDPOINT and HF_HUB_OFFLINE=1
+    /// are honoured). Default: models/default.
+    #[arg(long, env = "MARIO_MODEL", verbatim_doc_comment)]
+    pub model: Option<PathBuf>,
+    /// Revision of a Hub model id: a branch, tag or commit.
+    #[arg(long, env = "MARIO_REVISION", default_value = crate::hub::DEFAULT_REVISION)]
+    pub revision: String,
+    /// The model as a local folder, once resolved (`ServerConfig::resolve_model`); `serve`
+    /// resolves it when unset.
+    #[arg(skip)]
+    pub resolved: Option<ResolvedModel>,
     /// Address to listen on.
     #[arg(long, env = "MARIO_HOST", default_value = "127.0.0.1")]
     pub host: String,
@@ -122,6 +135,40 @@ impl ServerConfig {
         let argv = std::iter::once(std::ffi::OsString::from("mario-server"))
             .chain(args.into_iter().map(Into::into));
         Ok(Wrapper::try_parse_from(argv)?.cfg)
+    }
+
+    /// The model to serve as a local folder: `--model` (a folder, or a Hub id downloaded into
+    /// the cache), else models/default.
+    pub fn resolve_model(&self) -> Result<ResolvedModel, String> {
+        match &self.model {
+            Some(arg) => {
+                let m = resolve_model_with(arg, &self.revision, &HubSettings::from_env())
+                    .map_err(|e| e.to_string())?;
+                if !m.dir.join(CONFIG_FILE).is_file() {
+                    return Err(format!(
+                        "{} is not a model folder (no {CONFIG_FILE}); pass --model DIR or \
+                         owner/name (or MARIO_MODEL), or leave it out to serve the default model",
+                        m.dir.display()
+                    ));
+                }
+                Ok(m)
+            }
+            None => {
+                let dir = PathBuf::from("models/default");
+                if !dir.join(CONFIG_FILE).is_file() {
+                    return Err(format!(
+                        "{} is not a model folder (no {CONFIG_FILE}). The default model is \
+                         models/default/; pass --model DIR or owner/name (or MARIO_MODEL) for \
+                         another checkpoint.",
+                        dir.display()
+                    ));
+                }
+                Ok(ResolvedModel {
+                    dir,
+                    source: ModelSource::Folder,
+                })
+            }
+        }
     }
 
     /// Cross-checks the limits; the message names the flags.

@@ -75,11 +75,20 @@ pub async fn serve_until(
     } else {
         DType::F32
     };
-    let model_dir = cfg.model.clone();
+    let model = match cfg.resolved.clone() {
+        Some(m) => m,
+        None => {
+            let c = cfg.clone();
+            tokio::task::spawn_blocking(move || c.resolve_model())
+                .await?
+                .map_err(|e| anyhow!(e))?
+        }
+    };
+    let model_dir = model.dir.clone();
     let ckpt = tokio::task::spawn_blocking(move || Checkpoint::load(&model_dir, dtype, &device))
         .await?
-        .with_context(|| format!("loading the model from {}", cfg.model.display()))?;
-    tracing::info!(model = %cfg.model.display(), "model loaded");
+        .with_context(|| format!("loading the model from {}", model.dir.display()))?;
+    tracing::info!(model = %model.describe(), "model loaded");
     let metrics = Arc::new(Metrics::new());
     let (scheduler, worker, warmed) = Scheduler::start(
         ckpt.clone(),
@@ -93,6 +102,10 @@ pub async fn serve_until(
         metrics.clone(),
         None,
     );
+    let cfg = ServerConfig {
+        resolved: Some(model),
+        ..cfg
+    };
     let state = Arc::new(AppState::new(&cfg, &ckpt, Arc::new(scheduler), metrics));
     let app = router(state);
     let listener = tokio::net::TcpListener::bind((cfg.host.as_str(), cfg.port))

@@ -10,7 +10,9 @@
 //! [init]
 //! arch = "tiny"
 //! seed = 0
-//! # model = "models/flan-t5-small"   # or start from a pretrained folder instead
+//! # model = "models/flan-t5-small"   # or start from a pretrained folder instead,
+//! # model = "google/flan-t5-small"   # or from a Hugging Face Hub model id
+//! # revision = "main"                # (its branch, tag or commit)
 //!
 //! [sft]                            # any field of SftSettings
 //! lr = 1e-3
@@ -80,8 +82,13 @@ pub struct InitSection {
     pub seed: u64,
     /// A pretrained model folder (Hugging Face T5 layout: `config.json`, `model.safetensors`,
     /// `tokenizer.json`) for `pipeline` to start SFT from, instead of training a tokenizer and
-    /// initialising random weights (`arch` and `seed` are then unused).
+    /// initialising random weights (`arch` and `seed` are then unused). When no such folder
+    /// exists, `owner/name` is a Hugging Face Hub model id, downloaded into the Hugging Face
+    /// cache (`mario::hub`).
     pub model: Option<PathBuf>,
+    /// The revision (branch, tag or commit) of a Hub model id in `model` [default: main].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
 }
 
 impl Default for InitSection {
@@ -90,6 +97,7 @@ impl Default for InitSection {
             arch: "tiny".into(),
             seed: 0,
             model: None,
+            revision: None,
         }
     }
 }

@@ -35,6 +35,12 @@ use serde_json::json;
 /// Stages: `tokenizer` → `init` → (`teach`) → `sft` → `eval`. Each reads and writes Hugging
 /// Face folders and JSON Lines, so any stage can be rerun or replaced. Data files default to
 /// `$MARIO_DATA` (else `../shared/data/mario`).
+///
+/// Wherever a model folder is read (`--model`, `--sft`, `--init`, `[init] model`), an argument
+/// that is not an existing folder and looks like `owner/name` is a Hugging Face Hub model id
+/// (at `--revision`), downloaded once into the Hugging Face cache (`HF_HUB_CACHE`, else
+/// `$HF_HOME/hub`, else `~/.cache/huggingface/hub`; `HF_TOKEN`, `HF_ENDPOINT` and
+/// `HF_HUB_OFFLINE=1` are honoured).
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -47,6 +53,10 @@ struct Cli {
     /// No progress bars.
     #[arg(long, global = true)]
     no_progress: bool,
+    /// Revision (branch, tag or commit) of a Hugging Face Hub model id given for a model
+    /// folder (`[init] model` has `[init] revision`).
+    #[arg(long, global = true, default_value = mario::hub::DEFAULT_REVISION)]
+    revision: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -192,7 +202,8 @@ struct MarioArgs {
     /// Configuration file (its [data] and [mario] sections).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// The SFT checkpoint (reference model and, by default, the policy's start).
+    /// The SFT checkpoint (reference model and, by default, the policy's start): a folder or a
+    /// Hugging Face Hub model id (owner/name).
     #[arg(long)]
     sft: PathBuf,
     /// The policy's start when [mario] policy_from_sft = false.
@@ -430,7 +441,8 @@ struct SftArgs {
     /// Configuration file (its [data] and [sft] sections); flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Initial model folder (from `mario-train init`, or any T5 checkpoint).
+    /// Initial model folder (from `mario-train init`, or any T5 checkpoint), or a Hugging Face
+    /// Hub model id (owner/name).
     #[arg(long)]
     model: PathBuf,
     /// Training files (default: train.jsonl of the config's datasets).
@@ -542,7 +554,7 @@ impl SftOverrides {
 
 #[derive(Debug, Args)]
 struct EvalArgs {
-    /// Checkpoint folder to evaluate (with --data).
+    /// Checkpoint folder to evaluate (with --data), or a Hugging Face Hub model id (owner/name).
     #[arg(
         long,
         conflicts_with = "rationales",
@@ -607,7 +619,7 @@ fn progress(cli: &Cli) -> bool {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
@@ -620,9 +632,45 @@ fn main() {
         eprintln!("mario-train: --threads: {e}");
         std::process::exit(2);
     }
+    if let Err(e) = resolve_models(&mut cli) {
+        eprintln!("mario-train: error: {e:#}");
+        std::process::exit(1);
+    }
     if let Err(e) = mario::device::run_in_pool(|| run(&cli)) {
         eprintln!("mario-train: error: {e:#}");
         std::process::exit(1);
+    }
+}
+
+/// Every model argument that names a Hugging Face Hub id rather than a folder becomes the
+/// folder of its snapshot in the Hugging Face cache (downloaded when needed); folders stay as
+/// they are.
+fn resolve_models(cli: &mut Cli) -> Result<()> {
+    let mut settings = mario::hub::HubSettings::from_env();
+    settings.progress &= !cli.no_progress;
+    let revision = cli.revision.clone();
+    let resolve = |flag: &str, arg: &mut PathBuf| -> Result<()> {
+        let m = mario::hub::resolve_model_with(arg, &revision, &settings)
+            .map_err(|e| anyhow!("{flag}: {e}"))?;
+        if m.source != mario::hub::ModelSource::Folder {
+            tracing::info!("{flag}: {}", m.describe());
+        }
+        *arg = m.dir;
+        Ok(())
+    };
+    match &mut cli.command {
+        Command::Sft(a) => resolve("--model", &mut a.model),
+        Command::Eval(a) => a.model.as_mut().map_or(Ok(()), |m| resolve("--model", m)),
+        Command::Export(a) => resolve("--model", &mut a.model),
+        Command::Consistency(a) => resolve("--model", &mut a.model),
+        Command::Plausibility(a) => resolve("--model", &mut a.model),
+        Command::Sweep(a) => resolve("--model", &mut a.model),
+        Command::BenchGenerate(a) => a.model.iter_mut().try_for_each(|m| resolve("--model", m)),
+        Command::Mario(a) => {
+            resolve("--sft", &mut a.sft)?;
+            a.init.as_mut().map_or(Ok(()), |m| resolve("--init", m))
+        }
+        _ => Ok(()),
     }
 }
 
