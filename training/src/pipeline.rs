@@ -21,7 +21,7 @@ use crate::plausibility::{balance, build_examples, PlausibilityTask};
 use crate::quark::dev_scores::{dev_scores_path, paired, read_dev_scores, DevScore};
 use crate::quark::run::{
     build_rewards, run_mario, score_all, DevEval, MarioOutcome, MarioRun, MarioSettings,
-    MarioState, RewardModels,
+    MarioState, RewardModels, RewardName,
 };
 use crate::report::markdown_table;
 use crate::report::paired::PairedDiff;
@@ -257,9 +257,10 @@ pub fn sweep(
             model_dir.display()
         )
     })?;
-    let names: Vec<String> = table.rewards.iter().map(|r| r.name.clone()).collect();
+    let reward_names = RewardName::of_table(&table)?;
+    let names: Vec<String> = reward_names.iter().map(|r| r.to_string()).collect();
     // every reward scores each decoding, then the ground-truth measures of a generated world
-    let mut rewards = build_rewards(&names, reward_models, device)?;
+    let mut rewards = build_rewards(&reward_names, reward_models, device)?;
     rewards.extend(crate::world::truth::truth_rewards_for(dev_files)?);
     let measured: Vec<String> = rewards.iter().map(|r| r.name().to_string()).collect();
     let mut dev = Vec::new();
@@ -363,12 +364,12 @@ pub fn sweep(
          where it lies |\n|---|---:|---:|---|---:|---|\n",
     );
     let mut charts = Vec::new();
-    for name in &names {
+    for (name, reward) in names.iter().zip(&reward_names) {
         let own_rows: Vec<&SweepRow> = rows.iter().filter(|r| &r.reward == name).collect();
         // the varied reward itself, then its ground truth when the world has one
         let mut judged = vec![name.clone()];
         judged.extend(
-            TruthMeasure::counterpart(name)
+            TruthMeasure::counterpart(*reward)
                 .map(|m| m.name().to_string())
                 .filter(|m| measured.contains(m)),
         );
@@ -620,8 +621,8 @@ pub fn run_pipeline(cfg: &RunConfig, out: &Path, o: &StageOptions) -> Result<Pip
     let sft = sft_run.best();
     // 4. consistency models
     let rm_dir = out.join("reward-models");
-    let needs = |n: &str| cfg.mario.rewards.iter().any(|r| r == n);
-    if needs("consistency") {
+    let needs = |n: RewardName| cfg.mario.rewards.contains(&n);
+    if needs(RewardName::Consistency) {
         for (mode, name) in [
             (AnswerMode::I2o, "consistency-i2o"),
             (AnswerMode::Ir2o, "consistency-ir2o"),
@@ -653,7 +654,7 @@ pub fn run_pipeline(cfg: &RunConfig, out: &Path, o: &StageOptions) -> Result<Pip
     }
     // 5. plausibility scorer
     let pl_dir = out.join("plausibility");
-    if needs("plausibility") && !is_model_folder(&pl_dir.join("scorer")) {
+    if needs(RewardName::Plausibility) && !is_model_folder(&pl_dir.join("scorer")) {
         let resume = pl_dir.join("run/last/trainer_state.json").is_file();
         let so = StageOptions {
             resume,
@@ -672,8 +673,8 @@ pub fn run_pipeline(cfg: &RunConfig, out: &Path, o: &StageOptions) -> Result<Pip
         tracing::info!("stage plausibility: done");
     }
     let reward_models = RewardModels {
-        consistency: needs("consistency").then(|| rm_dir.clone()),
-        plausibility: needs("plausibility").then(|| pl_dir.join("scorer")),
+        consistency: needs(RewardName::Consistency).then(|| rm_dir.clone()),
+        plausibility: needs(RewardName::Plausibility).then(|| pl_dir.join("scorer")),
     };
     // 6. MaRio
     let mario_dir = out.join("mario");
@@ -762,8 +763,7 @@ fn evaluate_test(
         .control
         .clone()
         .ok_or_else(|| anyhow!("{} has no mario.json", mario_best.display()))?;
-    let names: Vec<String> = table.rewards.iter().map(|r| r.name.clone()).collect();
-    let rewards = build_rewards(&names, reward_models, device)?;
+    let rewards = build_rewards(&RewardName::of_table(&table)?, reward_models, device)?;
     let settings = MarioSettings {
         eval_limit: 0,
         ..settings.clone()

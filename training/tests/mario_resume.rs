@@ -7,11 +7,11 @@ mod common;
 use std::path::Path;
 
 use candle_core::Device;
-use mario_training::quark::run::{run_mario, MarioOutcome, MarioRun, MarioSettings};
+use mario_training::quark::run::{run_mario, MarioOutcome, MarioRun, MarioSettings, RewardName};
 
 fn settings() -> MarioSettings {
     MarioSettings {
-        rewards: vec!["accuracy".into(), "diversity".into()],
+        rewards: vec![RewardName::Accuracy, RewardName::Diversity],
         bins: 2,
         rounds: 2,
         steps_per_round: 30,

@@ -50,7 +50,9 @@ use crate::train::loss::{forward, Seq2SeqBatch, Seq2SeqExample};
 use crate::train::{ensure_finite, save_checkpoint, LinearSchedule, TrainableModel, Updater};
 
 pub use super::dev_eval::DevEval;
-pub use super::rewards::{active_rewards, build_rewards, control_table, score_all, RewardModels};
+pub use super::rewards::{
+    active_rewards, build_rewards, control_table, score_all, RewardModels, RewardName,
+};
 pub use super::settings::{MarioSettings, Variant};
 
 /// The loop's state file in `last/`.

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::rewards::RewardName;
 use crate::train::AdamWConfig;
 
 /// How rewards enter the control prefix.
@@ -20,7 +21,7 @@ pub enum Variant {
 pub struct MarioSettings {
     /// Rewards in control-prefix order: `diversity`, `accuracy`, `consistency`,
     /// `plausibility`.
-    pub rewards: Vec<String>,
+    pub rewards: Vec<RewardName>,
     /// Bins of each quantile reward.
     pub bins: usize,
     /// Sampling rounds.
@@ -100,10 +101,10 @@ impl Default for MarioSettings {
     fn default() -> Self {
         Self {
             rewards: vec![
-                "consistency".into(),
-                "accuracy".into(),
-                "plausibility".into(),
-                "diversity".into(),
+                RewardName::Consistency,
+                RewardName::Accuracy,
+                RewardName::Plausibility,
+                RewardName::Diversity,
             ],
             bins: 5,
             rounds: 13,

@@ -4,6 +4,7 @@
 //! Every fact of a world has one sentence template, so a rationale's sentences can be read
 //! back as facts ([`parse_sentence`]) and checked against the knowledge base.
 
+use crate::quark::rewards::RewardName;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -222,12 +223,12 @@ impl TruthMeasure {
     /// The ground truth of a learned reward: plausibility is checked by the facts being true,
     /// consistency by the answer following from them, diversity by the absence of repeated
     /// sentences. `None` for rewards without one (task accuracy is already exact).
-    pub fn counterpart(reward: &str) -> Option<TruthMeasure> {
+    pub fn counterpart(reward: RewardName) -> Option<TruthMeasure> {
         match reward {
-            "plausibility" => Some(TruthMeasure::FactAccuracy),
-            "consistency" => Some(TruthMeasure::Entailed),
-            "diversity" => Some(TruthMeasure::NoRepetition),
-            _ => None,
+            RewardName::Plausibility => Some(TruthMeasure::FactAccuracy),
+            RewardName::Consistency => Some(TruthMeasure::Entailed),
+            RewardName::Diversity => Some(TruthMeasure::NoRepetition),
+            RewardName::Accuracy => None,
         }
     }
 }
@@ -460,9 +461,9 @@ mod tests {
         assert_eq!(table[2], [Some(0.0), Some(0.0), Some(0.0), None]);
         assert_eq!(table[3], [Some(1.0), Some(0.0), Some(1.0), None]);
         assert_eq!(
-            TruthMeasure::counterpart("plausibility"),
+            TruthMeasure::counterpart(RewardName::Plausibility),
             Some(TruthMeasure::FactAccuracy)
         );
-        assert_eq!(TruthMeasure::counterpart("accuracy"), None);
+        assert_eq!(TruthMeasure::counterpart(RewardName::Accuracy), None);
     }
 }
