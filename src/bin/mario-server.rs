@@ -8,10 +8,13 @@ use mario::server::{serve, ServerConfig};
 /// Serve a MaRio self-rationalization model over HTTP.
 ///
 /// Every flag can also be set with its MARIO_* environment variable. With no flags the
-/// embedded default model (models/default/) is served on 127.0.0.1:8080.
+/// default model is served on 127.0.0.1:8080.
 ///
-/// --model takes a checkpoint folder, or a Hugging Face Hub model id (owner/name, at
-/// --revision) when no such folder exists.
+/// The model served is, in this order of precedence:
+///   1. --model / MARIO_MODEL: a checkpoint folder, or a Hugging Face Hub model id (owner/name,
+///      at --revision) when no such folder exists;
+///   2. <directory of the executable>/../share/mario/models/default (an installed copy);
+///   3. models/default of the repository the binary was built from, when it still exists.
 ///
 /// Hub ids follow the Hugging Face conventions: the cache in HF_HUB_CACHE, else $HF_HOME/hub,
 /// else ~/.cache/huggingface/hub; HF_TOKEN for private or gated models; HF_ENDPOINT for a

@@ -1,7 +1,7 @@
 //! Server configuration: command-line flags, each with a `MARIO_*` environment variable,
 //! checked against each other at start-up.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
@@ -24,7 +24,11 @@ pub struct ServerConfig {
     /// tokenizer.json, mario.json), or a Hugging Face Hub model id (owner/name) when no such
     /// folder exists, downloaded once into the Hugging Face cache (HF_HUB_CACHE, else
     /// $HF_HOME/hub, else ~/.cache/huggingface/hub; HF_TOKEN, HF_ENDPOINT and HF_HUB_OFFLINE=1
-    /// are honoured). Default: models/default.
+    /// are honoured).
+    ///
+    /// Without --model / MARIO_MODEL the default model is served, the first found of:
+    /// <directory of the executable>/../share/mario/models/default (an installed copy), then
+    /// the repository's models/default that the binary was built from.
     #[arg(long, env = "MARIO_MODEL", verbatim_doc_comment)]
     pub model: Option<PathBuf>,
     /// Revision of a Hub model id: a branch, tag or commit.
@@ -138,7 +142,8 @@ impl ServerConfig {
     }
 
     /// The model to serve as a local folder: `--model` (a folder, or a Hub id downloaded into
-    /// the cache), else models/default.
+    /// the cache), else the first default of [`default_model_candidates`] that holds a
+    /// `config.json`. The error says what was tried.
     pub fn resolve_model(&self) -> Result<ResolvedModel, String> {
         match &self.model {
             Some(arg) => {
@@ -153,21 +158,7 @@ impl ServerConfig {
                 }
                 Ok(m)
             }
-            None => {
-                let dir = PathBuf::from("models/default");
-                if !dir.join(CONFIG_FILE).is_file() {
-                    return Err(format!(
-                        "{} is not a model folder (no {CONFIG_FILE}). The default model is \
-                         models/default/; pass --model DIR or owner/name (or MARIO_MODEL) for \
-                         another checkpoint.",
-                        dir.display()
-                    ));
-                }
-                Ok(ResolvedModel {
-                    dir,
-                    source: ModelSource::Folder,
-                })
-            }
+            None => default_model(&default_model_candidates()),
         }
     }
 
@@ -284,5 +275,48 @@ impl ServerConfig {
         self.cors_allow_origin
             .iter()
             .try_for_each(|o| check_origin(o))
+    }
+}
+
+/// Where the default model is looked for, in order: `<prefix>/share/mario/models/default`
+/// for an executable in `<prefix>/bin/` (an installed copy next to the binary), then
+/// `models/default` of the repository the binary was built from (its path at compile time).
+pub fn default_model_candidates() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(prefix) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.to_path_buf()))
+    {
+        dirs.push(prefix.join("share/mario/models/default"));
+    }
+    dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default"));
+    dirs
+}
+
+/// The first of `candidates` that holds a `config.json`, or an error listing them all.
+pub fn default_model(candidates: &[PathBuf]) -> Result<ResolvedModel, String> {
+    match candidates.iter().find(|d| d.join(CONFIG_FILE).is_file()) {
+        Some(dir) => Ok(ResolvedModel {
+            dir: dir.clone(),
+            source: ModelSource::Folder,
+        }),
+        None => Err(format!(
+            "no --model (or MARIO_MODEL) given, and no default model found; tried, in order: \
+             {}. Pass --model DIR or a Hugging Face Hub id (owner/name), or install the \
+             default model (models/default of the repository) at the first place",
+            candidates
+                .iter()
+                .map(|d| format!(
+                    "{} ({})",
+                    d.display(),
+                    if d.is_dir() {
+                        "no config.json"
+                    } else {
+                        "absent"
+                    }
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
     }
 }
