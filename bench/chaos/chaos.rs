@@ -87,6 +87,9 @@ struct Args {
     /// The server's log (ERROR / panic lines are counted).
     #[arg(long)]
     server_log: Option<PathBuf>,
+    /// The commit the server was built from (recorded in the report).
+    #[arg(long, default_value = "")]
+    revision: String,
     /// A remark for the report (e.g. other jobs sharing the machine).
     #[arg(long, default_value = "")]
     note: String,
@@ -1347,7 +1350,7 @@ fn main() {
 
     let raw = json!({
         "date": date, "cpu": cpu_model(), "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        "command": a.command, "server_flags": a.server_flags, "note": a.note,
+        "command": a.command, "revision": a.revision, "server_flags": a.server_flags, "note": a.note,
         "load_seconds": load_s, "workers": a.workers, "burst": a.burst, "burst_questions": a.burst_questions,
         "distinct_questions": sh.questions.len(), "max_new_tokens": a.max_new_tokens,
         "requests": records.len() - 1, "statuses": statuses,
@@ -1378,6 +1381,12 @@ fn main() {
         raw["cores"],
         if a.command.is_empty() { "bench/chaos/run.sh" } else { &a.command }
     ));
+    if !a.revision.is_empty() {
+        w(format!(
+            "Server and client built from commit {}.\n",
+            a.revision
+        ));
+    }
     if !a.note.is_empty() {
         w(format!("{}\n", a.note));
     }

@@ -50,12 +50,15 @@ fi
 CMD="DURATION=$DURATION${SERVER_NICE:+ SERVER_NICE=$SERVER_NICE} bench/chaos/run.sh"
 [ "$SERVER_NICE" = 0 ] && CMD="DURATION=$DURATION bench/chaos/run.sh"
 
+REV=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD -- src Cargo.toml Cargo.lock bench/chaos 2>/dev/null || REV="$REV (with uncommitted changes)"
+
 set +e
 target/release/examples/chaos --addr "$ADDR" --server-pid "$SERVER" \
   --questions "$DATA/strategyqa/dev.jsonl" --seconds "$DURATION" \
   --header-read-timeout-s "$HEADER_TIMEOUT" --body-read-timeout-s "$BODY_TIMEOUT" \
   --server-log "$LOG" --out "$OUT" --json "$JSON" \
-  --command="$CMD" --server-flags="${FLAGS[*]}" --note="$NOTE"
+  --command="$CMD" --revision="$REV" --server-flags="${FLAGS[*]}" --note="$NOTE"
 STATUS=$?
 set -e
 kill -0 $SERVER 2>/dev/null || { echo "the server died during the soak" >&2; STATUS=1; }
