@@ -1034,8 +1034,13 @@ fn stalled(
                     Some(s) => format!("{s}, closed after {:.0} s (by design)", dt.as_secs_f64()),
                     None => format!("closed after {:.0} s (by design)", dt.as_secs_f64()),
                 };
+            } else if got.is_some_and(designed_refusal) {
+                // the request came while the concurrency limit was full (a burst): refused at
+                // once, before its body is read
+                rec.outcome = format!("{} at once (by design)", got.unwrap_or_default());
             } else {
-                rec.outcome = format!("closed with {got:?} after {:.1} s", dt.as_secs_f64());
+                let got = got.map_or("no status".into(), |s| s.to_string());
+                rec.outcome = format!("closed with {got} after {:.1} s", dt.as_secs_f64());
                 rec.unexpected = 1;
             }
         }
