@@ -50,8 +50,11 @@ const TEMPLATES: [&str; 3] = [
 use crate::world::names::name;
 pub use crate::world::names::name_space;
 
-/// One record: `(question, rationale, answer)`.
-fn record(rng: &mut ChaCha8Rng, name: &str) -> (String, String, String) {
+/// One probe record: `(question, rationale, answer)`.
+pub type ProbeRecord = (String, String, String);
+
+/// One record.
+fn record(rng: &mut ChaCha8Rng, name: &str) -> ProbeRecord {
     let answer = if rng.random_bool(0.5) { "yes" } else { "no" };
     let template = TEMPLATES.choose(rng).expect("non-empty");
     let question = template.replace("{name}", name).replace("{answer}", answer);
@@ -60,9 +63,7 @@ fn record(rng: &mut ChaCha8Rng, name: &str) -> (String, String, String) {
 
 impl CopyProbe {
     /// The train and dev records, deterministic in the seed.
-    pub fn records(
-        &self,
-    ) -> Result<(Vec<(String, String, String)>, Vec<(String, String, String)>)> {
+    pub fn records(&self) -> Result<(Vec<ProbeRecord>, Vec<ProbeRecord>)> {
         let wanted = self.train + self.dev;
         if wanted > name_space() / 2 {
             bail!(
