@@ -102,24 +102,27 @@ impl Default for InitSection {
     }
 }
 
-/// `[eval]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `[eval]`: what `mario-train eval --config` decodes with, between the checkpoint's
+/// `generation_config.json` and the flags (see [`crate::decoding`]); unset values are left to
+/// the checkpoint.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EvalSection {
     /// Most new tokens per output.
-    pub max_new_tokens: usize,
-    /// Questions per generation batch.
-    pub batch_size: usize,
+    pub max_new_tokens: Option<usize>,
+    /// Questions per generation batch (default 32).
+    pub batch_size: Option<usize>,
     /// n-gram blocking (0 = plain decoding).
-    pub no_repeat_ngram_size: usize,
+    pub no_repeat_ngram_size: Option<usize>,
 }
 
-impl Default for EvalSection {
-    fn default() -> Self {
-        Self {
-            max_new_tokens: 128,
-            batch_size: 32,
-            no_repeat_ngram_size: 0,
+impl EvalSection {
+    /// The decoding layer these settings make.
+    pub fn decoding(&self) -> crate::decoding::DecodingOverrides {
+        crate::decoding::DecodingOverrides {
+            max_new_tokens: self.max_new_tokens,
+            no_repeat_ngram_size: self.no_repeat_ngram_size,
+            ..Default::default()
         }
     }
 }

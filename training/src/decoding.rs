@@ -3,8 +3,9 @@
 //!
 //! 1. built-in defaults ([`Decoding::BUILT_IN`]);
 //! 2. the checkpoint's `generation_config.json` (what `mario-server` honours too);
-//! 3. the run's configuration file (`[mario]` `max_new_tokens` and the first of
-//!    `eval_no_repeat_ngram_sizes` for the sweep and the MaRio dev evaluations);
+//! 3. the run's configuration file (`[eval]` for `eval --config`; `[mario]` `max_new_tokens`
+//!    and the first of `eval_no_repeat_ngram_sizes` for the sweep and the MaRio dev
+//!    evaluations);
 //! 4. command-line flags.
 //!
 //! So a checkpoint decodes the same through `eval` as through the server unless a config or a

@@ -570,9 +570,13 @@ struct EvalArgs {
     /// Output folder: metrics.json, metrics.md, examples.jsonl.
     #[arg(long)]
     out: PathBuf,
-    /// Questions per generation batch.
-    #[arg(long, default_value_t = 32)]
-    batch_size: usize,
+    /// Configuration file: its [eval] table decodes between the checkpoint's
+    /// generation_config.json and these flags.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Questions per generation batch [the config's [eval] batch_size, else 32].
+    #[arg(long)]
+    batch_size: Option<usize>,
     /// Most new tokens per output [the checkpoint's generation_config.json, else 128].
     #[arg(long)]
     max_new_tokens: Option<usize>,
@@ -1029,10 +1033,11 @@ fn cmd_eval(a: &EvalArgs, progress: bool) -> Result<()> {
         temperature: a.temperature,
         top_p: a.top_p,
     };
-    let decoding = Decoding::resolve(&ckpt.generation, &DecodingOverrides::default(), &flags);
+    let cfg = load_config(&a.config)?;
+    let decoding = Decoding::resolve(&ckpt.generation, &cfg.eval.decoding(), &flags);
     tracing::info!("decoding: {}", decoding.describe(a.samples));
     let opts = EvalOptions {
-        batch_size: a.batch_size,
+        batch_size: a.batch_size.or(cfg.eval.batch_size).unwrap_or(32),
         samples: a.samples,
         seed: a.seed,
         limit: a.limit,

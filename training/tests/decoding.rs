@@ -85,4 +85,24 @@ fn eval_uses_the_checkpoints_generation_config_unless_a_flag_says_otherwise() {
     assert_eq!(m["max_new_tokens"], 6);
     assert_eq!(m["no_repeat_ngram_size"], 0);
     assert!(md.contains("no_repeat_ngram_size 0 (flag)"), "{md}");
+
+    // a config's [eval] table sits between the file and the flags
+    let cfg = o("eval.toml");
+    std::fs::write(&cfg, "[eval]\nmax_new_tokens = 5\nbatch_size = 1\n").unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let (m, md, _) = eval(&model, &dev, &o("config"), &["--config", cfg]);
+    assert_eq!(m["max_new_tokens"], 5);
+    assert_eq!(m["no_repeat_ngram_size"], 1);
+    assert!(
+        md.contains("max_new_tokens 5 (config), no_repeat_ngram_size 1 (generation_config.json)"),
+        "{md}"
+    );
+    let (m, _, _) = eval(
+        &model,
+        &dev,
+        &o("config-flag"),
+        &["--config", cfg, "--max-new-tokens", "4"],
+    );
+    assert_eq!(m["max_new_tokens"], 4);
+    assert_eq!(m["decoding_settings"]["max_new_tokens"]["from"], "flag");
 }
