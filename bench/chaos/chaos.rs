@@ -18,6 +18,9 @@
 //! raw HTTP/1.1 request over its own TCP connection (`connection: close`), so that a client can
 //! stall or hang up at any byte.
 
+#[path = "../questions.rs"]
+mod questions;
+
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -296,23 +299,7 @@ struct Question {
 }
 
 fn read_questions(path: &std::path::Path) -> Vec<Question> {
-    let text = std::fs::read_to_string(path).expect("questions file");
-    let records: Vec<Value> = match serde_json::from_str::<Value>(&text) {
-        Ok(Value::Object(map)) => {
-            let mut rows: Vec<(u64, Value)> = map
-                .into_iter()
-                .map(|(k, v)| (k.parse().unwrap_or(u64::MAX), v))
-                .collect();
-            rows.sort_by_key(|r| r.0);
-            rows.into_iter().map(|r| r.1).collect()
-        }
-        Ok(Value::Array(a)) => a,
-        _ => text
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect(),
-    };
-    records
+    questions::read_records(path)
         .iter()
         .filter_map(|r| {
             Some(Question {
@@ -396,6 +383,30 @@ fn designed_refusal(status: u16) -> bool {
     matches!(status, 429 | 503 | 504)
 }
 
+/// The response when it is a 200; otherwise `rec` is filled in (a lost request, a 5xx other
+/// than 503/504, a status no scenario is refused with by design) and None returned.
+fn answered(rec: &mut Record, qs: &[usize], res: Result<Resp, String>) -> Option<Resp> {
+    let r = match res {
+        Ok(r) => r,
+        Err(e) => {
+            rec.outcome = format!("lost: {}", short(&e));
+            rec.lost = qs.len();
+            return None;
+        }
+    };
+    rec.outcome = status_outcome(&r);
+    if r.status >= 500 && !matches!(r.status, 503 | 504) {
+        rec.bad_5xx = 1;
+    }
+    if r.status != 200 {
+        if !designed_refusal(r.status) {
+            rec.unexpected = 1;
+        }
+        return None;
+    }
+    Some(r)
+}
+
 /// Checks a plain response holding `qs` (greedy under `control`, or sampled when `control`
 /// is None).
 fn check_plain(
@@ -411,24 +422,9 @@ fn check_plain(
         scenario,
         ..Default::default()
     };
-    let r = match res {
-        Ok(r) => r,
-        Err(e) => {
-            rec.outcome = format!("lost: {}", short(&e));
-            rec.lost = qs.len();
-            return rec;
-        }
-    };
-    rec.outcome = status_outcome(&r);
-    if r.status >= 500 && !matches!(r.status, 503 | 504) {
-        rec.bad_5xx = 1;
-    }
-    if r.status != 200 {
-        if !designed_refusal(r.status) {
-            rec.unexpected = 1;
-        }
+    let Some(r) = answered(&mut rec, qs, res) else {
         return rec;
-    }
+    };
     let v = r.json();
     let results = v["results"].as_array().cloned().unwrap_or_default();
     if results.len() != qs.len() {
@@ -519,24 +515,9 @@ fn check_stream(
         scenario,
         ..Default::default()
     };
-    let r = match res {
-        Ok(r) => r,
-        Err(e) => {
-            rec.outcome = format!("lost: {}", short(&e));
-            rec.lost = qs.len();
-            return rec;
-        }
-    };
-    rec.outcome = status_outcome(&r);
-    if r.status >= 500 && !matches!(r.status, 503 | 504) {
-        rec.bad_5xx = 1;
-    }
-    if r.status != 200 {
-        if !designed_refusal(r.status) {
-            rec.unexpected = 1;
-        }
+    let Some(r) = answered(&mut rec, qs, res) else {
         return rec;
-    }
+    };
     let seen = parse_sse(&r.body);
     let mut timeouts = 0;
     for (i, &q) in qs.iter().enumerate() {

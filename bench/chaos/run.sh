@@ -51,7 +51,7 @@ CMD="DURATION=$DURATION${SERVER_NICE:+ SERVER_NICE=$SERVER_NICE} bench/chaos/run
 [ "$SERVER_NICE" = 0 ] && CMD="DURATION=$DURATION bench/chaos/run.sh"
 
 REV=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-git diff --quiet HEAD -- src Cargo.toml Cargo.lock bench/chaos 2>/dev/null || REV="$REV (with uncommitted changes)"
+git diff --quiet HEAD -- src Cargo.toml Cargo.lock bench/chaos bench/questions.rs 2>/dev/null || REV="$REV (with uncommitted changes)"
 
 set +e
 target/release/examples/chaos --addr "$ADDR" --server-pid "$SERVER" \

@@ -11,6 +11,9 @@
 //!     --questions ../shared/data/mario/strategyqa/dev.jsonl --levels 1,16,64 --seconds 60
 //! ```
 
+#[path = "../questions.rs"]
+mod questions;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -42,23 +45,7 @@ struct Args {
 }
 
 fn read_questions(path: &std::path::Path) -> Vec<String> {
-    let text = std::fs::read_to_string(path).expect("questions file");
-    let records: Vec<Value> = match serde_json::from_str::<Value>(&text) {
-        Ok(Value::Object(map)) => {
-            let mut rows: Vec<(u64, Value)> = map
-                .into_iter()
-                .map(|(k, v)| (k.parse().unwrap_or(u64::MAX), v))
-                .collect();
-            rows.sort_by_key(|r| r.0);
-            rows.into_iter().map(|r| r.1).collect()
-        }
-        Ok(Value::Array(a)) => a,
-        _ => text
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect(),
-    };
-    records
+    questions::read_records(path)
         .iter()
         .filter_map(|r| r["question"].as_str().map(str::to_string))
         .collect()
