@@ -30,6 +30,7 @@ use super::security::{self, Access};
 use super::validation::{ValidationLimits, Validator};
 use crate::checkpoint::Checkpoint;
 use crate::control::RewardKind;
+use crate::hub::{ModelSource, ResolvedModel};
 use crate::rewards::consistency::{I2O_DIR, IR2O_DIR};
 use crate::rewards::{ConsistencyScorer, Diversity, PlausibilityScorer, Reward, TaskAccuracy};
 
@@ -141,11 +142,11 @@ impl AppState {
         // a Hub id is served under its id, a folder under its name
         let model_name = match &cfg.resolved {
             Some(m) => m.name(),
-            None => ckpt
-                .dir
-                .file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_else(|| ckpt.dir.display().to_string()),
+            None => ResolvedModel {
+                dir: ckpt.dir.clone(),
+                source: ModelSource::Folder,
+            }
+            .name(),
         };
         let architecture: BTreeMap<String, serde_json::Value> = [
             (

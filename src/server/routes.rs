@@ -121,7 +121,7 @@ fn enqueue(
     valid: &ValidRequest,
     arrived: Instant,
 ) -> Result<Vec<UnboundedReceiver<JobUpdate>>, ApiError> {
-    let deadline = arrived + Duration::from_secs(state.limits.request_timeout_s);
+    let deadline = deadline(state, arrived);
     let mut receivers = Vec::with_capacity(valid.rows.len());
     let mut jobs = Vec::with_capacity(valid.rows.len());
     for row in &valid.rows {

@@ -234,7 +234,8 @@ impl Worker {
 
     /// Admitted jobs that are still wanted, as rows (their time in the queue is recorded).
     fn activate(&self, mut jobs: Vec<Job>) -> Vec<Active> {
-        jobs.retain(|job| !self.stale(job));
+        let now = Instant::now();
+        jobs.retain(|job| !self.stale(job, now));
         let rows: Vec<Active> = jobs.into_iter().map(Active::new).collect();
         for a in &rows {
             self.metrics
@@ -251,23 +252,23 @@ impl Worker {
         }
         st.alone = true;
         while let Some(a) = st.retry.pop_front() {
-            if !self.stale(&a.job) {
+            if !self.stale(&a.job, Instant::now()) {
                 return vec![a];
             }
         }
         Vec::new()
     }
 
-    /// Whether a job that is about to start is no longer wanted: its client left (cancelled)
-    /// or its time is up (answered with a timeout).
-    fn stale(&self, job: &Job) -> bool {
+    /// Whether a job (about to start, or running) is no longer wanted: its client left
+    /// (cancelled) or its time is up (answered with a timeout); either is counted.
+    fn stale(&self, job: &Job, now: Instant) -> bool {
         if job.updates.is_closed() {
             self.metrics
                 .rows_cancelled
                 .with_label_values(&["disconnect"])
                 .inc();
             true
-        } else if Instant::now() >= job.deadline {
+        } else if now >= job.deadline {
             self.metrics
                 .rows_cancelled
                 .with_label_values(&["timeout"])
@@ -285,39 +286,33 @@ impl Worker {
     /// alone; when the prefill of several rows fails, each is prefilled alone.
     fn start(&self, st: &mut LoopState, rows: Vec<Active>) -> Vec<RowEvent> {
         let rows = self.refuse_invalid(rows);
-        if rows.len() <= 1 {
-            return rows
-                .into_iter()
-                .flat_map(|a| self.start_rows(st, vec![a]).unwrap_or_default())
-                .collect();
+        if rows.len() > 1 {
+            match self.prefill(st, &rows) {
+                Ok((batch, ids, events)) => {
+                    self.install(st, rows, ids, batch);
+                    return events;
+                }
+                Err(e) => tracing::warn!(
+                    "prefilling {} rows together failed ({e}); prefilling each alone",
+                    rows.len()
+                ),
+            }
         }
-        let n = rows.len();
-        match self.prefill(st, &rows) {
+        rows.into_iter()
+            .flat_map(|a| self.start_alone(st, a))
+            .collect()
+    }
+
+    /// Prefills one row and adds it to the batch; on failure it fails (no events).
+    fn start_alone(&self, st: &mut LoopState, row: Active) -> Vec<RowEvent> {
+        match self.prefill(st, std::slice::from_ref(&row)) {
             Ok((batch, ids, events)) => {
-                self.install(st, rows, ids, batch);
+                self.install(st, vec![row], ids, batch);
                 events
             }
             Err(e) => {
-                tracing::warn!("prefilling {n} rows together failed ({e}); prefilling each alone");
-                rows.into_iter()
-                    .flat_map(|a| self.start_rows(st, vec![a]).unwrap_or_default())
-                    .collect()
-            }
-        }
-    }
-
-    /// Prefills `rows` together and adds them to the batch; on failure they fail (`None`).
-    fn start_rows(&self, st: &mut LoopState, rows: Vec<Active>) -> Option<Vec<RowEvent>> {
-        match self.prefill(st, &rows) {
-            Ok((batch, ids, events)) => {
-                self.install(st, rows, ids, batch);
-                Some(events)
-            }
-            Err(e) => {
-                for a in rows {
-                    self.fail(a, &format!("prefill failed: {e}"));
-                }
-                None
+                self.fail(row, &format!("prefill failed: {e}"));
+                Vec::new()
             }
         }
     }
@@ -482,28 +477,14 @@ impl Worker {
         let dead: Vec<RowId> = st
             .active
             .iter()
-            .filter(|(_, a)| a.job.updates.is_closed() || now >= a.job.deadline)
+            .filter(|(_, a)| self.stale(&a.job, now))
             .map(|(&id, _)| id)
             .collect();
         if dead.is_empty() {
             return;
         }
         for id in &dead {
-            let a = st.active.remove(id).expect("listed above");
-            if a.job.updates.is_closed() {
-                self.metrics
-                    .rows_cancelled
-                    .with_label_values(&["disconnect"])
-                    .inc();
-            } else {
-                self.metrics
-                    .rows_cancelled
-                    .with_label_values(&["timeout"])
-                    .inc();
-                let _ = a.job.updates.send(JobUpdate::Failed(ApiError::Timeout {
-                    seconds: (a.job.deadline - a.job.enqueued).as_secs(),
-                }));
-            }
+            st.active.remove(id);
         }
         if let Some(b) = st.batch.as_mut() {
             if let Err(e) = b.cancel(&dead) {
