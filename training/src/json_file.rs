@@ -23,13 +23,17 @@ pub fn read_if_exists<T: DeserializeOwned>(path: &Path, what: &str) -> Result<Op
 /// Writes `value` as pretty JSON to `path` through a temporary file and a rename, so that a
 /// reader (or a resumed run) sees the old state or the new one, never half of one.
 pub fn write_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    replace_file(path, serde_json::to_string_pretty(value)?.as_bytes())
+}
+
+/// Replaces `path` with `contents` through `<path>.tmp` and a rename (any file, JSON Lines
+/// included: [`crate::jsonl::write`] goes through here).
+pub fn replace_file(path: &Path, contents: &[u8]) -> Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, serde_json::to_string_pretty(value)?)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    std::fs::write(&tmp, contents).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]

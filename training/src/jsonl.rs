@@ -66,9 +66,7 @@ pub fn append_one<T: Serialize>(path: &Path, record: &T) -> Result<()> {
 
 /// Replaces `path` with the records (written to a temporary file, then renamed).
 pub fn write<T: Serialize>(path: &Path, records: &[T]) -> Result<()> {
-    let tmp = path.with_extension("jsonl.tmp");
-    std::fs::write(&tmp, lines(records)?).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+    crate::json_file::replace_file(path, lines(records)?.as_bytes())
 }
 
 #[cfg(test)]

@@ -92,9 +92,9 @@ mod tests {
             // MaRio's pool: the silver samples of the world's own questions (the reading
             // questions are SFT-only and never sampled)
             let world = crate::world::World::generate(settings).unwrap();
-            let teacher = world.teacher();
             return PoolPlan {
-                silver: teacher[..teacher.len() - world.reading.len()]
+                silver: world
+                    .world_teacher()
                     .iter()
                     .filter(|t| t.sample.answer == t.gold)
                     .count(),

@@ -237,8 +237,9 @@ impl World {
         })
     }
 
-    /// Every teacher sample, `teacher_samples` per training question.
-    pub fn teacher(&self) -> Vec<TeacherRow> {
+    /// The teacher's samples on the world's own training questions, `teacher_samples` each
+    /// (the silver data and MaRio's pool come from these).
+    pub fn world_teacher(&self) -> Vec<TeacherRow> {
         let mut rng = ChaCha8Rng::seed_from_u64(self.settings.seed ^ 0x7EAC_4E85);
         let mut out = Vec::new();
         for q in &self.train {
@@ -251,6 +252,13 @@ impl World {
                 });
             }
         }
+        out
+    }
+
+    /// Every teacher sample: [`Self::world_teacher`], then one flawless sample per reading
+    /// question.
+    pub fn teacher(&self) -> Vec<TeacherRow> {
+        let mut out = self.world_teacher();
         for q in &self.reading {
             out.push(TeacherRow {
                 question: q.question.clone(),
@@ -270,9 +278,9 @@ impl World {
         std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
         let teacher = self.teacher();
         let split_row = |q: &str, r: &str, a: &str| serde_json::json!({"question": q, "rationale": r, "answer": a});
-        let silver: Vec<serde_json::Value> = teacher
+        let silver: Vec<serde_json::Value> = self
+            .world_teacher()
             .iter()
-            .take(teacher.len() - self.reading.len())
             .filter(|t| t.sample.answer == t.gold)
             .map(|t| split_row(&t.question, &t.sample.rationale, &t.gold))
             .collect();
