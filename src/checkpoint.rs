@@ -1,5 +1,6 @@
 //! A MaRio checkpoint folder: a Hugging Face T5 (`config.json`, weights, `tokenizer.json`)
-//! plus, for MaRio-trained models, the control-token table `mario.json`.
+//! plus, for MaRio-trained models, the control-token table `mario.json`, and optionally the
+//! example questions `examples.json` that the server's playground offers.
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +23,8 @@ pub struct Checkpoint {
     pub control: Option<ControlTokens>,
     /// Decoding defaults from the folder's `generation_config.json`, if any.
     pub generation: GenerationDefaults,
+    /// Example questions from the folder's `examples.json` (empty without one).
+    pub examples: Vec<Example>,
 }
 
 /// File name of the decoding defaults (Hugging Face's `generation_config.json`).
@@ -54,6 +57,65 @@ impl GenerationDefaults {
             path,
             problem: e.to_string(),
         })
+    }
+}
+
+/// File name of a checkpoint's example questions.
+pub const EXAMPLES_FILE: &str = "examples.json";
+
+/// Most examples an `examples.json` may hold.
+pub const MAX_EXAMPLES: usize = 100;
+
+/// One example question a checkpoint ships (an entry of `examples.json`, a JSON array:
+/// `[{"question": "Would a pear sink in water?", "gold": "no"}]`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Example {
+    /// The question, written as the model was trained to read it (answer choices inline).
+    pub question: String,
+    /// Its gold answer, if known (for the task-accuracy score).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gold: Option<String>,
+}
+
+impl Example {
+    /// Reads `examples.json` from a folder (none when absent). Every question must have a
+    /// visible character, and a gold answer, when given, too.
+    pub fn from_dir(dir: &Path) -> Result<Vec<Self>, ModelError> {
+        let path = dir.join(EXAMPLES_FILE);
+        if !path.is_file() {
+            return Ok(Vec::new());
+        }
+        let bad = |problem: String| ModelError::BadFile {
+            path: path.clone(),
+            problem,
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| ModelError::Io {
+            path: path.clone(),
+            source: e,
+        })?;
+        let examples: Vec<Self> = serde_json::from_str(&text).map_err(|e| {
+            bad(format!(
+                "{e} (expected an array of {{\"question\": ..., \"gold\": ...}})"
+            ))
+        })?;
+        if examples.len() > MAX_EXAMPLES {
+            return Err(bad(format!(
+                "{} examples; at most {MAX_EXAMPLES} are allowed",
+                examples.len()
+            )));
+        }
+        for (i, ex) in examples.iter().enumerate() {
+            if ex.question.trim().is_empty() {
+                return Err(bad(format!("example {i}: the question is empty")));
+            }
+            if ex.gold.as_deref().is_some_and(|g| g.trim().is_empty()) {
+                return Err(bad(format!(
+                    "example {i}: `gold` is empty (leave it out when unknown)"
+                )));
+            }
+        }
+        Ok(examples)
     }
 }
 
@@ -135,6 +197,55 @@ impl Checkpoint {
             tokenizer,
             control,
             generation: GenerationDefaults::from_dir(dir)?,
+            examples: Example::from_dir(dir)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn examples_of(json: Option<&str>) -> Result<Vec<Example>, String> {
+        let dir = tempfile::tempdir().unwrap();
+        if let Some(json) = json {
+            std::fs::write(dir.path().join(EXAMPLES_FILE), json).unwrap();
+        }
+        Example::from_dir(dir.path()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn examples_are_read_when_present_and_checked() {
+        assert_eq!(examples_of(None).unwrap(), vec![]);
+        assert_eq!(
+            examples_of(Some(
+                r#"[{"question": "Is ice cold?", "gold": "yes"}, {"question": "Q?"}]"#
+            ))
+            .unwrap(),
+            vec![
+                Example {
+                    question: "Is ice cold?".into(),
+                    gold: Some("yes".into())
+                },
+                Example {
+                    question: "Q?".into(),
+                    gold: None
+                }
+            ]
+        );
+        for (bad, says) in [
+            (r#"["Is ice cold?"]"#, "expected an array of"),
+            (r#"[{"question": "Q?", "answer": "no"}]"#, "unknown field"),
+            (r#"[{"question": " "}]"#, "example 0: the question is empty"),
+            (r#"[{"question": "Q?", "gold": ""}]"#, "`gold` is empty"),
+        ] {
+            let e = examples_of(Some(bad)).unwrap_err();
+            assert!(e.contains(EXAMPLES_FILE) && e.contains(says), "{bad}: {e}");
+        }
+        let many = format!(
+            "[{}]",
+            vec![r#"{"question": "Q?"}"#; MAX_EXAMPLES + 1].join(",")
+        );
+        assert!(examples_of(Some(&many)).unwrap_err().contains("at most"));
     }
 }

@@ -9,8 +9,8 @@
 //! `huggingface-cli login` writes), `HF_ENDPOINT` (a mirror or a test server).
 //!
 //! What is downloaded: `config.json`, `tokenizer.json`, the weights (`model.safetensors`, or
-//! `model.safetensors.index.json` and every shard it lists), and `generation_config.json` and
-//! `mario.json` when the repository has them. Online, one metadata request finds the revision's
+//! `model.safetensors.index.json` and every shard it lists), and `generation_config.json`,
+//! `mario.json` and `examples.json` when the repository has them. Online, one metadata request finds the revision's
 //! commit; files already in the cache for that commit are not downloaded again.
 //!
 //! ```no_run
@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use hf_hub::api::sync::{ApiBuilder, ApiError, ApiRepo};
 use hf_hub::{Cache, Repo, RepoType};
 
-use crate::checkpoint::GENERATION_CONFIG_FILE;
+use crate::checkpoint::{EXAMPLES_FILE, GENERATION_CONFIG_FILE};
 use crate::control::CONTROL_FILE;
 use crate::model::{CONFIG_FILE, WEIGHTS_FILE, WEIGHTS_INDEX_FILE};
 use crate::tokenize::TOKENIZER_FILE;
@@ -431,7 +431,7 @@ impl Hub<'_> {
                  it)"
             )));
         }
-        let mut wanted: Vec<&'static str> = [GENERATION_CONFIG_FILE, CONTROL_FILE]
+        let mut wanted: Vec<&'static str> = [GENERATION_CONFIG_FILE, CONTROL_FILE, EXAMPLES_FILE]
             .into_iter()
             .filter(|f| has(f))
             .collect();
