@@ -193,6 +193,18 @@ pub struct RewardInfo {
     pub tokens: Vec<String>,
 }
 
+/// An example question (the checkpoint's `examples.json`, else a few generic ones).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Example {
+    /// The question, as the model reads it (answer choices inline).
+    #[schema(example = "Would a pear sink in water?")]
+    pub question: String,
+    /// Its gold answer, when known (send it as `gold` for the task-accuracy score).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "no")]
+    pub gold: Option<String>,
+}
+
 /// Server limits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Limits {
@@ -231,6 +243,9 @@ pub struct Info {
     pub rewards: Vec<RewardInfo>,
     /// Rewards `score: true` can compute.
     pub scores: Vec<String>,
+    /// Example questions: the checkpoint's `examples.json`, else a few generic ones (the
+    /// playground at `/` offers them).
+    pub examples: Vec<Example>,
     /// Limits.
     pub limits: Limits,
     /// `cpu` or `cuda`.

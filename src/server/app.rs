@@ -24,6 +24,7 @@ use super::api::{Info, Limits, RewardInfo};
 use super::config::ServerConfig;
 use super::error::ApiError;
 use super::metrics::Metrics;
+use super::playground;
 use super::routes;
 use super::scheduler::Backend;
 use super::security::{self, Access};
@@ -62,6 +63,8 @@ use crate::tokenize::TextTokenizer;
 
 /// Every route: (method, path). The OpenAPI drift test checks that each is documented.
 pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/"),
+    ("get", "/playground"),
     ("post", "/rationalize"),
     ("post", "/rationalize/stream"),
     ("get", "/info"),
@@ -189,6 +192,7 @@ impl AppState {
                 })
                 .unwrap_or_default(),
             scores: rewards.iter().map(|r| r.name().to_string()).collect(),
+            examples: playground::examples(&ckpt.examples),
             limits: limits.clone(),
             device: if ckpt.model.device().is_cuda() {
                 "cuda"
@@ -381,6 +385,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(routes::metrics))
         .route("/openapi.json", get(routes::openapi_json))
         .route("/docs", get(routes::docs))
+        .route("/", get(playground::index))
+        .route("/playground", get(playground::page))
         .fallback(routes::not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(report_internal_errors))

@@ -11,7 +11,8 @@
 //! - [`security`]: API key, `application/json` bodies, CORS;
 //! - [`error`]: the one error enum and its HTTP mapping;
 //! - [`metrics`]: Prometheus metrics;
-//! - [`openapi`]: the OpenAPI document and the offline docs page.
+//! - [`openapi`]: the OpenAPI document and the offline docs page;
+//! - [`playground`]: the browser page at `/` (one embedded HTML file) and its example questions.
 //!
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {
@@ -34,6 +35,7 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod openapi;
+pub mod playground;
 pub mod routes;
 pub mod scheduler;
 pub mod security;

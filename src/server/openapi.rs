@@ -3,6 +3,7 @@
 use utoipa::OpenApi;
 
 use super::api;
+use super::playground;
 use super::routes;
 
 /// The API description.
@@ -23,7 +24,9 @@ use super::routes;
         routes::ready,
         routes::metrics,
         routes::openapi_json,
-        routes::docs
+        routes::docs,
+        playground::index,
+        playground::page
     ),
     components(schemas(
         api::RationalizeRequest,
@@ -39,12 +42,13 @@ use super::routes;
         api::ErrorResponse,
         api::Info,
         api::RewardInfo,
+        api::Example,
         api::Limits,
         api::Health
     )),
     tags(
         (name = "generation", description = "Rationales and answers"),
-        (name = "service", description = "Health, metrics, documentation")
+        (name = "service", description = "Health, metrics, documentation, the playground")
     )
 )]
 pub struct ApiDoc;

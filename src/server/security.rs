@@ -57,9 +57,10 @@ pub struct Access {
 
 impl Access {
     /// Whether a request for `path` may skip the key: liveness and readiness probes always,
-    /// `/metrics` unless `--metrics-require-api-key`.
+    /// the playground page (static HTML: the API calls it makes carry the key the visitor
+    /// types), and `/metrics` unless `--metrics-require-api-key`.
     fn is_open(&self, path: &str) -> bool {
-        matches!(path, "/health" | "/ready")
+        matches!(path, "/health" | "/ready" | "/" | "/playground")
             || (path == "/metrics" && !self.metrics_require_api_key)
     }
 
@@ -185,6 +186,24 @@ mod tests {
         assert!(!format!("{key:?}").contains("s3cret"));
         assert!("".parse::<ApiKey>().unwrap().check().is_err());
         assert!("a b".parse::<ApiKey>().unwrap().check().is_err());
+    }
+
+    #[test]
+    fn the_playground_page_and_probes_are_open_the_api_is_not() {
+        let access = Access {
+            api_key: Some("s3cret".parse().unwrap()),
+            metrics_require_api_key: false,
+        };
+        let none = HeaderMap::new();
+        for open in ["/", "/playground", "/health", "/ready", "/metrics"] {
+            assert!(access.authorize(open, &none).is_ok(), "{open}");
+        }
+        for guarded in ["/info", "/rationalize", "/rationalize/stream", "/docs"] {
+            assert_eq!(
+                access.authorize(guarded, &none),
+                Err(ApiError::Unauthorized)
+            );
+        }
     }
 
     #[test]
