@@ -478,7 +478,7 @@ fn sse_json<T: serde::Serialize>(kind: &str, v: &T) -> Event {
         .unwrap_or_else(|_| Event::default().event("error").data("{}"))
 }
 
-/// Model, rewards, limits and version.
+/// Model, rewards and their bins, example questions, limits and version.
 #[utoipa::path(get, path = "/info", tag = "service", responses((status = 200, body = Info), (status = 401, description = "Missing or wrong API key (when the server has one)", body = super::api::ErrorResponse)))]
 pub async fn info(State(state): State<Arc<AppState>>) -> Json<Info> {
     Json(state.info.clone())
