@@ -61,10 +61,12 @@ impl DataSection {
     }
 
     /// What SFT and the answer models train on: every dataset's `train.jsonl`, and its
-    /// training-only `reading.jsonl` where it has one (MaRio samples `train.jsonl` only).
+    /// training-only `reading.jsonl` and `knowledge.jsonl` where it has them (MaRio samples
+    /// `train.jsonl` only).
     pub fn training_files(&self) -> Vec<PathBuf> {
         let mut files = self.files("train.jsonl");
         files.extend(self.files(crate::world::READING_FILE));
+        files.extend(self.files(crate::world::KNOWLEDGE_FILE));
         files
     }
 }

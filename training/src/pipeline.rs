@@ -594,7 +594,7 @@ pub fn run_pipeline(cfg: &RunConfig, out: &Path, o: &StageOptions) -> Result<Pip
             );
             dir.clone()
         }
-        None => new_model(cfg, out, &train_files, &teacher_files)?,
+        None => new_model(cfg, out, &sft_files, &teacher_files)?,
     };
     // 3. SFT
     let sft_run = RunDir(out.join("sft"));
@@ -872,8 +872,9 @@ fn is_model_folder(dir: &Path) -> bool {
     dir.join("config.json").is_file()
 }
 
-/// Stages 1 and 2: trains `<out>/tokenizer.json` on the training questions and rationales and
-/// writes `<out>/init/` with random weights of `[init] arch`, each skipped when it exists.
+/// Stages 1 and 2: trains `<out>/tokenizer.json` on the training questions and rationales (the
+/// training-only files included) and writes `<out>/init/` with random weights of `[init]
+/// arch`, each skipped when it exists.
 fn new_model(
     cfg: &RunConfig,
     out: &Path,

@@ -10,6 +10,9 @@
 //! - `train.jsonl`: silver data, the teacher samples that reached the gold answer;
 //! - `reading.jsonl` (when `reading_questions` > 0): training-only reading questions with their
 //!   gold rationales; SFT and the answer models train on them, MaRio does not sample them;
+//! - `knowledge.jsonl` (when `knowledge_repeats` > 0): training-only knowledge records, every
+//!   fact of the knowledge base asked alone ([`knowledge`]) `knowledge_repeats` times; trained
+//!   on like the reading questions;
 //! - `teacher_gpt3_train.jsonl`: every teacher sample, with predicted and gold labels
 //!   (lower-cased as in the paper's files);
 //! - `dev.jsonl`, `test.jsonl`: held-out questions with their gold rationales;
@@ -23,6 +26,7 @@
 //! settings always give the same bytes.
 
 pub mod kb;
+pub mod knowledge;
 pub mod names;
 pub mod questions;
 pub mod teacher;
@@ -38,6 +42,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use kb::{Fact, KbSizes, KnowledgeBase};
+use knowledge::KnowledgeRecord;
 use questions::{
     all_questions, reading_questions, ColorOptions, Form, QuestionKind, QuestionPlan, WorldQuestion,
 };
@@ -66,6 +71,10 @@ pub struct WorldSettings {
     /// outside the knowledge base; one correct teacher sample each): they teach the answer
     /// step on fresh names. 0 = none.
     pub reading_questions: usize,
+    /// Training-only knowledge records per fact (`knowledge.jsonl`: every fact asked alone,
+    /// its sentence as the rationale): every entity is then stated often enough to be learnt,
+    /// and to be one token, even when most questions about it are held out. 0 = none.
+    pub knowledge_repeats: usize,
     /// The teacher's flaws.
     pub flaws: FlawRates,
     /// Flaws the teacher makes in most samples of a form (`[[world.habits]]`; default none).
@@ -83,6 +92,7 @@ impl Default for WorldSettings {
             held_out: 0.15,
             teacher_samples: 4,
             reading_questions: 0,
+            knowledge_repeats: 0,
             flaws: FlawRates::default(),
             habits: Vec::new(),
         }
@@ -301,15 +311,13 @@ impl World {
             })
             .collect();
         crate::jsonl::write(&out.join("train.jsonl"), &silver)?;
-        let reading_path = out.join(READING_FILE);
-        if self.reading.is_empty() {
-            if reading_path.is_file() {
-                std::fs::remove_file(&reading_path)
-                    .with_context(|| format!("removing {}", reading_path.display()))?;
-            }
-        } else {
-            crate::jsonl::write(&reading_path, &held(&self.reading))?;
-        }
+        write_or_remove(&out.join(READING_FILE), &held(&self.reading))?;
+        let knowledge: Vec<serde_json::Value> = self
+            .knowledge()
+            .iter()
+            .map(|k| split_row(&k.question, &k.rationale, &k.answer))
+            .collect();
+        write_or_remove(&out.join(KNOWLEDGE_FILE), &knowledge)?;
         crate::jsonl::write(&out.join("dev.jsonl"), &held(&self.dev))?;
         crate::jsonl::write(&out.join("test.jsonl"), &held(&self.test))?;
         crate::jsonl::write(&out.join("teacher_gpt3_train.jsonl"), &teacher_rows)?;
@@ -327,6 +335,7 @@ impl World {
             teacher_accuracy: silver.len() as f64
                 / (teacher.len() - self.reading.len()).max(1) as f64,
             reading_questions: self.reading.len(),
+            knowledge_records: knowledge.len(),
             false_fact: flawed(Flaw::FalseFact),
             non_sequitur: flawed(Flaw::NonSequitur),
             repetition: flawed(Flaw::Repetition),
@@ -336,6 +345,12 @@ impl World {
 }
 
 impl World {
+    /// The knowledge records (see [`knowledge`]), `knowledge_repeats` per fact.
+    pub fn knowledge(&self) -> Vec<KnowledgeRecord> {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.settings.seed ^ 0x4B_0057);
+        knowledge::knowledge_records(&mut rng, &self.kb, self.settings.knowledge_repeats)
+    }
+
     /// A rationale for the training question `question` with one of its facts made false (the
     /// teacher's false-fact flaw); `None` for a question that is not one of the world's
     /// training questions.
@@ -357,6 +372,22 @@ pub const WORLD_FILE: &str = "world.json";
 /// `train.jsonl`, and that MaRio does not sample (a generated world's reading questions).
 pub const READING_FILE: &str = "reading.jsonl";
 
+/// Training-only records that state every fact alone (a generated world's `knowledge.jsonl`),
+/// trained on like the reading questions.
+pub const KNOWLEDGE_FILE: &str = "knowledge.jsonl";
+
+/// Writes `rows` to `path`, or removes `path` when there are none (a regenerated world leaves
+/// no stale file behind).
+fn write_or_remove(path: &Path, rows: &[serde_json::Value]) -> Result<()> {
+    if !rows.is_empty() {
+        return crate::jsonl::write(path, rows);
+    }
+    if path.is_file() {
+        std::fs::remove_file(path).with_context(|| format!("removing {}", path.display()))?;
+    }
+    Ok(())
+}
+
 /// What `World::write` wrote.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WorldSummary {
@@ -377,6 +408,8 @@ pub struct WorldSummary {
     pub teacher_accuracy: f64,
     /// Training-only reading questions (one correct sample each).
     pub reading_questions: usize,
+    /// Training-only knowledge records (`knowledge.jsonl`).
+    pub knowledge_records: usize,
     /// Samples with a false fact.
     pub false_fact: usize,
     /// Samples whose answer does not follow.

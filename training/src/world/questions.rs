@@ -60,7 +60,7 @@ pub enum QuestionKind {
     },
 }
 
-const LETTERS: [&str; 4] = ["(A)", "(B)", "(C)", "(D)"];
+pub(crate) const LETTERS: [&str; 4] = ["(A)", "(B)", "(C)", "(D)"];
 
 /// How the choices of a colour question are offered.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -442,3 +442,51 @@ fn the_plausibility_data_of_a_world_has_false_fact_negatives() {
     let (plain, _) = crate::plausibility::build_examples(&records, 3, None);
     assert!(plain.iter().all(|l| l.kind != "false_fact"));
 }
+
+#[test]
+fn knowledge_records_state_every_fact_alone_and_only_for_training() {
+    let w = World::generate(&WorldSettings {
+        knowledge_repeats: 2,
+        ..small()
+    })
+    .unwrap();
+    let records = w.knowledge();
+    assert_eq!(records.len(), 2 * w.kb.facts.len());
+    // every fact as its own sentence; the answer's choice names the fact's value
+    for (r, f) in records.iter().zip(w.kb.facts.iter().chain(&w.kb.facts)) {
+        assert_eq!(r.rationale, f.sentence());
+        assert_eq!(super::truth::parse_sentence(&r.rationale).as_ref(), Some(f));
+        assert!(r.question.contains(&f.subject), "{}", r.question);
+        let after = &r.question[r.question.find(&r.answer).expect("answer offered")..];
+        let chosen = after[r.answer.len()..].split(" (").next().unwrap().trim();
+        let expected = match (f.relation, f.value.as_str()) {
+            (super::kb::Relation::Floats, "yes") => "it floats",
+            (super::kb::Relation::Floats, _) => "it sinks",
+            (_, v) => v,
+        };
+        assert_eq!(chosen, expected, "{} -> {}", r.question, r.answer);
+    }
+    // both letters are used for the entity-valued relations
+    assert!(records.iter().any(|r| r.answer == "(A)"));
+    assert!(records.iter().any(|r| r.answer == "(B)"));
+    // the same questions and knowledge base as without them
+    let plain = World::generate(&small()).unwrap();
+    assert_eq!(
+        (&plain.kb, &plain.train, &plain.test),
+        (&w.kb, &w.train, &w.test)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    w.write(dir.path()).unwrap();
+    let path = dir.path().join(super::KNOWLEDGE_FILE);
+    let lines = crate::data::load_examples(&path).unwrap();
+    assert_eq!(lines.len(), records.len());
+    assert_eq!(lines[0].question, records[0].question);
+    let data = crate::config::DataSection {
+        dir: Some(dir.path().parent().unwrap().to_path_buf()),
+        datasets: vec![dir.path().file_name().unwrap().to_string_lossy().into()],
+    };
+    assert!(data.training_files().contains(&path));
+    // written again without them, the folder holds none
+    plain.write(dir.path()).unwrap();
+    assert!(!path.exists());
+}
