@@ -78,6 +78,67 @@ pub enum ControlChoice {
     Bins(BTreeMap<String, usize>),
 }
 
+impl ControlChoice {
+    /// The choices with a name: `best` and `worst` (the server's `control` string).
+    pub fn named(name: &str) -> Option<Self> {
+        match name {
+            "best" => Some(ControlChoice::Best),
+            "worst" => Some(ControlChoice::Worst),
+            _ => None,
+        }
+    }
+}
+
+/// A control choice that is not `best`, `worst` or `reward=bin[,reward=bin]`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlParseError {
+    /// A part without `=`.
+    #[error("expected best, worst or reward=bin[,reward=bin], got {0:?}")]
+    Malformed(String),
+    /// A bin that is not a number.
+    #[error("bin {0:?} is not a number")]
+    NotABin(String),
+}
+
+/// `best`, `worst`, or `reward=bin[,reward=bin]` (spaces around names and bins allowed), as
+/// `mario-train eval --control` takes it.
+impl std::str::FromStr for ControlChoice {
+    type Err = ControlParseError;
+
+    fn from_str(spec: &str) -> Result<Self, Self::Err> {
+        if let Some(named) = Self::named(spec) {
+            return Ok(named);
+        }
+        let mut map = BTreeMap::new();
+        for part in spec.split(',') {
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| ControlParseError::Malformed(part.to_string()))?;
+            let bin: usize = v
+                .trim()
+                .parse()
+                .map_err(|_| ControlParseError::NotABin(v.to_string()))?;
+            map.insert(k.trim().to_string(), bin);
+        }
+        Ok(ControlChoice::Bins(map))
+    }
+}
+
+/// The form [`FromStr`](std::str::FromStr) reads: `best`, `worst`, or `reward=bin,...` (by
+/// reward name).
+impl std::fmt::Display for ControlChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ControlChoice::Best => f.write_str("best"),
+            ControlChoice::Worst => f.write_str("worst"),
+            ControlChoice::Bins(map) => {
+                let parts: Vec<String> = map.iter().map(|(k, b)| format!("{k}={b}")).collect();
+                f.write_str(&parts.join(","))
+            }
+        }
+    }
+}
+
 /// A requested control setting that the table cannot satisfy.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ControlError {
@@ -312,5 +373,39 @@ impl ControlTokens {
                     .expect("control tokens are registered when the checkpoint loads")
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_control_choice_is_parsed_and_written_back() {
+        assert_eq!("best".parse(), Ok(ControlChoice::Best));
+        assert_eq!("worst".parse(), Ok(ControlChoice::Worst));
+        let bins: ControlChoice = " plausibility = 2,diversity=0".parse().unwrap();
+        assert_eq!(
+            bins,
+            ControlChoice::Bins(BTreeMap::from([
+                ("diversity".to_string(), 0),
+                ("plausibility".to_string(), 2)
+            ]))
+        );
+        assert_eq!(bins.to_string(), "diversity=0,plausibility=2");
+        assert_eq!(bins.to_string().parse(), Ok(bins));
+        assert_eq!(
+            "nonsense".parse::<ControlChoice>(),
+            Err(ControlParseError::Malformed("nonsense".into()))
+        );
+        assert_eq!(
+            "consistency=x"
+                .parse::<ControlChoice>()
+                .unwrap_err()
+                .to_string(),
+            "bin \"x\" is not a number"
+        );
+        assert_eq!(ControlChoice::named("best"), Some(ControlChoice::Best));
+        assert_eq!(ControlChoice::named("plausibility=1"), None);
     }
 }
