@@ -7,12 +7,13 @@
 //! scripts do) or else `ids` (token ids, used as they are); batch B uses the first B lines,
 //! right-padded.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
 use mario::checkpoint::Checkpoint;
+use mario::device::WeightType;
 use mario::generate::{generate, GenerationParams, GenerationRequest};
 use serde::Serialize;
 
@@ -156,4 +157,40 @@ pub fn bench_generate(
         out.push(row);
     }
     Ok(out)
+}
+
+/// [`bench_generate`] for every model and weight type (fp32 or bf16), in that order.
+pub fn bench_models(
+    models: &[PathBuf],
+    inputs: &Path,
+    dtypes: &[WeightType],
+    bench: &GenerateBench,
+    device: &Device,
+    mut on_row: impl FnMut(&GenerateRow),
+) -> Result<Vec<GenerateRow>> {
+    let mut all = Vec::new();
+    for model in models {
+        for &d in dtypes {
+            if d == WeightType::F16 {
+                bail!("--dtypes f16: the benchmark runs fp32 or bf16");
+            }
+            let rows = bench_generate(model, inputs, d.dtype(), bench, device, &mut on_row)
+                .with_context(|| format!("benchmarking {}", model.display()))?;
+            all.extend(rows);
+        }
+    }
+    Ok(all)
+}
+
+/// The rows as a markdown table (model, dtype, batch, tokens/s, ms/step).
+pub fn markdown(rows: &[GenerateRow]) -> String {
+    let mut s =
+        "| model | dtype | batch | tokens/s | ms/step |\n|---|---|---:|---:|---:|\n".to_string();
+    for r in rows {
+        s.push_str(&format!(
+            "| {} | {} | {} | {:.1} | {:.3} |\n",
+            r.model, r.dtype, r.batch, r.tok_s, r.ms_per_step
+        ));
+    }
+    s
 }

@@ -14,7 +14,9 @@
 //! - [`quark`]: the multi-reward QUARK loop (MaRio): bins, pool, objective, rounds;
 //! - [`eval`]: evaluation of a checkpoint or of a rationale file;
 //! - [`decoding`]: decoding defaults: the checkpoint's `generation_config.json` < config < flags;
-//! - [`report`]: markdown tables and PNG plots;
+//! - [`stages`]: every stage of a run, written once and called by its subcommand and by
+//!   [`pipeline`] (which runs them all, resumable stage by stage);
+//! - [`report`]: markdown tables, PNG plots and every stage's report;
 //! - [`config`]: run configuration files;
 //! - [`jsonl`]: reading (errors name file and line) and appending JSON Lines;
 //! - [`json_file`]: whole JSON files, read when present and written atomically.
@@ -34,6 +36,7 @@ pub mod probe;
 pub mod quark;
 pub mod report;
 pub mod sft;
+pub mod stages;
 pub mod teach;
 pub mod tokenizer;
 pub mod train;

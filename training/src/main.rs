@@ -1,34 +1,30 @@
-//! `mario-train`: the MaRio training pipeline.
+//! `mario-train`: the MaRio training pipeline. This file parses the flags; every stage is in
+//! [`mario_training::stages`], the whole run in [`mario_training::pipeline`].
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
-use candle_core::{DType, Device};
+use anyhow::{anyhow, bail, Result};
+use candle_core::Device;
 use clap::{Args, Parser, Subcommand};
-use mario::checkpoint::Checkpoint;
 use mario::control::ControlChoice;
 use mario::device::{DeviceChoice, WeightType};
 use mario_training::config::RunConfig;
-use mario_training::data::{duplicate_report, load_examples, load_teacher};
-use mario_training::decoding::{Decoding, DecodingOverrides};
-use mario_training::eval::{
-    add_measures, aggregate, evaluate_model, evaluate_rationale_file, write_eval, EvalMetrics,
-    EvalOptions, ExampleResult,
-};
-use mario_training::init::{init_weights, resolve_arch, write_model_folder};
-use mario_training::pipeline::{
-    run_pipeline, sweep, train_answer_model, train_plausibility, PipelineOutcome, StageOptions,
-    StageOutcome,
-};
-use mario_training::quark::run::{run_mario, MarioOutcome, MarioRun, RewardModels};
-use mario_training::report::markdown_table;
-use mario_training::sft::{SftSettings, SftTask};
-use mario_training::teach::{default_demonstrations, teach, Demonstration, TeachOptions};
-use mario_training::tokenizer::{corpus_from_files, save_tokenizer, train_tokenizer};
-use mario_training::train::{train, RunDir, TrainableModel};
-use mario_training::world::truth::truth_rewards_for;
-use serde_json::json;
+use mario_training::decoding::DecodingOverrides;
+use mario_training::pipeline::{run_pipeline, PipelineOutcome};
+use mario_training::quark::run::{MarioOutcome, RewardModels};
+use mario_training::sft::SftSettings;
+use mario_training::stages::answer_models::train_answer_model;
+use mario_training::stages::eval::{evaluate_checkpoint, evaluate_rationales, CheckpointEval};
+use mario_training::stages::export::export_checkpoint;
+use mario_training::stages::init::init_model_folder;
+use mario_training::stages::mario::{run_mario_stage, MarioInputs};
+use mario_training::stages::plausibility::train_plausibility;
+use mario_training::stages::sft::{run_sft, SftInputs};
+use mario_training::stages::sweep::sweep;
+use mario_training::stages::tokenizer::train_tokenizer_file;
+use mario_training::stages::{StageOptions, StageOutcome};
+use mario_training::teach::{load_demonstrations, teach, TeachOptions};
 
 /// Train self-rationalizing T5 models with MaRio (multi-reward distillation).
 ///
@@ -44,6 +40,15 @@ use serde_json::json;
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Cli {
+    #[command(flatten)]
+    global: GlobalFlags,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The flags every subcommand takes.
+#[derive(Debug, Args)]
+struct GlobalFlags {
     /// Threads for tensor work (default: all cores).
     #[arg(long, global = true, env = "MARIO_THREADS")]
     threads: Option<usize>,
@@ -57,8 +62,116 @@ struct Cli {
     /// folder (`[init] model` has `[init] revision`).
     #[arg(long, global = true, default_value = mario::hub::DEFAULT_REVISION)]
     revision: String,
-    #[command(subcommand)]
-    command: Command,
+}
+
+impl GlobalFlags {
+    /// Progress bars: unless `--no-progress`, when stderr is a terminal.
+    fn progress(&self) -> bool {
+        !self.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr())
+    }
+}
+
+/// `--device`, of every subcommand that runs a model.
+#[derive(Debug, Clone, Copy, Args)]
+struct DeviceFlag {
+    /// Device: cpu, cuda or auto.
+    #[arg(long = "device", value_name = "DEVICE", default_value = "cpu")]
+    choice: DeviceChoice,
+}
+
+impl DeviceFlag {
+    fn open(self) -> Result<Device> {
+        self.choice.open().map_err(|e| anyhow!("--device: {e}"))
+    }
+}
+
+/// `--resume` and `--max-minutes` of a training run (sft, consistency, plausibility).
+#[derive(Debug, Clone, Copy, Args)]
+struct RunFlags {
+    /// Continue the run in --out from its last checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// Stop (final evaluation and checkpoint) once the run's training time reaches this many
+    /// minutes. The time counts every invocation of the run: after a resume, pass the old total
+    /// plus the minutes to add (`elapsed_s` in the run's last/trainer_state.json holds the total
+    /// so far).
+    #[arg(long)]
+    max_minutes: Option<f64>,
+}
+
+/// `--train` and `--dev` files, else the config's datasets'.
+#[derive(Debug, Args)]
+struct SplitFlags {
+    /// Training files (default: train.jsonl of the config's datasets, and their reading.jsonl).
+    #[arg(long)]
+    train: Vec<PathBuf>,
+    /// Dev files (default: dev.jsonl of the config's datasets).
+    #[arg(long)]
+    dev: Vec<PathBuf>,
+}
+
+impl SplitFlags {
+    fn train_files(&self, cfg: &RunConfig) -> Result<Vec<PathBuf>> {
+        given_or_config(
+            &self.train,
+            cfg.data.training_files(),
+            Some("--train"),
+            "training data",
+        )
+    }
+
+    fn dev_files(&self, cfg: &RunConfig) -> Result<Vec<PathBuf>> {
+        given_or_config(
+            &self.dev,
+            cfg.data.files("dev.jsonl"),
+            Some("--dev"),
+            "dev data",
+        )
+    }
+}
+
+/// The files given with `flag`, else the config's; an error naming both when neither has any.
+fn given_or_config(
+    given: &[PathBuf],
+    from_config: Vec<PathBuf>,
+    flag: Option<&str>,
+    what: &str,
+) -> Result<Vec<PathBuf>> {
+    let files = if given.is_empty() {
+        from_config
+    } else {
+        given.to_vec()
+    };
+    if files.is_empty() {
+        match flag {
+            Some(flag) => bail!("no {what}: pass {flag} FILE or a --config with [data] datasets"),
+            None => bail!("no {what}: pass a --config with [data] datasets"),
+        }
+    }
+    Ok(files)
+}
+
+/// The run configuration at `path`, else the built-in defaults.
+fn load_config(path: &Option<PathBuf>) -> Result<RunConfig> {
+    match path {
+        Some(p) => RunConfig::from_file(p),
+        None => Ok(RunConfig::default()),
+    }
+}
+
+/// The options of a training stage.
+fn stage_options(
+    g: &GlobalFlags,
+    device: DeviceFlag,
+    resume: bool,
+    max_minutes: Option<f64>,
+) -> Result<StageOptions> {
+    Ok(StageOptions {
+        resume,
+        max_minutes,
+        progress: g.progress(),
+        device: device.open()?,
+    })
 }
 
 #[derive(Debug, Subcommand)]
@@ -148,26 +261,15 @@ struct ConsistencyArgs {
     /// Starting model (usually the SFT checkpoint).
     #[arg(long)]
     model: PathBuf,
-    /// Training files (default: the config's train.jsonl files).
-    #[arg(long)]
-    train: Vec<PathBuf>,
-    /// Dev files (default: the config's dev.jsonl files).
-    #[arg(long)]
-    dev: Vec<PathBuf>,
+    #[command(flatten)]
+    splits: SplitFlags,
     /// Reward-model folder: the model is written to <out>/consistency-<mode>.
     #[arg(long)]
     out: PathBuf,
-    /// Continue an interrupted run.
-    #[arg(long)]
-    resume: bool,
-    /// Stop (with a checkpoint) once the run's training time reaches this many minutes. The
-    /// time counts every invocation of the run: after a resume, pass the old total plus the
-    /// minutes to add.
-    #[arg(long)]
-    max_minutes: Option<f64>,
-    /// Device: cpu, cuda or auto.
-    #[arg(long, default_value = "cpu")]
-    device: DeviceChoice,
+    #[command(flatten)]
+    run: RunFlags,
+    #[command(flatten)]
+    device: DeviceFlag,
 }
 
 #[derive(Debug, Args)]
@@ -184,17 +286,10 @@ struct PlausibilityArgs {
     /// Output folder (the scorer is <out>/scorer).
     #[arg(long)]
     out: PathBuf,
-    /// Continue an interrupted run.
-    #[arg(long)]
-    resume: bool,
-    /// Stop (with a checkpoint) once the run's training time reaches this many minutes. The
-    /// time counts every invocation of the run: after a resume, pass the old total plus the
-    /// minutes to add.
-    #[arg(long)]
-    max_minutes: Option<f64>,
-    /// Device: cpu, cuda or auto.
-    #[arg(long, default_value = "cpu")]
-    device: DeviceChoice,
+    #[command(flatten)]
+    run: RunFlags,
+    #[command(flatten)]
+    device: DeviceFlag,
 }
 
 #[derive(Debug, Args)]
@@ -228,9 +323,8 @@ struct MarioArgs {
     /// Stop after this many updates, with a checkpoint that --resume continues.
     #[arg(long)]
     stop_after: Option<u64>,
-    /// Device: cpu, cuda or auto.
-    #[arg(long, default_value = "cpu")]
-    device: DeviceChoice,
+    #[command(flatten)]
+    device: DeviceFlag,
 }
 
 #[derive(Debug, Args)]
@@ -261,9 +355,8 @@ struct SweepArgs {
     /// else the checkpoint's generation_config.json, else 0].
     #[arg(long)]
     no_repeat_ngram_size: Option<usize>,
-    /// Device: cpu, cuda or auto.
-    #[arg(long, default_value = "cpu")]
-    device: DeviceChoice,
+    #[command(flatten)]
+    device: DeviceFlag,
 }
 
 #[derive(Debug, Args)]
@@ -281,9 +374,8 @@ struct PipelineArgs {
     /// The seed of the generated world (replaces `[world] seed`; only with a `[world]` table).
     #[arg(long)]
     world_seed: Option<u64>,
-    /// Device: cpu, cuda or auto.
-    #[arg(long, default_value = "cpu")]
-    device: DeviceChoice,
+    #[command(flatten)]
+    device: DeviceFlag,
 }
 
 #[derive(Debug, Args)]
@@ -309,9 +401,8 @@ struct BenchGenerateArgs {
     /// Timed runs per configuration (the median is reported).
     #[arg(long, default_value_t = 3)]
     repeats: usize,
-    /// Device: cpu, cuda or auto.
-    #[arg(long, default_value = "cpu")]
-    device: DeviceChoice,
+    #[command(flatten)]
+    device: DeviceFlag,
     /// Also write all rows here as JSON Lines.
     #[arg(long)]
     json_out: Option<PathBuf>,
@@ -445,29 +536,18 @@ struct SftArgs {
     /// Hub model id (owner/name).
     #[arg(long)]
     model: PathBuf,
-    /// Training files (default: train.jsonl of the config's datasets).
-    #[arg(long)]
-    train: Vec<PathBuf>,
-    /// Dev files (default: dev.jsonl of the config's datasets).
-    #[arg(long)]
-    dev: Vec<PathBuf>,
+    #[command(flatten)]
+    splits: SplitFlags,
     /// Run directory (checkpoints, metrics.jsonl, curves.png, report.md).
     #[arg(long)]
     out: PathBuf,
-    /// Continue the run in --out from its last checkpoint.
-    #[arg(long)]
-    resume: bool,
+    #[command(flatten)]
+    run: RunFlags,
     /// Stop with a checkpoint after this many updates in this invocation.
     #[arg(long)]
     stop_after: Option<u64>,
-    /// Stop (final evaluation and checkpoint) once the run's training time reaches this many
-    /// minutes. The time counts every invocation of the run: after a resume, pass the old total
-    /// plus the minutes to add (`elapsed_s` in last/trainer_state.json holds the total so far).
-    #[arg(long)]
-    max_minutes: Option<f64>,
-    /// Device: cpu, cuda or auto.
-    #[arg(long, default_value = "cpu")]
-    device: DeviceChoice,
+    #[command(flatten)]
+    device: DeviceFlag,
     #[command(flatten)]
     overrides: SftOverrides,
 }
@@ -597,14 +677,13 @@ struct EvalArgs {
     limit: Option<usize>,
     /// Control tokens for a MaRio checkpoint: best, worst, or reward=bin,reward=bin.
     #[arg(long, default_value = "best")]
-    control: String,
+    control: ControlChoice,
     /// Never repeat an n-gram of this many tokens, 0 = plain greedy/sampling [the checkpoint's
     /// generation_config.json, else 0].
     #[arg(long)]
     no_repeat_ngram_size: Option<usize>,
-    /// Device: cpu, cuda or auto.
-    #[arg(long, default_value = "cpu")]
-    device: DeviceChoice,
+    #[command(flatten)]
+    device: DeviceFlag,
 }
 
 #[derive(Debug, Args)]
@@ -618,13 +697,9 @@ struct CheckArgs {
     tokenizer: Option<PathBuf>,
 }
 
-fn progress(cli: &Cli) -> bool {
-    !cli.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr())
-}
-
 fn main() {
     let mut cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.global.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -632,7 +707,7 @@ fn main() {
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    if let Err(e) = mario::device::configure_threads(cli.threads) {
+    if let Err(e) = mario::device::configure_threads(cli.global.threads) {
         eprintln!("mario-train: --threads: {e}");
         std::process::exit(2);
     }
@@ -651,8 +726,8 @@ fn main() {
 /// they are.
 fn resolve_models(cli: &mut Cli) -> Result<()> {
     let mut settings = mario::hub::HubSettings::from_env();
-    settings.progress &= !cli.no_progress;
-    let revision = cli.revision.clone();
+    settings.progress &= !cli.global.no_progress;
+    let revision = cli.global.revision.clone();
     let resolve = |flag: &str, arg: &mut PathBuf| -> Result<()> {
         let m = mario::hub::resolve_model_with(arg, &revision, &settings)
             .map_err(|e| anyhow!("{flag}: {e}"))?;
@@ -679,55 +754,23 @@ fn resolve_models(cli: &mut Cli) -> Result<()> {
 }
 
 fn run(cli: &Cli) -> Result<()> {
+    let g = &cli.global;
     match &cli.command {
         Command::Tokenizer(a) => cmd_tokenizer(a),
         Command::Init(a) => cmd_init(a),
-        Command::Teach(a) => cmd_teach(a, progress(cli)),
-        Command::Sft(a) => cmd_sft(a, progress(cli)),
-        Command::Eval(a) => cmd_eval(a, progress(cli)),
+        Command::Teach(a) => cmd_teach(a, g),
+        Command::Sft(a) => cmd_sft(a, g),
+        Command::Eval(a) => cmd_eval(a, g),
         Command::Check(a) => cmd_check(a),
         Command::Export(a) => cmd_export(a),
-        Command::Consistency(a) => cmd_consistency(a, progress(cli)),
-        Command::Plausibility(a) => cmd_plausibility(a, progress(cli)),
-        Command::Mario(a) => cmd_mario(a, progress(cli)),
+        Command::Consistency(a) => cmd_consistency(a, g),
+        Command::Plausibility(a) => cmd_plausibility(a, g),
+        Command::Mario(a) => cmd_mario(a, g),
         Command::Sweep(a) => cmd_sweep(a),
-        Command::Pipeline(a) => cmd_pipeline(a, progress(cli)),
+        Command::Pipeline(a) => cmd_pipeline(a, g),
         Command::BenchGenerate(a) => cmd_bench_generate(a),
-        Command::World(a) => {
-            let mut settings = load_config(&a.config)?.world.unwrap_or_default();
-            if let Some(seed) = a.seed {
-                settings.seed = seed;
-            }
-            let summary = mario_training::world::World::generate(&settings)?.write(&a.out)?;
-            println!(
-                "wrote {}: {}",
-                a.out.display(),
-                serde_json::to_string_pretty(&summary)?
-            );
-            Ok(())
-        }
-        Command::Probe(ProbeCommand::Copy(a)) => {
-            mario_training::probe::CopyProbe {
-                train: a.train,
-                dev: a.dev,
-                seed: a.seed,
-            }
-            .write(&a.out)?;
-            println!(
-                "wrote {} ({} train and {} dev records)",
-                a.out.display(),
-                a.train,
-                a.dev
-            );
-            Ok(())
-        }
-    }
-}
-
-fn load_config(path: &Option<PathBuf>) -> Result<RunConfig> {
-    match path {
-        Some(p) => RunConfig::from_file(p),
-        None => Ok(RunConfig::default()),
+        Command::World(a) => cmd_world(a),
+        Command::Probe(ProbeCommand::Copy(a)) => cmd_probe_copy(a),
     }
 }
 
@@ -736,6 +779,9 @@ fn cmd_tokenizer(a: &TokenizerArgs) -> Result<()> {
     if !a.datasets.is_empty() {
         cfg.data.datasets = a.datasets.clone();
     }
+    let mut settings = cfg.tokenizer.clone();
+    settings.vocab_size = a.vocab_size.unwrap_or(settings.vocab_size);
+    settings.min_frequency = a.min_frequency.unwrap_or(settings.min_frequency);
     let mut files: Vec<PathBuf> = cfg.data.files("train.jsonl");
     files.extend(cfg.data.files("teacher_gpt3_train.jsonl"));
     files.extend(a.files.iter().cloned());
@@ -745,69 +791,31 @@ fn cmd_tokenizer(a: &TokenizerArgs) -> Result<()> {
             cfg.data.dir().display()
         );
     }
-    let texts = corpus_from_files(&files)?;
-    let mut settings = cfg.tokenizer.clone();
-    settings.vocab_size = a.vocab_size.unwrap_or(settings.vocab_size);
-    settings.min_frequency = a.min_frequency.unwrap_or(settings.min_frequency);
-    tracing::info!(
-        files = files.len(),
-        strings = texts.len(),
-        vocab = settings.vocab_size,
-        min_frequency = settings.min_frequency,
-        "training tokenizer"
-    );
-    let tok = train_tokenizer(&texts, &settings)?;
-    save_tokenizer(&tok, &a.out)?;
-    println!(
-        "wrote {} ({} pieces)",
-        a.out.display(),
-        tok.get_vocab_size(true)
-    );
+    let summary = train_tokenizer_file(&files, &settings, &a.out)?;
+    println!("wrote {} ({} pieces)", a.out.display(), summary.pieces);
     Ok(())
 }
 
 fn cmd_init(a: &InitArgs) -> Result<()> {
     let cfg = load_config(&a.config)?;
-    let tok = mario::tokenize::TextTokenizer::from_file(&a.tokenizer)?;
     let arch = a.arch.clone().unwrap_or(cfg.init.arch);
-    let model_cfg = resolve_arch(&arch, tok.vocab_size())?;
     let seed = a.seed.unwrap_or(cfg.init.seed);
-    let weights = init_weights(&model_cfg, seed)?;
-    write_model_folder(&a.out, &model_cfg, &weights, &a.tokenizer)?;
-    let params: usize = weights.values().map(|t| t.elem_count()).sum();
+    let summary = init_model_folder(&arch, seed, &a.tokenizer, &a.out)?;
     println!(
         "wrote {} ({arch}: {:.1}M parameters, vocab {}, seed {seed})",
         a.out.display(),
-        params as f64 / 1e6,
-        model_cfg.vocab_size
+        summary.params as f64 / 1e6,
+        summary.vocab_size
     );
     Ok(())
 }
 
-fn cmd_teach(a: &TeachArgs, progress: bool) -> Result<()> {
-    let mut examples = load_examples(&a.data)?;
+fn cmd_teach(a: &TeachArgs, g: &GlobalFlags) -> Result<()> {
+    let mut examples = mario_training::data::load_examples(&a.data)?;
     if let Some(n) = a.limit {
         examples.truncate(n);
     }
-    let demos: Vec<Demonstration> = match &a.demos {
-        Some(p) => load_examples(p)?
-            .into_iter()
-            .map(|e| {
-                Ok(Demonstration {
-                    rationale: e.rationale.ok_or_else(|| {
-                        anyhow!("{}: record {} has no rationale", p.display(), e.id)
-                    })?,
-                    question: e.question,
-                    answer: e.answer,
-                })
-            })
-            .collect::<Result<_>>()?,
-        None => default_demonstrations(
-            examples
-                .first()
-                .is_some_and(|e| e.choices().labels == ["no", "yes"]),
-        ),
-    };
+    let demos = load_demonstrations(a.demos.as_deref(), &examples)?;
     let opts = TeachOptions {
         url: a.url.clone(),
         model: a.model.clone(),
@@ -820,7 +828,7 @@ fn cmd_teach(a: &TeachArgs, progress: bool) -> Result<()> {
         backoff: Duration::from_millis(a.backoff_ms),
         timeout: Duration::from_secs(a.timeout_s),
         keep_wrong: a.keep_wrong,
-        progress,
+        progress: g.progress(),
     };
     let summary = teach(&examples, &demos, &opts, &a.out)?;
     println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -831,251 +839,58 @@ fn cmd_teach(a: &TeachArgs, progress: bool) -> Result<()> {
     Ok(())
 }
 
-fn cmd_sft(a: &SftArgs, progress: bool) -> Result<()> {
+fn cmd_sft(a: &SftArgs, g: &GlobalFlags) -> Result<()> {
     let cfg = load_config(&a.config)?;
     let mut settings = cfg.sft.clone();
     a.overrides.apply(&mut settings);
-    let train_files = if a.train.is_empty() {
-        cfg.data.training_files()
-    } else {
-        a.train.clone()
+    let train_files = a.splits.train_files(&cfg)?;
+    let dev_files = a.splits.dev_files(&cfg)?;
+    let o = stage_options(g, a.device, a.run.resume, a.run.max_minutes)?;
+    let inputs = SftInputs {
+        model: &a.model,
+        train_files: &train_files,
+        dev_files: &dev_files,
+        settings: &settings,
+        out: &a.out,
+        stop_after: a.stop_after,
     };
-    let dev_files = if a.dev.is_empty() {
-        cfg.data.files("dev.jsonl")
-    } else {
-        a.dev.clone()
-    };
-    if train_files.is_empty() {
-        bail!("no training data: pass --train FILE or a --config with [data] datasets");
-    }
-    if dev_files.is_empty() {
-        bail!("no dev data: pass --dev FILE or a --config with [data] datasets");
-    }
-    let device = a.device.open().map_err(|e| anyhow!("--device: {e}"))?;
-    let mut model = TrainableModel::load(&a.model, &device)
-        .with_context(|| format!("loading the initial model {}", a.model.display()))?;
-    let task = SftTask::load(
-        &train_files,
-        &dev_files,
-        &model.tokenizer,
-        settings.clone(),
-        &device,
-    )?;
-    let mut opts = settings.train_options(task.train.len());
-    opts.stop_after = a.stop_after;
-    opts.max_minutes = a.max_minutes;
-    opts.progress = progress;
-    tracing::info!(
-        params = model.num_params(),
-        steps = opts.total_steps,
-        batch = opts.batch_size,
-        lr = opts.lr,
-        "SFT"
-    );
-    let run = RunDir(a.out.clone());
-    let summary = train(&task, &mut model, &opts, &run, a.resume)?;
-    write_sft_report(
-        a,
-        &settings,
-        &task,
-        &summary,
-        &train_files,
-        &dev_files,
-        model.num_params(),
-    )?;
+    let summary = run_sft(&inputs, &o)?;
     println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(())
 }
 
-fn write_sft_report(
-    a: &SftArgs,
-    settings: &SftSettings,
-    task: &SftTask,
-    summary: &mario_training::train::TrainSummary,
-    train_files: &[PathBuf],
-    dev_files: &[PathBuf],
-    params: usize,
-) -> Result<()> {
-    let mut rows = vec![
-        vec!["initial model".into(), a.model.display().to_string()],
-        vec!["parameters".into(), format!("{:.2}M", params as f64 / 1e6)],
-        vec!["train files".into(), list(train_files)],
-        vec!["dev files".into(), list(dev_files)],
-        vec!["training pairs".into(), task.train.len().to_string()],
-        vec!["dev questions".into(), task.dev.len().to_string()],
-        vec![
-            "updates".into(),
-            format!(
-                "{} ({})",
-                summary.steps,
-                if summary.completed {
-                    "completed"
-                } else {
-                    "stopped early"
-                }
-            ),
-        ],
-        vec![
-            "training time".into(),
-            format!("{:.1} min", summary.elapsed_s / 60.0),
-        ],
-        vec![
-            "throughput (this invocation)".into(),
-            format!("{:.0} tokens/s", summary.tokens_per_s),
-        ],
-    ];
-    if let Some((v, step)) = summary.best {
-        rows.push(vec![
-            "best dev accuracy".into(),
-            format!("{:.2} % at update {step}", 100.0 * v),
-        ]);
-    }
-    for (k, v) in &summary.last_eval {
-        rows.push(vec![format!("final {k}"), format!("{v:.4}")]);
-    }
-    let md = format!(
-        "# SFT run `{}`\n\nWritten by `mario-train sft` on {}.\n\n{}\n## Settings\n\n```json\n{}\n```\n\n![curves](curves.png)\n",
-        a.out.display(),
-        chrono_like_now(),
-        markdown_table(&["", ""], &rows),
-        serde_json::to_string_pretty(settings)?
-    );
-    std::fs::write(a.out.join("report.md"), md)?;
-    Ok(())
-}
-
-fn list(files: &[PathBuf]) -> String {
-    files
-        .iter()
-        .map(|f| f.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// The current UTC date and time, formatted without a date library.
-fn chrono_like_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let days = secs / 86_400;
-    let (h, m) = ((secs % 86_400) / 3600, (secs % 3600) / 60);
-    // civil-from-days (Howard Hinnant)
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(mo <= 2);
-    format!("{y:04}-{mo:02}-{d:02} {h:02}:{m:02} UTC")
-}
-
-fn parse_control(spec: &str) -> Result<ControlChoice> {
-    match spec {
-        "best" => Ok(ControlChoice::Best),
-        "worst" => Ok(ControlChoice::Worst),
-        other => {
-            let mut map = std::collections::BTreeMap::new();
-            for part in other.split(',') {
-                let (k, v) = part.split_once('=').ok_or_else(|| {
-                    anyhow!(
-                        "--control: expected best, worst or reward=bin[,reward=bin], got {part:?}"
-                    )
-                })?;
-                let bin: usize = v
-                    .trim()
-                    .parse()
-                    .map_err(|_| anyhow!("--control: bin {v:?} is not a number"))?;
-                map.insert(k.trim().to_string(), bin);
-            }
-            Ok(ControlChoice::Bins(map))
+fn cmd_eval(a: &EvalArgs, g: &GlobalFlags) -> Result<()> {
+    let metrics = match (&a.rationales, &a.model) {
+        (Some(path), _) => evaluate_rationales(path, &a.out)?,
+        (None, Some(model)) => {
+            let data = a
+                .data
+                .clone()
+                .ok_or_else(|| anyhow!("--model needs --data FILE"))?;
+            let device = a.device.open()?;
+            let e = CheckpointEval {
+                model: model.clone(),
+                data,
+                out: a.out.clone(),
+                config: load_config(&a.config)?.eval,
+                batch_size: a.batch_size,
+                samples: a.samples,
+                seed: a.seed,
+                limit: a.limit,
+                control: a.control.clone(),
+                flags: DecodingOverrides {
+                    max_new_tokens: a.max_new_tokens,
+                    no_repeat_ngram_size: a.no_repeat_ngram_size,
+                    temperature: a.temperature,
+                    top_p: a.top_p,
+                },
+                progress: g.progress(),
+            };
+            evaluate_checkpoint(&e, &device)?
         }
-    }
-}
-
-fn cmd_eval(a: &EvalArgs, progress: bool) -> Result<()> {
-    if let Some(path) = &a.rationales {
-        let records = load_teacher(path)?;
-        let (mut metrics, mut results) = evaluate_rationale_file(&records);
-        add_world_truth(path, &mut metrics, &mut results)?;
-        let title = format!("Rationale file {}", path.display());
-        write_eval(&a.out, &title, &metrics, &json!({"source": path}), &results)?;
-        println!("{}", serde_json::to_string_pretty(&metrics)?);
-        return Ok(());
-    }
-    let model_dir = a
-        .model
-        .as_ref()
-        .expect("clap requires --model or --rationales");
-    let data = a
-        .data
-        .as_ref()
-        .ok_or_else(|| anyhow!("--model needs --data FILE"))?;
-    let device: Device = a.device.open().map_err(|e| anyhow!("--device: {e}"))?;
-    let ckpt = Checkpoint::load(model_dir, DType::F32, &device)?;
-    let examples = load_examples(data)?;
-    let prefix = match &ckpt.control {
-        Some(table) => {
-            let bins = table.resolve(&parse_control(&a.control)?)?;
-            table.prefix_ids(&bins, &ckpt.tokenizer)
-        }
-        None if a.control != "best" => {
-            bail!("--control: {} has no mario.json", model_dir.display())
-        }
-        None => Vec::new(),
+        (None, None) => unreachable!("clap requires --model or --rationales"),
     };
-    let flags = DecodingOverrides {
-        max_new_tokens: a.max_new_tokens,
-        no_repeat_ngram_size: a.no_repeat_ngram_size,
-        temperature: a.temperature,
-        top_p: a.top_p,
-    };
-    let cfg = load_config(&a.config)?;
-    let decoding = Decoding::resolve(&ckpt.generation, &cfg.eval.decoding(), &flags);
-    tracing::info!("decoding: {}", decoding.describe(a.samples));
-    let opts = EvalOptions {
-        batch_size: a.batch_size.or(cfg.eval.batch_size).unwrap_or(32),
-        samples: a.samples,
-        seed: a.seed,
-        limit: a.limit,
-        prefix,
-        progress,
-        ..Default::default()
-    }
-    .with_decoding(&decoding);
-    let started = std::time::Instant::now();
-    let (mut metrics, mut results) =
-        evaluate_model(&ckpt.model, &ckpt.tokenizer, &examples, &opts)?;
-    add_world_truth(data, &mut metrics, &mut results)?;
-    let title = format!("{} on {}", model_dir.display(), data.display());
-    let extra = json!({
-        "model": model_dir, "data": data,
-        "decoding": if a.samples > 1 { "sampled, majority vote" } else { "greedy" },
-        "samples": a.samples, "control": a.control,
-        "max_new_tokens": opts.max_new_tokens, "no_repeat_ngram_size": opts.no_repeat_ngram_size,
-        "decoding_settings": decoding,
-        "seconds": started.elapsed().as_secs_f64(),
-    });
-    let title = format!("{title}\n\nDecoding: {}.", decoding.describe(a.samples));
-    write_eval(&a.out, &title, &metrics, &extra, &results)?;
     println!("{}", serde_json::to_string_pretty(&metrics)?);
-    Ok(())
-}
-
-/// When `data` lies in a generated world, scores every output with the ground-truth measures.
-fn add_world_truth(
-    data: &Path,
-    metrics: &mut EvalMetrics,
-    results: &mut [ExampleResult],
-) -> Result<()> {
-    let measures = truth_rewards_for(&[data.to_path_buf()])?;
-    if !measures.is_empty() {
-        add_measures(results, &measures)?;
-        *metrics = aggregate(results);
-    }
     Ok(())
 }
 
@@ -1088,11 +903,7 @@ fn cmd_check(a: &CheckArgs) -> Result<()> {
         None => None,
     };
     for f in &a.files {
-        let ex = load_examples(f)?;
-        if let Some(tok) = &tokenizer {
-            mario_training::tokenizer::check_targets(tok, f, &ex)?;
-        }
-        let report = duplicate_report(&ex);
+        let report = mario_training::data::check_file(f, tokenizer.as_ref())?;
         println!(
             "{}: {}",
             f.display(),
@@ -1103,79 +914,26 @@ fn cmd_check(a: &CheckArgs) -> Result<()> {
 }
 
 fn cmd_bench_generate(a: &BenchGenerateArgs) -> Result<()> {
-    use mario_training::bench::{bench_generate, GenerateBench};
-    let device = a.device.open().map_err(|e| anyhow!("--device: {e}"))?;
+    use mario_training::bench::{bench_models, markdown, GenerateBench};
+    let device = a.device.open()?;
     let bench = GenerateBench {
         batch_sizes: a.batch_sizes.clone(),
         new_tokens: a.new_tokens,
         warmup: a.warmup,
         repeats: a.repeats,
     };
-    let mut all = Vec::new();
-    for model in &a.model {
-        for &d in &a.dtypes {
-            if d == WeightType::F16 {
-                bail!("--dtypes f16: the benchmark runs fp32 or bf16");
-            }
-            let dtype = d.dtype();
-            let rows = bench_generate(model, &a.inputs, dtype, &bench, &device, |r| {
-                println!("{}", serde_json::to_string(r).unwrap_or_default());
-            })
-            .with_context(|| format!("benchmarking {}", model.display()))?;
-            all.extend(rows);
-        }
-    }
-    println!("| model | dtype | batch | tokens/s | ms/step |\n|---|---|---:|---:|---:|");
-    for r in &all {
-        println!(
-            "| {} | {} | {} | {:.1} | {:.3} |",
-            r.model, r.dtype, r.batch, r.tok_s, r.ms_per_step
-        );
-    }
+    let all = bench_models(&a.model, &a.inputs, &a.dtypes, &bench, &device, |r| {
+        println!("{}", serde_json::to_string(r).unwrap_or_default());
+    })?;
+    print!("{}", markdown(&all));
     if let Some(p) = &a.json_out {
-        let text: String = all
-            .iter()
-            .map(|r| serde_json::to_string(r).map(|s| s + "\n"))
-            .collect::<Result<_, _>>()?;
-        std::fs::write(p, text).with_context(|| format!("writing {}", p.display()))?;
+        mario_training::jsonl::write(p, &all)?;
     }
     Ok(())
 }
 
 fn cmd_export(a: &ExportArgs) -> Result<()> {
-    let dtype = a.dtype.dtype();
-    // loading checks every file first
-    Checkpoint::load(&a.model, DType::F32, &Device::Cpu)
-        .with_context(|| format!("checking {}", a.model.display()))?;
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    for f in [
-        "config.json",
-        "tokenizer.json",
-        "mario.json",
-        "generation_config.json",
-    ] {
-        let src = a.model.join(f);
-        if src.is_file() {
-            std::fs::copy(&src, a.out.join(f))
-                .with_context(|| format!("copying {}", src.display()))?;
-        }
-    }
-    let mut tensors = std::collections::HashMap::new();
-    for file in mario::model::weight_files(&a.model)? {
-        for (name, t) in candle_core::safetensors::load(&file, &Device::Cpu)? {
-            tensors.insert(name, t.to_dtype(dtype)?);
-        }
-    }
-    let dest = a.out.join(mario::model::WEIGHTS_FILE);
-    candle_core::safetensors::save(&tensors, &dest)
-        .with_context(|| format!("writing {}", dest.display()))?;
-    if let Some(n) = a.no_repeat_ngram_size {
-        let path = a.out.join(mario::checkpoint::GENERATION_CONFIG_FILE);
-        let mut gen = mario::checkpoint::GenerationDefaults::from_dir(&a.out)?;
-        gen.no_repeat_ngram_size = Some(n);
-        std::fs::write(&path, serde_json::to_string_pretty(&gen)? + "\n")?;
-    }
-    let bytes = std::fs::metadata(&dest)?.len();
+    let bytes = export_checkpoint(&a.model, &a.out, a.dtype, a.no_repeat_ngram_size)?;
     println!(
         "wrote {} ({:.1} MB of {} weights)",
         a.out.display(),
@@ -1185,46 +943,11 @@ fn cmd_export(a: &ExportArgs) -> Result<()> {
     Ok(())
 }
 
-fn or_config(given: &[PathBuf], cfg: &RunConfig, file: &str, what: &str) -> Result<Vec<PathBuf>> {
-    let files = if given.is_empty() {
-        cfg.data.files(file)
-    } else {
-        given.to_vec()
-    };
-    if files.is_empty() {
-        bail!("no {what}: pass them on the command line or a --config with [data] datasets");
-    }
-    Ok(files)
-}
-
-fn stage(
-    device: DeviceChoice,
-    resume: bool,
-    max_minutes: Option<f64>,
-    progress: bool,
-) -> Result<StageOptions> {
-    Ok(StageOptions {
-        resume,
-        max_minutes,
-        progress,
-        device: device.open().map_err(|e| anyhow!("--device: {e}"))?,
-    })
-}
-
-fn cmd_consistency(a: &ConsistencyArgs, progress: bool) -> Result<()> {
+fn cmd_consistency(a: &ConsistencyArgs, g: &GlobalFlags) -> Result<()> {
     let cfg = load_config(&a.config)?;
-    let train_files = if a.train.is_empty() {
-        cfg.data.training_files()
-    } else {
-        a.train.clone()
-    };
-    if train_files.is_empty() {
-        bail!(
-            "no training files: pass them on the command line or a --config with [data] datasets"
-        );
-    }
-    let dev_files = or_config(&a.dev, &cfg, "dev.jsonl", "dev files")?;
-    let o = stage(a.device, a.resume, a.max_minutes, progress)?;
+    let train_files = a.splits.train_files(&cfg)?;
+    let dev_files = a.splits.dev_files(&cfg)?;
+    let o = stage_options(g, a.device, a.run.resume, a.run.max_minutes)?;
     match train_answer_model(
         a.mode,
         &a.model,
@@ -1240,15 +963,15 @@ fn cmd_consistency(a: &ConsistencyArgs, progress: bool) -> Result<()> {
     Ok(())
 }
 
-fn cmd_plausibility(a: &PlausibilityArgs, progress: bool) -> Result<()> {
+fn cmd_plausibility(a: &PlausibilityArgs, g: &GlobalFlags) -> Result<()> {
     let cfg = load_config(&a.config)?;
-    let teacher = or_config(
+    let teacher = given_or_config(
         &a.teacher,
-        &cfg,
-        "teacher_gpt3_train.jsonl",
-        "teacher files",
+        cfg.data.files("teacher_gpt3_train.jsonl"),
+        Some("--teacher"),
+        "teacher data",
     )?;
-    let o = stage(a.device, a.resume, a.max_minutes, progress)?;
+    let o = stage_options(g, a.device, a.run.resume, a.run.max_minutes)?;
     match train_plausibility(
         &a.model,
         &teacher,
@@ -1265,27 +988,25 @@ fn cmd_plausibility(a: &PlausibilityArgs, progress: bool) -> Result<()> {
     Ok(())
 }
 
-fn cmd_mario(a: &MarioArgs, progress: bool) -> Result<()> {
+fn cmd_mario(a: &MarioArgs, g: &GlobalFlags) -> Result<()> {
     let cfg = load_config(&a.config)?;
-    let device = a.device.open().map_err(|e| anyhow!("--device: {e}"))?;
-    let outcome = run_mario(MarioRun {
-        settings: cfg.mario.clone(),
-        sft: a.sft.clone(),
-        init: a.init.clone(),
-        train_files: or_config(&[], &cfg, "train.jsonl", "training files")?,
-        dev_files: or_config(&[], &cfg, "dev.jsonl", "dev files")?,
-        reward_models: RewardModels {
+    let train_files = given_or_config(&[], cfg.data.files("train.jsonl"), None, "training data")?;
+    let dev_files = given_or_config(&[], cfg.data.files("dev.jsonl"), None, "dev data")?;
+    let o = stage_options(g, a.device, a.resume, a.max_minutes)?;
+    let inputs = MarioInputs {
+        settings: &cfg.mario,
+        sft: &a.sft,
+        init: a.init.as_deref(),
+        train_files: &train_files,
+        dev_files: &dev_files,
+        reward_models: &RewardModels {
             consistency: a.consistency.clone(),
             plausibility: a.plausibility.clone(),
         },
-        out: a.out.clone(),
-        resume: a.resume,
-        max_minutes: a.max_minutes,
+        out: &a.out,
         stop_after: a.stop_after,
-        device: &device,
-        progress,
-    })?;
-    match outcome {
+    };
+    match run_mario_stage(&inputs, &o)? {
         MarioOutcome::Finished(metrics) => println!("done; metrics in {}", metrics.display()),
         MarioOutcome::Stopped { step, round } => println!(
             "stopped in round {round} after {step} updates; continue with --resume (same flags)"
@@ -1296,8 +1017,13 @@ fn cmd_mario(a: &MarioArgs, progress: bool) -> Result<()> {
 
 fn cmd_sweep(a: &SweepArgs) -> Result<()> {
     let cfg = load_config(&a.config)?;
-    let dev = or_config(&a.dev, &cfg, "dev.jsonl", "dev files")?;
-    let device = a.device.open().map_err(|e| anyhow!("--device: {e}"))?;
+    let dev = given_or_config(
+        &a.dev,
+        cfg.data.files("dev.jsonl"),
+        Some("--dev"),
+        "dev data",
+    )?;
+    let device = a.device.open()?;
     let models = RewardModels {
         consistency: a.consistency.clone(),
         plausibility: a.plausibility.clone(),
@@ -1312,7 +1038,7 @@ fn cmd_sweep(a: &SweepArgs) -> Result<()> {
     Ok(())
 }
 
-fn cmd_pipeline(a: &PipelineArgs, progress: bool) -> Result<()> {
+fn cmd_pipeline(a: &PipelineArgs, g: &GlobalFlags) -> Result<()> {
     let mut cfg = RunConfig::from_file(&a.config)?;
     if let Some(seed) = a.world_seed {
         match cfg.world.as_mut() {
@@ -1323,10 +1049,40 @@ fn cmd_pipeline(a: &PipelineArgs, progress: bool) -> Result<()> {
             ),
         }
     }
-    let o = stage(a.device, true, a.max_minutes_per_stage, progress)?;
+    let o = stage_options(g, a.device, true, a.max_minutes_per_stage)?;
     match run_pipeline(&cfg, &a.out, &o)? {
         PipelineOutcome::Finished => println!("wrote {}", a.out.join("report.md").display()),
         PipelineOutcome::Stopped(s) => println!("{s}"),
     }
+    Ok(())
+}
+
+fn cmd_world(a: &WorldArgs) -> Result<()> {
+    let mut settings = load_config(&a.config)?.world.unwrap_or_default();
+    if let Some(seed) = a.seed {
+        settings.seed = seed;
+    }
+    let summary = mario_training::world::World::generate(&settings)?.write(&a.out)?;
+    println!(
+        "wrote {}: {}",
+        a.out.display(),
+        serde_json::to_string_pretty(&summary)?
+    );
+    Ok(())
+}
+
+fn cmd_probe_copy(a: &CopyProbeArgs) -> Result<()> {
+    mario_training::probe::CopyProbe {
+        train: a.train,
+        dev: a.dev,
+        seed: a.seed,
+    }
+    .write(&a.out)?;
+    println!(
+        "wrote {} ({} train and {} dev records)",
+        a.out.display(),
+        a.train,
+        a.dev
+    );
     Ok(())
 }

@@ -101,6 +101,33 @@ pub fn default_demonstrations(yes_no: bool) -> Vec<Demonstration> {
     }
 }
 
+/// The few-shot demonstrations: the records of `path` (split layout, each with a rationale),
+/// else the built-in ones for the first question's answer format.
+pub fn load_demonstrations(
+    path: Option<&Path>,
+    examples: &[Example],
+) -> Result<Vec<Demonstration>> {
+    let Some(p) = path else {
+        return Ok(default_demonstrations(
+            examples
+                .first()
+                .is_some_and(|e| e.choices().labels == ["no", "yes"]),
+        ));
+    };
+    crate::data::load_examples(p)?
+        .into_iter()
+        .map(|e| {
+            Ok(Demonstration {
+                rationale: e
+                    .rationale
+                    .ok_or_else(|| anyhow!("{}: record {} has no rationale", p.display(), e.id))?,
+                question: e.question,
+                answer: e.answer,
+            })
+        })
+        .collect()
+}
+
 /// The chat messages for a question.
 pub fn build_messages(demos: &[Demonstration], question: &str) -> serde_json::Value {
     let mut messages = vec![json!({

@@ -8,10 +8,10 @@ use std::path::Path;
 
 use candle_core::Device;
 use mario_training::config::RunConfig;
-use mario_training::pipeline::{
-    run_pipeline, sweep, PipelineOutcome, StageOptions, SWEEP_PARTIAL_FILE,
-};
+use mario_training::pipeline::{run_pipeline, PipelineOutcome};
 use mario_training::quark::run::RewardModels;
+use mario_training::stages::sweep::{sweep, SWEEP_PARTIAL_FILE};
+use mario_training::stages::StageOptions;
 use mario_training::train::RunDir;
 
 fn write_dataset(dir: &Path) {
@@ -102,14 +102,15 @@ fn pipeline_runs_every_stage_on_a_micro_configuration_and_resumes() {
     assert!(!out.join("reward-models").exists());
     let sft_run = RunDir(out.join("sft"));
     assert!(!sft_run.completed());
-    // the standalone `sft` command writes report.md (and keeps best/) when its time runs out:
-    // the pipeline must still see an unfinished stage and resume it
+    // the SFT stage writes report.md (and keeps best/) when its time runs out, as the
+    // standalone `sft` command does: the pipeline must still see an unfinished stage and
+    // resume it
     assert!(out.join("sft/best/config.json").is_file());
-    std::fs::write(
-        out.join("sft/report.md"),
-        "# SFT run stopped by its time limit\n",
-    )
-    .unwrap();
+    let cut_report = std::fs::read_to_string(out.join("sft/report.md")).unwrap();
+    assert!(
+        cut_report.contains("| updates | 1 (stopped early) |"),
+        "{cut_report}"
+    );
     assert_eq!(
         run_pipeline(&cfg, &out, &o).unwrap(),
         PipelineOutcome::Finished
@@ -122,6 +123,7 @@ fn pipeline_runs_every_stage_on_a_micro_configuration_and_resumes() {
         "tokenizer.json",
         "init/config.json",
         "sft/best/model.safetensors",
+        "sft/report.md",
         "reward-models/consistency-i2o/config.json",
         "reward-models/consistency-ir2o/config.json",
         "plausibility/scorer/plausibility.json",

@@ -105,7 +105,8 @@ fn sft_interrupted_and_resumed_continues_loss_curve_and_data_order_exactly() {
 fn plausibility_scorer_learns_a_separable_problem() {
     use mario_training::config::PlausibilityDataSection;
     use mario_training::data::TeacherRecord;
-    use mario_training::pipeline::{train_plausibility, StageOptions, StageOutcome};
+    use mario_training::stages::plausibility::train_plausibility;
+    use mario_training::stages::{StageOptions, StageOutcome};
     let dir = tempfile::tempdir().unwrap();
     let (model_dir, _, _) = common::micro_setup(dir.path());
     let mut recs = Vec::new();

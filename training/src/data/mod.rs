@@ -335,6 +335,20 @@ pub fn duplicate_report(examples: &[Example]) -> DuplicateReport {
     }
 }
 
+/// Validates a split file and counts its repeated and conflicting records
+/// (`mario-train check`); with a tokenizer, also refuses records whose SFT target it encodes
+/// with `<unk>`.
+pub fn check_file(
+    path: &Path,
+    tokenizer: Option<&mario::tokenize::TextTokenizer>,
+) -> anyhow::Result<DuplicateReport> {
+    let examples = load_examples(path)?;
+    if let Some(tok) = tokenizer {
+        crate::tokenizer::check_targets(tok, path, &examples)?;
+    }
+    Ok(duplicate_report(&examples))
+}
+
 /// The data folder: `$MARIO_DATA`, else `../shared/data/mario`.
 pub fn data_dir() -> PathBuf {
     std::env::var_os("MARIO_DATA")

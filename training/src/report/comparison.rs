@@ -1,0 +1,181 @@
+//! The pipeline's `report.md`: SFT against MaRio on dev (from the MaRio run's metrics), on the
+//! test split when there is one, and the sweep's verdicts.
+
+use std::path::Path;
+
+use anyhow::{anyhow, Result};
+
+use super::markdown_table;
+use super::paired::PairedDiff;
+use crate::quark::dev_scores::{dev_scores_path, paired, read_dev_scores, DevScore};
+use crate::stages::sweep::SWEEP_PARTIAL_FILE;
+use crate::stages::test_split::TEST_DIR;
+
+/// The columns of a comparison table.
+const COLUMNS: [&str; 6] = [
+    "metric",
+    "SFT",
+    "MaRio",
+    "change",
+    "95 % interval",
+    "where it lies",
+];
+
+/// `report.md`: SFT against MaRio on dev (from the MaRio run's metrics), the sweep verdicts.
+pub fn write_comparison(mario_dir: &Path, sweep_dir: &Path, out: &Path) -> Result<()> {
+    let rows: Vec<serde_json::Value> = crate::jsonl::read(&mario_dir.join("metrics.jsonl"))?;
+    let sft = rows
+        .iter()
+        .find(|r| r["kind"] == "eval" && r["model"] == "sft")
+        .ok_or_else(|| anyhow!("the MaRio log has no SFT evaluation"))?;
+    let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+        mario_dir.join("last/mario_state.json"),
+    )?)?;
+    let best_round = state["best"][1].as_u64();
+    let best = rows
+        .iter()
+        .rfind(|r| {
+            r["kind"] == "eval" && r["model"] == "policy" && r["round"].as_u64() == best_round
+        })
+        .ok_or_else(|| anyhow!("the MaRio log has no evaluation of the best round"))?;
+    let table_rows = dev_rows(mario_dir, best_round, sft, best)?;
+    let sweep_md = std::fs::read_to_string(sweep_dir.join("sweep.md")).unwrap_or_else(|_| {
+        format!(
+            "# Controllability sweep\n\nNot finished yet: its finished decodings are in \
+             `{}`; running the same pipeline command again continues it and rewrites this \
+             report.\n",
+            sweep_dir.join(SWEEP_PARTIAL_FILE).display()
+        )
+    });
+    let md = format!(
+        "# MaRio vs SFT\n\nDev metrics of the SFT start and of the best MaRio round ({}), decoded \
+         with the best control tokens; written by `mario-train pipeline`. The interval is the \
+         95 % interval of the change, paired question by question (`mario/dev/*.jsonl`); \
+         \"within noise\" means it contains 0. Decoding: {}.\n\n{}\n\
+         ![rewards per round](mario/rewards.png)\n\n{}",
+        best_round.map(|r| format!("round {r}")).unwrap_or_default(),
+        sft["decoding"]
+            .as_str()
+            .unwrap_or("not recorded in the MaRio log"),
+        markdown_table(&COLUMNS, &table_rows),
+        sweep_md.replace("](sweep.png)", "](sweep/sweep.png)")
+    );
+    let md = match test_section(out)? {
+        Some(section) => md.replacen(
+            "\n![rewards per round]",
+            &format!("{section}\n![rewards per round]"),
+            1,
+        ),
+        None => md,
+    };
+    std::fs::write(out.join("report.md"), md)?;
+    Ok(())
+}
+
+/// One row per `dev_*` metric of the SFT evaluation: SFT, the best round, and the paired
+/// interval when the run wrote both decodings' per-question scores.
+fn dev_rows(
+    mario_dir: &Path,
+    best_round: Option<u64>,
+    sft: &serde_json::Value,
+    best: &serde_json::Value,
+) -> Result<Vec<Vec<String>>> {
+    let keys: Vec<String> = sft
+        .as_object()
+        .map(|o| {
+            o.keys()
+                .filter(|k| k.starts_with("dev_"))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    // per-question scores of both decodings, when the run wrote them
+    let per_question = match best_round {
+        Some(r) => {
+            let (a, b) = (
+                dev_scores_path(mario_dir, "sft"),
+                dev_scores_path(mario_dir, &format!("round-{r}")),
+            );
+            if a.is_file() && b.is_file() {
+                Some((read_dev_scores(&a)?, read_dev_scores(&b)?))
+            } else {
+                None
+            }
+        }
+        None => None,
+    };
+    let mut table_rows = Vec::new();
+    for k in &keys {
+        let (a, b) = (
+            sft[k].as_f64().unwrap_or(f64::NAN),
+            best[k].as_f64().unwrap_or(f64::NAN),
+        );
+        let metric = k.trim_start_matches("dev_");
+        let diff = match &per_question {
+            Some((sa, sb)) => paired(sa, sb, metric)?,
+            None => None,
+        };
+        table_rows.push(comparison_row(metric, a, b, diff));
+    }
+    Ok(table_rows)
+}
+
+/// The `## Test split` section (starting with a newline) when `<out>/test/` holds both
+/// models' scores.
+fn test_section(out: &Path) -> Result<Option<String>> {
+    let (sft, mario) = (
+        out.join(TEST_DIR).join("sft.jsonl"),
+        out.join(TEST_DIR).join("mario.jsonl"),
+    );
+    if !(sft.is_file() && mario.is_file()) {
+        return Ok(None);
+    }
+    let rows = paired_rows(&read_dev_scores(&sft)?, &read_dev_scores(&mario)?)?;
+    let n = read_dev_scores(&sft)?.len();
+    Ok(Some(format!(
+        "\n## Test split\n\nThe SFT model and the best MaRio round (best control tokens) \
+         on all {n} test questions, decoded like the dev evaluations; intervals paired \
+         question by question (`{TEST_DIR}/*.jsonl`).\n\n{}",
+        markdown_table(&COLUMNS, &rows)
+    )))
+}
+
+/// Rows `metric | A | B | change | 95 % interval | where it lies` over every score of two
+/// decodings of the same questions (accuracy first, then by name).
+fn paired_rows(a: &[DevScore], b: &[DevScore]) -> Result<Vec<Vec<String>>> {
+    let mut metrics: Vec<String> = a
+        .iter()
+        .flat_map(|r| r.scores.keys().cloned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    metrics.sort_by_key(|m| (m != "accuracy", m.clone()));
+    let mean = |rows: &[DevScore], m: &str| {
+        let v: Vec<f64> = rows
+            .iter()
+            .filter_map(|r| r.scores.get(m).copied().flatten())
+            .collect();
+        v.iter().sum::<f64>() / v.len().max(1) as f64
+    };
+    let mut out = Vec::new();
+    for m in &metrics {
+        let (x, y) = (mean(a, m), mean(b, m));
+        let diff = paired(a, b, m)?;
+        out.push(comparison_row(m, x, y, diff));
+    }
+    Ok(out)
+}
+
+/// One row `metric | A | B | change | 95 % interval | where it lies`.
+fn comparison_row(metric: &str, a: f64, b: f64, diff: Option<PairedDiff>) -> Vec<String> {
+    vec![
+        metric.to_string(),
+        format!("{a:.4}"),
+        format!("{b:.4}"),
+        format!("{:+.4}", b - a),
+        diff.map(|d| format!("[{:+.4}, {:+.4}]", d.low(), d.high()))
+            .unwrap_or_else(|| "-".into()),
+        diff.map(|d| d.verdict().to_string())
+            .unwrap_or_else(|| "-".into()),
+    ]
+}

@@ -1,0 +1,59 @@
+//! `report.md` of a plausibility scorer.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use crate::train::Metrics;
+
+/// What the plausibility scorer's report states.
+pub struct PlausibilityReport<'a> {
+    /// The model it was trained from.
+    pub model: &'a Path,
+    /// The teacher files its examples came from.
+    pub teacher_files: &'a [PathBuf],
+    /// Training examples after balancing.
+    pub trained_on: usize,
+    /// Training examples built (before balancing).
+    pub built: usize,
+    /// Held-out examples.
+    pub held_out: usize,
+    /// `[plausibility_data] negatives_per_positive` (0: every negative built).
+    pub negatives_per_positive: f64,
+    /// The step of the kept checkpoint.
+    pub best_step: u64,
+    /// Held-out AUCs, overall first.
+    pub aucs: &'a Metrics,
+}
+
+/// Writes the report to `path`.
+pub fn write_plausibility_report(path: &Path, r: &PlausibilityReport<'_>) -> Result<()> {
+    let table: String = r
+        .aucs
+        .iter()
+        .map(|(k, v)| format!("| {k} | {v:.4} |\n"))
+        .collect();
+    std::fs::write(
+        path,
+        format!(
+            "# Plausibility scorer\n\nTrained from `{}` on {} examples ({}; {} held out, split \
+             by question) from {:?}; the checkpoint of step {} was kept.\n\nHeld-out AUC, \
+             overall and of the positives against each kind of negative:\n\n| metric | AUC |\n\
+             |---|---|\n{table}",
+            r.model.display(),
+            r.trained_on,
+            if r.negatives_per_positive > 0.0 {
+                format!(
+                    "every positive and at most {} negatives per positive, of {} built",
+                    r.negatives_per_positive, r.built
+                )
+            } else {
+                "all the negatives built".to_string()
+            },
+            r.held_out,
+            r.teacher_files,
+            r.best_step,
+        ),
+    )?;
+    Ok(())
+}

@@ -1,0 +1,83 @@
+//! The plausibility scorer (VERA format), trained from the SFT model on a teacher file's
+//! rationales and their corruptions (`mario-train plausibility`, pipeline stage 5).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use mario::rewards::plausibility::PLAUSIBILITY_FILE;
+
+use super::{copy_dir, StageOptions, StageOutcome, StoppedEarly};
+use crate::config::PlausibilityDataSection;
+use crate::data::load_teacher;
+use crate::plausibility::{balance, build_examples, PlausibilityTask};
+use crate::report::plausibility::{write_plausibility_report, PlausibilityReport};
+use crate::sft::SftSettings;
+use crate::train::{train, RunDir, TrainableModel};
+use crate::world::World;
+
+/// The run folder under the stage's output folder.
+pub fn run_dir(out: &Path) -> RunDir {
+    RunDir(out.join("run"))
+}
+
+/// Trains a plausibility scorer; once training has run to its end, writes it (with
+/// `plausibility.json`) to `out/scorer` and `out/report.md`, and returns that folder and the
+/// held-out AUC.
+pub fn train_plausibility(
+    model: &Path,
+    teacher_files: &[PathBuf],
+    settings: &SftSettings,
+    data: &PlausibilityDataSection,
+    out: &Path,
+    o: &StageOptions,
+) -> Result<StageOutcome<(PathBuf, f64)>> {
+    let mut records = Vec::new();
+    for f in teacher_files {
+        records.extend(load_teacher(f)?);
+    }
+    // a generated world next to the teacher file gives false-fact negatives
+    let world = match teacher_files.iter().find_map(|f| f.parent()) {
+        Some(dir) => World::load(dir)?,
+        None => None,
+    };
+    let (train_ex, test_ex) = build_examples(&records, settings.seed, world.as_ref());
+    let built = train_ex.len();
+    let train_ex = balance(train_ex, data.negatives_per_positive, settings.seed);
+    let mut m = TrainableModel::load(model, &o.device)?;
+    let task = PlausibilityTask::new(&mut m, &train_ex, &test_ex, &o.device)?;
+    tracing::info!(
+        train = task.train.len(),
+        built,
+        held_out = task.test.len(),
+        "plausibility data"
+    );
+    let opts = o.train_options(settings, task.train.len());
+    let run = run_dir(out);
+    let summary = train(&task, &mut m, &opts, &run, o.resume)?;
+    if let Some(s) = StoppedEarly::unless_completed(&summary, "plausibility", &run) {
+        return Ok(StageOutcome::Stopped(s));
+    }
+    let dest = out.join("scorer");
+    copy_dir(&run.best(), &dest)?;
+    std::fs::write(
+        dest.join(PLAUSIBILITY_FILE),
+        serde_json::to_string_pretty(&task.head)? + "\n",
+    )?;
+    let best = TrainableModel::load(&dest, &o.device)?;
+    let aucs = task.held_out_aucs(&best.model)?;
+    let auc = aucs[0].1;
+    write_plausibility_report(
+        &out.join("report.md"),
+        &PlausibilityReport {
+            model,
+            teacher_files,
+            trained_on: task.train.len(),
+            built,
+            held_out: task.test.len(),
+            negatives_per_positive: data.negatives_per_positive,
+            best_step: summary.best.map(|b| b.1).unwrap_or(0),
+            aucs: &aucs,
+        },
+    )?;
+    Ok(StageOutcome::Done((dest, auc)))
+}
