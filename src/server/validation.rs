@@ -121,13 +121,11 @@ impl Validator {
     ) -> Result<(Vec<u32>, Vec<ControlUsed>), ApiError> {
         let choice = match spec {
             None => ControlChoice::Best,
-            Some(ControlSpec::Named(n)) if n == "best" => ControlChoice::Best,
-            Some(ControlSpec::Named(n)) if n == "worst" => ControlChoice::Worst,
-            Some(ControlSpec::Named(n)) => {
-                return Err(invalid(format!(
+            Some(ControlSpec::Named(n)) => ControlChoice::named(n).ok_or_else(|| {
+                invalid(format!(
                     "`control` must be \"best\", \"worst\" or an object of reward bins, not {n:?}"
-                )))
-            }
+                ))
+            })?,
             Some(ControlSpec::Bins(map)) => ControlChoice::Bins(map.clone()),
         };
         let Some(table) = &self.control else {
