@@ -24,7 +24,7 @@ fn settings() -> MarioSettings {
         dropout: 0.1,
         save_every: 0,
         eval_limit: 2,
-        selection: "dev_accuracy".into(),
+        selection: "dev_accuracy".parse().unwrap(),
         ..MarioSettings::default()
     }
 }

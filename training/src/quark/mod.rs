@@ -9,4 +9,5 @@ pub mod pool;
 pub mod rewards;
 pub mod run;
 pub mod schedule;
+pub mod selection;
 pub mod settings;

@@ -589,9 +589,10 @@ impl MarioLoop<'_> {
         let mut line = metrics_line(round.into(), self.state.step, "eval", &m);
         line["model"] = json!("policy");
         log_line(&self.paths.metrics, line)?;
+        let selection = s.selection.to_string();
         let value = m
             .iter()
-            .find(|(k, _)| *k == s.selection)
+            .find(|(k, _)| *k == selection)
             .map(|(_, v)| *v)
             .ok_or_else(|| anyhow!("selection metric `{}` is not among {m:?}", s.selection))?;
         let better = self.state.best.is_none_or(|(b, _)| value > b);

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::rewards::RewardName;
+use super::selection::SelectionMetric;
 use crate::train::AdamWConfig;
 
 /// How rewards enter the control prefix.
@@ -89,8 +90,9 @@ pub struct MarioSettings {
     /// Start the policy from the SFT model (true, default) or from `--init`.
     pub policy_from_sft: bool,
     /// Dev metric that picks `best/` (higher is better), e.g. `dev_accuracy`,
-    /// `dev_plausibility`, or `dev_reward_mean` (mean of the quantile rewards' dev means).
-    pub selection: String,
+    /// `dev_plausibility`, or `dev_reward_mean` (mean of the quantile rewards' dev means); see
+    /// [`SelectionMetric`].
+    pub selection: SelectionMetric,
     /// Dev questions per evaluation (0 = all).
     pub eval_limit: usize,
     /// Seed.
@@ -134,7 +136,7 @@ impl Default for MarioSettings {
             variant: Variant::Canonical,
             stage_rounds: 1,
             policy_from_sft: true,
-            selection: "dev_accuracy".into(),
+            selection: SelectionMetric::ACCURACY,
             eval_limit: 0,
             seed: 1,
         }

@@ -1,0 +1,190 @@
+//! The dev metric that picks a MaRio run's `best/` checkpoint (`[mario] selection`), typed:
+//! a name the dev evaluations never report is refused when the configuration is read, not
+//! after the first round.
+
+use std::str::FromStr;
+
+use anyhow::anyhow;
+use serde::{Deserialize, Serialize};
+
+use super::rewards::RewardName;
+use crate::world::truth::TruthMeasure;
+
+/// What a dev evaluation measures (see [`super::dev_eval::DevEval`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DevMeasure {
+    /// Share of questions answered correctly (`dev_accuracy`).
+    Accuracy,
+    /// Share of outputs in the rationale-then-answer format (`dev_format_valid`).
+    FormatValid,
+    /// Mean rationale length in words (`dev_rationale_words`).
+    RationaleWords,
+    /// A learned reward's mean (`dev_consistency`, `dev_plausibility`, `dev_diversity`; task
+    /// accuracy is [`DevMeasure::Accuracy`]).
+    Reward(RewardName),
+    /// The mean of the quantile rewards' means (`dev_reward_mean`).
+    RewardMean,
+    /// A ground-truth measure of a generated world (`dev_truth_*`).
+    Truth(TruthMeasure),
+}
+
+impl DevMeasure {
+    /// Every measure, in the order the dev evaluations report them.
+    pub fn all() -> Vec<DevMeasure> {
+        let mut all = vec![
+            DevMeasure::Accuracy,
+            DevMeasure::FormatValid,
+            DevMeasure::RationaleWords,
+        ];
+        all.extend(
+            RewardName::ALL
+                .into_iter()
+                .filter(|r| *r != RewardName::Accuracy)
+                .map(DevMeasure::Reward),
+        );
+        all.extend(TruthMeasure::ALL.map(DevMeasure::Truth));
+        all.push(DevMeasure::RewardMean);
+        all
+    }
+
+    /// Its name without the `dev_` prefix.
+    pub fn name(self) -> &'static str {
+        match self {
+            DevMeasure::Accuracy => "accuracy",
+            DevMeasure::FormatValid => "format_valid",
+            DevMeasure::RationaleWords => "rationale_words",
+            DevMeasure::Reward(r) => r.as_str(),
+            DevMeasure::RewardMean => "reward_mean",
+            DevMeasure::Truth(m) => m.name(),
+        }
+    }
+}
+
+/// A dev metric: a measure under the run's first n-gram blocking size (`dev_<measure>`), or
+/// under a further one of `eval_no_repeat_ngram_sizes` (`dev_<measure>_nr<N>`). Higher is
+/// better. Read and written as that name (config files, `mario_state.json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SelectionMetric {
+    /// What is measured.
+    pub measure: DevMeasure,
+    /// The further n-gram blocking size it is measured under (`None`: the first one).
+    pub no_repeat_ngram_size: Option<usize>,
+}
+
+impl SelectionMetric {
+    /// `dev_accuracy`, the default.
+    pub const ACCURACY: SelectionMetric = SelectionMetric {
+        measure: DevMeasure::Accuracy,
+        no_repeat_ngram_size: None,
+    };
+}
+
+impl std::fmt::Display for SelectionMetric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "dev_{}", self.measure.name())?;
+        match self.no_repeat_ngram_size {
+            Some(n) => write!(f, "_nr{n}"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl FromStr for SelectionMetric {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        let unknown = || {
+            let names: Vec<String> = DevMeasure::all()
+                .into_iter()
+                .map(|m| format!("dev_{}", m.name()))
+                .collect();
+            anyhow!(
+                "unknown selection metric `{s}`: expected one of {}, each optionally with \
+                 _nr<N> (a further eval_no_repeat_ngram_sizes entry)",
+                names.join(", ")
+            )
+        };
+        let Some(rest) = s.strip_prefix("dev_") else {
+            return Err(unknown());
+        };
+        let (name, no_repeat_ngram_size) = match rest.rsplit_once("_nr") {
+            Some((name, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+                (name, Some(n.parse().map_err(|_| unknown())?))
+            }
+            _ => (rest, None),
+        };
+        let measure = DevMeasure::all()
+            .into_iter()
+            .find(|m| m.name() == name)
+            .ok_or_else(unknown)?;
+        Ok(Self {
+            measure,
+            no_repeat_ngram_size,
+        })
+    }
+}
+
+impl TryFrom<String> for SelectionMetric {
+    type Error = anyhow::Error;
+    fn try_from(s: String) -> anyhow::Result<Self> {
+        s.parse()
+    }
+}
+
+impl From<SelectionMetric> for String {
+    fn from(m: SelectionMetric) -> String {
+        m.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_dev_metric_name_reads_back_and_others_are_refused() {
+        for m in DevMeasure::all() {
+            for n in [None, Some(3)] {
+                let metric = SelectionMetric {
+                    measure: m,
+                    no_repeat_ngram_size: n,
+                };
+                assert_eq!(
+                    metric.to_string().parse::<SelectionMetric>().unwrap(),
+                    metric
+                );
+            }
+        }
+        let m: SelectionMetric = "dev_truth_no_repetition_nr0".parse().unwrap();
+        assert_eq!(m.measure, DevMeasure::Truth(TruthMeasure::NoRepetition));
+        assert_eq!(m.no_repeat_ngram_size, Some(0));
+        assert_eq!(
+            "dev_accuracy".parse::<SelectionMetric>().unwrap(),
+            SelectionMetric::ACCURACY
+        );
+        for bad in [
+            "accuracy",
+            "dev_loss",
+            "dev_accuracy_nr",
+            "dev_reward_mean_nrx",
+            "",
+        ] {
+            let err = bad.parse::<SelectionMetric>().unwrap_err().to_string();
+            assert!(err.contains("dev_reward_mean"), "{bad}: {err}");
+        }
+        // a config names it as a string, and a refused name fails when the file is read
+        #[derive(Debug, Deserialize)]
+        struct T {
+            #[allow(dead_code)]
+            selection: SelectionMetric,
+        }
+        let t: T = toml::from_str("selection = \"dev_reward_mean\"").unwrap();
+        assert_eq!(t.selection.measure, DevMeasure::RewardMean);
+        let err = toml::from_str::<T>("selection = \"dev_reward\"").unwrap_err();
+        assert!(
+            err.to_string().contains("unknown selection metric"),
+            "{err}"
+        );
+    }
+}
