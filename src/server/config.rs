@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use super::security::{check_origin, ApiKey};
-use crate::device::DeviceChoice;
+use crate::device::{DeviceChoice, WeightType};
 use crate::hub::{resolve_model_with, HubSettings, ModelSource, ResolvedModel};
 use crate::model::CONFIG_FILE;
 
@@ -49,7 +49,7 @@ pub struct ServerConfig {
     pub device: DeviceChoice,
     /// Weight precision: f32 or bf16.
     #[arg(long, env = "MARIO_DTYPE", default_value = "f32")]
-    pub dtype: String,
+    pub dtype: WeightType,
     /// Most rows (questions) decoded together.
     #[arg(long, env = "MARIO_MAX_BATCH_SIZE", default_value_t = 32)]
     pub max_batch_size: usize,
@@ -215,7 +215,7 @@ impl ServerConfig {
                 self.max_client_batch_size, self.max_queue
             ));
         }
-        if !matches!(self.dtype.as_str(), "f32" | "bf16") {
+        if self.dtype == WeightType::F16 {
             return Err(format!("--dtype {}: use f32 or bf16", self.dtype));
         }
         self.validate_access()
@@ -318,5 +318,22 @@ pub fn default_model(candidates: &[PathBuf]) -> Result<ResolvedModel, String> {
                 .collect::<Vec<_>>()
                 .join(", ")
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dtype_is_a_weight_type_and_f16_is_refused() {
+        let parse = |v: &str| ServerConfig::from_args(["--model", "m", "--dtype", v]);
+        assert_eq!(parse("bf16").unwrap().dtype, WeightType::Bf16);
+        assert_eq!(parse("f32").unwrap().dtype, WeightType::F32);
+        assert!(parse("f32").unwrap().validate().is_ok());
+        let err = parse("f16").unwrap().validate().unwrap_err();
+        assert_eq!(err, "--dtype f16: use f32 or bf16");
+        let err = parse("f64").unwrap_err().to_string();
+        assert!(err.contains("use f32, bf16 or f16"), "{err}");
     }
 }

@@ -47,7 +47,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
-use candle_core::DType;
 
 pub use app::{router, AppState};
 pub use config::ServerConfig;
@@ -72,11 +71,7 @@ pub async fn serve_until(
     cfg.validate()
         .map_err(|e| anyhow!("invalid configuration: {e}"))?;
     let device = cfg.device.open().map_err(|e| anyhow!("--device: {e}"))?;
-    let dtype = if cfg.dtype == "bf16" {
-        DType::BF16
-    } else {
-        DType::F32
-    };
+    let dtype = cfg.dtype.dtype();
     let model = match cfg.resolved.clone() {
         Some(m) => m,
         None => {
