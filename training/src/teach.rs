@@ -292,14 +292,7 @@ pub fn teach(
     out: &Path,
 ) -> Result<TeachSummary> {
     let prog_path = progress_path(out);
-    let done: HashSet<String> = match std::fs::read_to_string(&prog_path) {
-        Ok(text) => text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Progress>(l).ok())
-            .map(|p| p.question)
-            .collect(),
-        Err(_) => HashSet::new(),
-    };
+    let done = done_questions(&prog_path);
     let mut seen = HashSet::new();
     let todo: Vec<&Example> = examples
         .iter()
@@ -312,30 +305,8 @@ pub fn teach(
         .http_status_as_error(false)
         .build()
         .into();
-    let files = Mutex::new((
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(out)
-            .with_context(|| format!("opening {}", out.display()))?,
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&prog_path)
-            .with_context(|| format!("opening {}", prog_path.display()))?,
-    ));
-    let pb = if opts.progress {
-        let pb = ProgressBar::new(todo.len() as u64);
-        pb.set_style(
-            ProgressStyle::with_template(
-                "{spinner} teach {bar:30} {pos}/{len} questions {msg} ETA {eta}",
-            )
-            .expect("valid template"),
-        );
-        pb
-    } else {
-        ProgressBar::hidden()
-    };
+    let files = Mutex::new((open_append(out)?, open_append(&prog_path)?));
+    let pb = progress_bar(opts.progress, todo.len());
     let next = AtomicUsize::new(0);
     let written = AtomicUsize::new(0);
     let correct = AtomicUsize::new(0);
@@ -348,54 +319,16 @@ pub fn teach(
                 }
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 let Some(ex) = todo.get(i) else { return };
-                let labels = extract_choices(&ex.question).labels;
-                let messages = build_messages(demos, &ex.question);
-                let mut records = Vec::new();
-                let mut n_correct = 0;
-                for _ in 0..opts.samples {
-                    let reply = match ask(&agent, opts, &messages) {
-                        Ok(r) => r,
-                        Err(e) => {
-                            first_error.lock().expect("lock").get_or_insert(e);
-                            return;
-                        }
-                    };
-                    let (rationale, label) = parse_reply(&reply, &labels);
-                    let is_correct = !label.is_empty()
-                        && !rationale.is_empty()
-                        && label.eq_ignore_ascii_case(&ex.answer);
-                    n_correct += usize::from(is_correct);
-                    if is_correct || opts.keep_wrong {
-                        records.push(TeacherRecord {
-                            question: ex.question.clone(),
-                            gold_label: ex.answer.to_lowercase(),
-                            predicted_label: label,
-                            predicted_rationale: rationale,
-                        });
+                let res = ask_samples(&agent, opts, demos, ex)
+                    .and_then(|(records, n)| save_question(&files, ex, &records, n, opts));
+                let (n_written, n_correct) = match res {
+                    Ok(counts) => counts,
+                    Err(e) => {
+                        first_error.lock().expect("lock").get_or_insert(e);
+                        return;
                     }
-                }
-                let mut guard = files.lock().expect("lock");
-                let (out_file, prog_file) = &mut *guard;
-                let res = (|| -> Result<()> {
-                    for r in &records {
-                        writeln!(out_file, "{}", serde_json::to_string(r)?)?;
-                    }
-                    out_file.flush()?;
-                    let p = Progress {
-                        question: ex.question.clone(),
-                        samples: opts.samples,
-                        correct: n_correct,
-                    };
-                    writeln!(prog_file, "{}", serde_json::to_string(&p)?)?;
-                    prog_file.flush()?;
-                    Ok(())
-                })();
-                drop(guard);
-                if let Err(e) = res {
-                    first_error.lock().expect("lock").get_or_insert(e);
-                    return;
-                }
-                written.fetch_add(records.len(), Ordering::SeqCst);
+                };
+                written.fetch_add(n_written, Ordering::SeqCst);
                 correct.fetch_add(n_correct, Ordering::SeqCst);
                 pb.inc(1);
             });
@@ -415,6 +348,97 @@ pub fn teach(
         correct: correct.into_inner(),
         samples: todo.len() * opts.samples,
     })
+}
+
+/// The questions an earlier run finished (the progress file; none when it is missing).
+fn done_questions(prog_path: &Path) -> HashSet<String> {
+    match std::fs::read_to_string(prog_path) {
+        Ok(text) => text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Progress>(l).ok())
+            .map(|p| p.question)
+            .collect(),
+        Err(_) => HashSet::new(),
+    }
+}
+
+/// `path` opened for appending (created when missing).
+fn open_append(path: &Path) -> Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))
+}
+
+/// The progress bar over `questions` (hidden without `progress`).
+fn progress_bar(progress: bool, questions: usize) -> ProgressBar {
+    if !progress {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(questions as u64);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{spinner} teach {bar:30} {pos}/{len} questions {msg} ETA {eta}",
+        )
+        .expect("valid template"),
+    );
+    pb
+}
+
+/// Asks the teacher `opts.samples` times about one question: the samples kept (correct ones,
+/// every one with `keep_wrong`) and how many were correct.
+fn ask_samples(
+    agent: &ureq::Agent,
+    opts: &TeachOptions,
+    demos: &[Demonstration],
+    ex: &Example,
+) -> Result<(Vec<TeacherRecord>, usize)> {
+    let labels = extract_choices(&ex.question).labels;
+    let messages = build_messages(demos, &ex.question);
+    let mut records = Vec::new();
+    let mut n_correct = 0;
+    for _ in 0..opts.samples {
+        let reply = ask(agent, opts, &messages)?;
+        let (rationale, label) = parse_reply(&reply, &labels);
+        let is_correct =
+            !label.is_empty() && !rationale.is_empty() && label.eq_ignore_ascii_case(&ex.answer);
+        n_correct += usize::from(is_correct);
+        if is_correct || opts.keep_wrong {
+            records.push(TeacherRecord {
+                question: ex.question.clone(),
+                gold_label: ex.answer.to_lowercase(),
+                predicted_label: label,
+                predicted_rationale: rationale,
+            });
+        }
+    }
+    Ok((records, n_correct))
+}
+
+/// Appends one question's kept samples to the output and its outcome to the progress file;
+/// returns the samples written and the correct ones.
+fn save_question(
+    files: &Mutex<(std::fs::File, std::fs::File)>,
+    ex: &Example,
+    records: &[TeacherRecord],
+    n_correct: usize,
+    opts: &TeachOptions,
+) -> Result<(usize, usize)> {
+    let mut guard = files.lock().expect("lock");
+    let (out_file, prog_file) = &mut *guard;
+    for r in records {
+        writeln!(out_file, "{}", serde_json::to_string(r)?)?;
+    }
+    out_file.flush()?;
+    let p = Progress {
+        question: ex.question.clone(),
+        samples: opts.samples,
+        correct: n_correct,
+    };
+    writeln!(prog_file, "{}", serde_json::to_string(&p)?)?;
+    prog_file.flush()?;
+    Ok((records.len(), n_correct))
 }
 
 /// Writes the correct, non-empty samples of a teacher file as a training split (JSON Lines

@@ -207,85 +207,255 @@ pub fn train<T: TrainTask>(
         bail!("no training examples");
     }
     let dropout_rate = opts.dropout.unwrap_or(model.config.dropout_rate);
+    let mut state = start_or_resume(model, opts, run, resume)?;
     let schedule = LinearSchedule {
         peak: opts.lr,
         warmup_steps: opts.warmup_steps,
         total_steps: opts.total_steps,
     };
     let mut updater = Updater::new(model, opts.optimizer, schedule, opts.max_grad_norm)?;
-    let mut state = if resume {
+    if resume {
+        updater.opt.load(&run.optimizer())?;
+    }
+    let dropout = DropoutRng::restore(dropout_rate, state.dropout);
+    let mut t = Trainer {
+        task,
+        opts,
+        run,
+        selection: task.selection(),
+        pb: progress_bar(opts, state.step),
+        started: Instant::now(),
+        elapsed_before: state.elapsed_s,
+        epoch_batches: batches::epoch_batches(&lengths, opts.batch_size, opts.seed, state.epoch),
+        lengths,
+        window: TrainWindow::new(),
+        tokens_this_run: 0,
+        last_eval: Vec::new(),
+    };
+    let mut steps_this_run = 0u64;
+    while state.step < opts.total_steps {
+        t.update(model, &mut updater, &dropout, &mut state)?;
+        steps_this_run += 1;
+        let out_of_time = opts.max_minutes.is_some_and(|m| t.elapsed_s() >= m * 60.0);
+        let stopping = opts.stop_after.is_some_and(|n| steps_this_run >= n);
+        let finished = state.step >= opts.total_steps;
+        let eval_now =
+            (opts.eval_every > 0 && state.step % opts.eval_every == 0) || finished || out_of_time;
+        if eval_now {
+            t.evaluate(model, &mut state)?;
+        }
+        if eval_now || stopping || (opts.save_every > 0 && state.step % opts.save_every == 0) {
+            state.dropout = dropout.state(opts.seed);
+            state.elapsed_s = t.elapsed_s();
+            save_checkpoint(&run.last(), model, &updater.opt, TRAINER_STATE_FILE, &state)?;
+        }
+        if out_of_time {
+            t.pb.suspend(|| tracing::warn!(step = state.step, "time limit reached; stopping"));
+            break;
+        }
+        if stopping {
+            break;
+        }
+    }
+    t.pb.finish_and_clear();
+    let elapsed = t.started.elapsed().as_secs_f64();
+    if let Err(e) = crate::report::plot::training_curves(&run.metrics(), &run.curves()) {
+        tracing::warn!("could not draw {}: {e:#}", run.curves().display());
+    }
+    Ok(TrainSummary {
+        steps: state.step,
+        completed: state.step >= opts.total_steps,
+        best: state.best,
+        last_eval: t.last_eval,
+        elapsed_s: t.elapsed_before + elapsed,
+        tokens_per_s: t.tokens_this_run as f64 / elapsed.max(1e-9),
+    })
+}
+
+/// The state a run starts from: with `resume`, the one saved in `last/` (whose weights replace
+/// `model`'s; the metrics log loses the lines written after it), else a fresh one (an existing
+/// checkpoint is refused, an old metrics log removed).
+fn start_or_resume(
+    model: &mut TrainableModel,
+    opts: &TrainOptions,
+    run: &RunDir,
+    resume: bool,
+) -> Result<TrainerState> {
+    if resume {
         if !run.has_checkpoint() {
             bail!("--resume: {} has no checkpoint", run.state().display());
         }
         let state: TrainerState = serde_json::from_str(&std::fs::read_to_string(run.state())?)
             .with_context(|| format!("reading {}", run.state().display()))?;
         *model = TrainableModel::load(&run.last(), model.model.device())?;
-        updater = Updater::new(model, opts.optimizer, schedule, opts.max_grad_norm)?;
-        updater.opt.load(&run.optimizer())?;
         truncate_log(&run.metrics(), state.step)?;
         tracing::info!(step = state.step, "resuming from {}", run.last().display());
-        state
-    } else {
-        if run.has_checkpoint() {
-            bail!(
-                "{} already holds a checkpoint: pass --resume to continue it, or choose another --out",
-                run.0.display()
-            );
-        }
-        if run.metrics().exists() {
-            std::fs::remove_file(run.metrics())?;
-        }
-        TrainerState {
-            step: 0,
-            epoch: 0,
-            batch_in_epoch: 0,
-            best: None,
-            dropout: DropoutRngState {
-                seed: opts.seed,
-                word_pos: 0,
-            },
-            tokens: 0,
-            elapsed_s: 0.0,
-            options: opts.clone(),
-        }
-    };
-    let dropout = DropoutRng::restore(dropout_rate, state.dropout);
-    let selection = task.selection();
-    let pb = if opts.progress {
-        let pb = ProgressBar::new(opts.total_steps);
-        pb.set_style(
-            ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps {msg} ETA {eta}",
-            )
-            .expect("valid template"),
+        return Ok(state);
+    }
+    if run.has_checkpoint() {
+        bail!(
+            "{} already holds a checkpoint: pass --resume to continue it, or choose another --out",
+            run.0.display()
         );
-        pb.set_position(state.step);
-        pb
-    } else {
-        ProgressBar::hidden()
-    };
+    }
+    if run.metrics().exists() {
+        std::fs::remove_file(run.metrics())?;
+    }
+    Ok(TrainerState {
+        step: 0,
+        epoch: 0,
+        batch_in_epoch: 0,
+        best: None,
+        dropout: DropoutRngState {
+            seed: opts.seed,
+            word_pos: 0,
+        },
+        tokens: 0,
+        elapsed_s: 0.0,
+        options: opts.clone(),
+    })
+}
 
-    let started = Instant::now();
-    let elapsed_before = state.elapsed_s;
-    let mut epoch_batches =
-        batches::epoch_batches(&lengths, opts.batch_size, opts.seed, state.epoch);
-    let mut window = (0f64, 0usize, 0usize, 0f64); // loss sum, updates, tokens, grad-norm sum
-    let mut window_start = Instant::now();
-    let mut tokens_this_run = 0usize;
-    let mut last_eval: Metrics = Vec::new();
-    let mut steps_this_run = 0u64;
+/// The progress bar of a run (hidden without `opts.progress`).
+fn progress_bar(opts: &TrainOptions, at: u64) -> ProgressBar {
+    if !opts.progress {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(opts.total_steps);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps {msg} ETA {eta}",
+        )
+        .expect("valid template"),
+    );
+    pb.set_position(at);
+    pb
+}
 
-    let evaluate = |model: &TrainableModel,
-                    state: &mut TrainerState,
-                    last_eval: &mut Metrics,
-                    pb: &ProgressBar|
-     -> Result<()> {
-        let metrics = pb.suspend(|| task.evaluate(model))?;
+/// The updates since the last training line of the metrics log.
+struct TrainWindow {
+    loss: f64,
+    updates: usize,
+    tokens: usize,
+    grad_norm: f64,
+    start: Instant,
+}
+
+impl TrainWindow {
+    fn new() -> Self {
+        Self {
+            loss: 0.0,
+            updates: 0,
+            tokens: 0,
+            grad_norm: 0.0,
+            start: Instant::now(),
+        }
+    }
+}
+
+/// One invocation of the loop: what it trains and where it logs, and what it has seen.
+struct Trainer<'a, T: TrainTask> {
+    task: &'a T,
+    opts: &'a TrainOptions,
+    run: &'a RunDir,
+    selection: Selection,
+    pb: ProgressBar,
+    started: Instant,
+    /// Seconds of training of the earlier invocations.
+    elapsed_before: f64,
+    lengths: Vec<usize>,
+    /// This epoch's micro-batches.
+    epoch_batches: Vec<Vec<usize>>,
+    window: TrainWindow,
+    tokens_this_run: usize,
+    last_eval: Metrics,
+}
+
+impl<T: TrainTask> Trainer<'_, T> {
+    /// Seconds of training of the run, every invocation.
+    fn elapsed_s(&self) -> f64 {
+        self.elapsed_before + self.started.elapsed().as_secs_f64()
+    }
+
+    /// One update: `grad_accum` micro-batches (the next epoch's when this one is used up),
+    /// their mean loss backpropagated, the optimizer stepped, a training line logged every
+    /// `log_every` updates and at the last.
+    fn update(
+        &mut self,
+        model: &TrainableModel,
+        updater: &mut Updater,
+        dropout: &DropoutRng,
+        state: &mut TrainerState,
+    ) -> Result<()> {
+        let opts = self.opts;
+        let mut losses = Vec::with_capacity(opts.grad_accum);
+        let mut tokens = 0;
+        for _ in 0..opts.grad_accum.max(1) {
+            if state.batch_in_epoch >= self.epoch_batches.len() {
+                state.epoch += 1;
+                state.batch_in_epoch = 0;
+                self.epoch_batches =
+                    batches::epoch_batches(&self.lengths, opts.batch_size, opts.seed, state.epoch);
+            }
+            let batch = &self.epoch_batches[state.batch_in_epoch];
+            state.batch_in_epoch += 1;
+            let (loss, n) = self
+                .task
+                .loss(&model.model, batch, Mode::Training(dropout))?;
+            losses.push(loss);
+            tokens += n;
+        }
+        let total = Tensor::stack(&losses, 0)?.mean(0)?;
+        let loss_value = total.to_scalar::<f32>()? as f64;
+        ensure_finite("the loss", state.step, &[("loss", loss_value)])?;
+        let Update { lr, grad_norm } = updater.update(&total, state.step)?;
+        state.step += 1;
+        state.tokens += tokens as u64;
+        self.tokens_this_run += tokens;
+        let w = &mut self.window;
+        w.loss += loss_value;
+        w.updates += 1;
+        w.tokens += tokens;
+        w.grad_norm += grad_norm;
+        self.pb.set_position(state.step);
+        if state.step % opts.log_every.max(1) == 0 || state.step == opts.total_steps {
+            self.log_window(state, lr)?;
+        }
+        Ok(())
+    }
+
+    /// Logs the window's mean loss, learning rate, gradient norm and throughput, and starts a
+    /// new window.
+    fn log_window(&mut self, state: &TrainerState, lr: f64) -> Result<()> {
+        let w = &self.window;
+        let secs = w.start.elapsed().as_secs_f64().max(1e-9);
+        let mean = w.loss / w.updates as f64;
+        let tps = w.tokens as f64 / secs;
+        self.pb
+            .set_message(format!("loss {mean:.4} | {tps:.0} tok/s"));
+        log_line(
+            &self.run.metrics(),
+            json!({
+                "step": state.step, "kind": "train", "loss": mean, "lr": lr,
+                "grad_norm": w.grad_norm / w.updates as f64, "tokens_per_s": tps,
+                "epoch": state.epoch,
+                "elapsed_s": self.elapsed_s(),
+            }),
+        )?;
+        self.window = TrainWindow::new();
+        Ok(())
+    }
+
+    /// Evaluates the model, logs the metrics and saves `best/` when the selection metric
+    /// improved.
+    fn evaluate(&mut self, model: &TrainableModel, state: &mut TrainerState) -> Result<()> {
+        let metrics = self.pb.suspend(|| self.task.evaluate(model))?;
         let mut line = json!({"step": state.step, "kind": "eval"});
         for (k, v) in &metrics {
             line[k] = json!(v);
         }
-        log_line(&run.metrics(), line)?;
+        log_line(&self.run.metrics(), line)?;
+        let selection = &self.selection;
         let value = metrics
             .iter()
             .find(|(k, _)| *k == selection.metric)
@@ -296,7 +466,7 @@ pub fn train<T: TrainTask>(
             Some((b, _)) if selection.higher_is_better => value > b,
             Some((b, _)) => value < b,
         };
-        pb.suspend(|| {
+        self.pb.suspend(|| {
             tracing::info!(
                 step = state.step,
                 "eval {}{}",
@@ -310,97 +480,9 @@ pub fn train<T: TrainTask>(
         });
         if better {
             state.best = Some((value, state.step));
-            model.save(&run.best())?;
+            model.save(&self.run.best())?;
         }
-        *last_eval = metrics;
+        self.last_eval = metrics;
         Ok(())
-    };
-
-    while state.step < opts.total_steps {
-        // one update = grad_accum micro-batches
-        let mut losses = Vec::with_capacity(opts.grad_accum);
-        let mut tokens = 0;
-        for _ in 0..opts.grad_accum.max(1) {
-            if state.batch_in_epoch >= epoch_batches.len() {
-                state.epoch += 1;
-                state.batch_in_epoch = 0;
-                epoch_batches =
-                    batches::epoch_batches(&lengths, opts.batch_size, opts.seed, state.epoch);
-            }
-            let batch = &epoch_batches[state.batch_in_epoch];
-            state.batch_in_epoch += 1;
-            let (loss, n) = task.loss(&model.model, batch, Mode::Training(&dropout))?;
-            losses.push(loss);
-            tokens += n;
-        }
-        let total = Tensor::stack(&losses, 0)?.mean(0)?;
-        let loss_value = total.to_scalar::<f32>()? as f64;
-        ensure_finite("the loss", state.step, &[("loss", loss_value)])?;
-        let Update {
-            lr,
-            grad_norm: norm,
-        } = updater.update(&total, state.step)?;
-        state.step += 1;
-        steps_this_run += 1;
-        state.tokens += tokens as u64;
-        tokens_this_run += tokens;
-        window.0 += loss_value;
-        window.1 += 1;
-        window.2 += tokens;
-        window.3 += norm;
-        pb.set_position(state.step);
-
-        if state.step % opts.log_every.max(1) == 0 || state.step == opts.total_steps {
-            let secs = window_start.elapsed().as_secs_f64().max(1e-9);
-            let mean = window.0 / window.1 as f64;
-            let tps = window.2 as f64 / secs;
-            pb.set_message(format!("loss {mean:.4} | {tps:.0} tok/s"));
-            log_line(
-                &run.metrics(),
-                json!({
-                    "step": state.step, "kind": "train", "loss": mean, "lr": lr,
-                    "grad_norm": window.3 / window.1 as f64, "tokens_per_s": tps,
-                    "epoch": state.epoch,
-                    "elapsed_s": elapsed_before + started.elapsed().as_secs_f64(),
-                }),
-            )?;
-            window = (0.0, 0, 0, 0.0);
-            window_start = Instant::now();
-        }
-        let out_of_time = opts
-            .max_minutes
-            .is_some_and(|m| elapsed_before + started.elapsed().as_secs_f64() >= m * 60.0);
-        let stopping = opts.stop_after.is_some_and(|n| steps_this_run >= n);
-        let finished = state.step >= opts.total_steps;
-        let eval_now =
-            (opts.eval_every > 0 && state.step % opts.eval_every == 0) || finished || out_of_time;
-        if eval_now {
-            evaluate(model, &mut state, &mut last_eval, &pb)?;
-        }
-        if eval_now || stopping || (opts.save_every > 0 && state.step % opts.save_every == 0) {
-            state.dropout = dropout.state(opts.seed);
-            state.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
-            save_checkpoint(&run.last(), model, &updater.opt, TRAINER_STATE_FILE, &state)?;
-        }
-        if out_of_time {
-            pb.suspend(|| tracing::warn!(step = state.step, "time limit reached; stopping"));
-            break;
-        }
-        if stopping {
-            break;
-        }
     }
-    pb.finish_and_clear();
-    let elapsed = started.elapsed().as_secs_f64();
-    if let Err(e) = crate::report::plot::training_curves(&run.metrics(), &run.curves()) {
-        tracing::warn!("could not draw {}: {e:#}", run.curves().display());
-    }
-    Ok(TrainSummary {
-        steps: state.step,
-        completed: state.step >= opts.total_steps,
-        best: state.best,
-        last_eval,
-        elapsed_s: elapsed_before + elapsed,
-        tokens_per_s: tokens_this_run as f64 / elapsed.max(1e-9),
-    })
 }
