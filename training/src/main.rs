@@ -102,7 +102,8 @@ struct RunFlags {
 /// `--train` and `--dev` files, else the config's datasets'.
 #[derive(Debug, Args)]
 struct SplitFlags {
-    /// Training files (default: train.jsonl of the config's datasets, and their reading.jsonl).
+    /// Training files (default: the config's datasets' train.jsonl and training-only files:
+    /// reading.jsonl, knowledge.jsonl).
     #[arg(long)]
     train: Vec<PathBuf>,
     /// Dev files (default: dev.jsonl of the config's datasets).
