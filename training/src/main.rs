@@ -177,7 +177,7 @@ fn stage_options(
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Train a Unigram tokenizer with T5's special tokens on questions and rationales.
+    /// Train a byte-level BPE tokenizer with T5's special tokens on questions and rationales.
     Tokenizer(TokenizerArgs),
     /// Write a randomly initialised T5 (transformers' initialisation) as a model folder.
     Init(InitArgs),
@@ -430,7 +430,9 @@ struct TokenizerArgs {
     /// Configuration file ([data] datasets and [tokenizer] settings).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Dataset folders under the data directory whose train.jsonl (and teacher file) are read.
+    /// Dataset folders under the data directory whose training files (train.jsonl and the
+    /// training-only reading.jsonl / knowledge.jsonl) and teacher file are read, as in the
+    /// pipeline.
     #[arg(long, value_delimiter = ',')]
     datasets: Vec<String>,
     /// Extra data files (split or teacher layout).
@@ -783,7 +785,7 @@ fn cmd_tokenizer(a: &TokenizerArgs) -> Result<()> {
     let mut settings = cfg.tokenizer.clone();
     settings.vocab_size = a.vocab_size.unwrap_or(settings.vocab_size);
     settings.min_frequency = a.min_frequency.unwrap_or(settings.min_frequency);
-    let mut files: Vec<PathBuf> = cfg.data.files("train.jsonl");
+    let mut files: Vec<PathBuf> = cfg.data.training_files();
     files.extend(cfg.data.files("teacher_gpt3_train.jsonl"));
     files.extend(a.files.iter().cloned());
     if files.is_empty() {
