@@ -6,6 +6,11 @@ use axum::Json;
 
 use super::api::ErrorResponse;
 
+/// Seconds a refused client is told to wait (`Retry-After`) when the server is overloaded
+/// ([`ApiError::Overloaded`]) or its queue is full ([`ApiError::QueueFull`]): both clear as
+/// soon as running requests finish, so the shortest whole-second hint.
+pub const RETRY_AFTER_S: u64 = 1;
+
 /// Everything a request can fail with.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApiError {

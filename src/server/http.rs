@@ -19,6 +19,10 @@ use tokio::task::JoinSet;
 
 use super::config::ServerConfig;
 
+/// Pause after a failed `accept` (e.g. out of file descriptors) before the next try, so the
+/// accept loop waits instead of spinning.
+const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(100);
+
 /// Limits of the connection layer.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
@@ -65,7 +69,7 @@ pub async fn serve_connections(
                 Err(e) => {
                     // e.g. out of file descriptors: wait instead of spinning
                     tracing::warn!("accepting a connection failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    tokio::time::sleep(ACCEPT_RETRY_DELAY).await;
                     continue;
                 }
             },

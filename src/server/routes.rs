@@ -21,13 +21,18 @@ use super::api::{
     StreamToken, Timings,
 };
 use super::app::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, RETRY_AFTER_S};
 use super::scheduler::{Job, JobUpdate};
 use super::security::require_json;
 use super::validation::{ValidRequest, ValidRow};
 use crate::generate::{FinishReason, GenerationOutput};
 use crate::rationale::parse_output;
 use crate::rewards::RewardInput;
+
+/// Grace past `--request-timeout-s` that a handler waits for its rows: the worker ends a row at
+/// the request's deadline and reports it, and this leaves that report time to arrive before the
+/// handler gives up on the channel.
+const RESPONSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Parses the body: 413 past the size limit, 400 for broken JSON, 422 for JSON of the wrong
 /// shape (unknown fields, wrong types).
@@ -89,7 +94,7 @@ async fn admit(state: &AppState, req: Request) -> Result<Admitted, ApiError> {
             .try_acquire_owned()
             .map_err(|_| ApiError::Overloaded {
                 limit: state.limits.max_concurrent_requests,
-                retry_after_s: 1,
+                retry_after_s: RETRY_AFTER_S,
             })?;
     if !state.backend.is_ready() {
         return Err(ApiError::NotReady("the model is not ready yet".into()));
@@ -290,7 +295,7 @@ pub async fn rationalize(
     req: Request,
 ) -> Result<Json<RationalizeResponse>, ApiError> {
     let (_permit, valid, mut receivers, arrived) = admit(&state, req).await?;
-    let timeout = Duration::from_secs(state.limits.request_timeout_s) + Duration::from_secs(1);
+    let timeout = Duration::from_secs(state.limits.request_timeout_s) + RESPONSE_GRACE;
     let mut results = Vec::with_capacity(valid.rows.len());
     for (row, rx) in valid.rows.iter().zip(receivers.iter_mut()) {
         let left = timeout.saturating_sub(arrived.elapsed());
@@ -395,8 +400,7 @@ impl StreamState {
         if self.remaining == 0 {
             return None;
         }
-        let limit =
-            Duration::from_secs(self.state.limits.request_timeout_s) + Duration::from_secs(1);
+        let limit = Duration::from_secs(self.state.limits.request_timeout_s) + RESPONSE_GRACE;
         let left = limit.saturating_sub(self.arrived.elapsed());
         let (i, update) = match tokio::time::timeout(left, self.rx.recv()).await {
             Ok(Some(x)) => x,

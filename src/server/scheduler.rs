@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Sender, TrySendError};
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::error::ApiError;
+use super::error::{ApiError, RETRY_AFTER_S};
 use super::metrics::Metrics;
 use super::worker::Worker;
 use crate::checkpoint::Checkpoint;
@@ -164,7 +164,7 @@ impl Backend for Scheduler {
             if cur + n > self.capacity {
                 return Err(ApiError::QueueFull {
                     capacity: self.capacity,
-                    retry_after_s: 1,
+                    retry_after_s: RETRY_AFTER_S,
                 });
             }
             match self
@@ -182,7 +182,7 @@ impl Backend for Scheduler {
                     // cannot happen with the reservation above; refuse the rest
                     return Err(ApiError::QueueFull {
                         capacity: self.capacity,
-                        retry_after_s: 1,
+                        retry_after_s: RETRY_AFTER_S,
                     });
                 }
                 Err(TrySendError::Disconnected(_)) => {
