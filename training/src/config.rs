@@ -69,6 +69,14 @@ impl DataSection {
         files.extend(self.files(crate::world::KNOWLEDGE_FILE));
         files
     }
+
+    /// What a tokenizer trains on: the [`Self::training_files`] and every dataset's teacher
+    /// file (`mario-train tokenizer --datasets` and the pipeline's tokenizer stage).
+    pub fn tokenizer_files(&self) -> Vec<PathBuf> {
+        let mut files = self.training_files();
+        files.extend(self.files("teacher_gpt3_train.jsonl"));
+        files
+    }
 }
 
 /// `[tokenizer]`.

@@ -785,8 +785,7 @@ fn cmd_tokenizer(a: &TokenizerArgs) -> Result<()> {
     let mut settings = cfg.tokenizer.clone();
     settings.vocab_size = a.vocab_size.unwrap_or(settings.vocab_size);
     settings.min_frequency = a.min_frequency.unwrap_or(settings.min_frequency);
-    let mut files: Vec<PathBuf> = cfg.data.training_files();
-    files.extend(cfg.data.files("teacher_gpt3_train.jsonl"));
+    let mut files: Vec<PathBuf> = cfg.data.tokenizer_files();
     files.extend(a.files.iter().cloned());
     if files.is_empty() {
         bail!(

@@ -46,11 +46,13 @@ macro_rules! or_stop {
 struct Files {
     /// `train.jsonl` of every dataset (what MaRio samples).
     train: Vec<PathBuf>,
-    /// What the tokenizer, SFT and the answer models train on: `train.jsonl` and the
-    /// training-only files that MaRio does not sample ([`DataSection::training_files`]).
+    /// What SFT and the answer models train on: `train.jsonl` and the training-only files
+    /// that MaRio does not sample ([`DataSection::training_files`]).
     sft: Vec<PathBuf>,
     dev: Vec<PathBuf>,
     teacher: Vec<PathBuf>,
+    /// What the tokenizer trains on ([`DataSection::tokenizer_files`]).
+    tokenizer: Vec<PathBuf>,
     test: Vec<PathBuf>,
 }
 
@@ -61,6 +63,7 @@ impl Files {
             sft: data.training_files(),
             dev: data.files("dev.jsonl"),
             teacher: data.files("teacher_gpt3_train.jsonl"),
+            tokenizer: data.tokenizer_files(),
             test: data.files("test.jsonl"),
         };
         if files.train.is_empty() || files.dev.is_empty() {
@@ -256,8 +259,7 @@ fn pretrained_init(arg: &Path, revision: Option<&str>) -> Result<PathBuf> {
 fn new_model(cfg: &RunConfig, files: &Files, out: &Path) -> Result<PathBuf> {
     let tok_path = out.join("tokenizer.json");
     if !tok_path.is_file() {
-        let corpus: Vec<PathBuf> = files.sft.iter().chain(&files.teacher).cloned().collect();
-        train_tokenizer_file(&corpus, &cfg.tokenizer, &tok_path)?;
+        train_tokenizer_file(&files.tokenizer, &cfg.tokenizer, &tok_path)?;
         tracing::info!("stage tokenizer: done");
     }
     let init = out.join("init");

@@ -42,8 +42,8 @@ pub fn knowledge_records(
     out
 }
 
-/// The question about `fact`, its choices (values in the world's terms, shown as `shown`) and
-/// the true value.
+/// The knowledge record of `fact`: its question with the choices inline (a float fact's
+/// values shown as "it floats" / "it sinks"), its sentence, and the letter of its value.
 fn record(rng: &mut impl Rng, kb: &KnowledgeBase, fact: &Fact) -> KnowledgeRecord {
     let s = &fact.subject;
     let (question, values): (String, Vec<String>) = match fact.relation {
