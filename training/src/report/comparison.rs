@@ -8,6 +8,7 @@ use anyhow::{anyhow, Result};
 use super::markdown_table;
 use super::paired::PairedDiff;
 use crate::quark::dev_scores::{dev_scores_path, paired, read_dev_scores, DevScore};
+use crate::quark::run::MarioState;
 use crate::stages::sweep::SWEEP_PARTIAL_FILE;
 use crate::stages::test_split::TEST_DIR;
 
@@ -28,10 +29,13 @@ pub fn write_comparison(mario_dir: &Path, sweep_dir: &Path, out: &Path) -> Resul
         .iter()
         .find(|r| r["kind"] == "eval" && r["model"] == "sft")
         .ok_or_else(|| anyhow!("the MaRio log has no SFT evaluation"))?;
-    let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
-        mario_dir.join("last/mario_state.json"),
-    )?)?;
-    let best_round = state["best"][1].as_u64();
+    let state = MarioState::load(mario_dir)?.ok_or_else(|| {
+        anyhow!(
+            "{}: no MaRio state (last/mario_state.json)",
+            mario_dir.display()
+        )
+    })?;
+    let best_round = state.best.map(|(_, round)| u64::from(round));
     let best = rows
         .iter()
         .rfind(|r| {
