@@ -19,6 +19,7 @@
 //! - [`report`]: markdown tables, PNG plots and every stage's report;
 //! - [`config`]: run configuration files;
 //! - [`jsonl`]: reading (errors name file and line) and appending JSON Lines;
+//! - [`metrics_log`]: the typed records of every run's `metrics.jsonl`;
 //! - [`json_file`]: whole JSON files, read when present and written atomically.
 
 pub mod bench;
@@ -30,6 +31,7 @@ pub mod eval;
 pub mod init;
 pub mod json_file;
 pub mod jsonl;
+pub mod metrics_log;
 pub mod pipeline;
 pub mod plausibility;
 pub mod probe;

@@ -36,7 +36,11 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+
+use crate::metrics_log::{
+    self, metric_values, BinsRecord, EvaluatedModel, MarioEvalRecord, MarioRecord,
+    MarioTrainRecord, RewardSample, RewardSamples, SampleRecord,
+};
 
 use super::dev_scores::dev_scores_dir;
 use super::loss::quark_loss;
@@ -244,38 +248,18 @@ struct MarioLoop<'a> {
     steps: Vec<u64>,
 }
 
-fn log_line(path: &Path, v: serde_json::Value) -> Result<()> {
-    crate::jsonl::append_one(path, &v)
-}
-
-/// `{"round", "step", "kind", ...metrics}`.
-fn metrics_line(round: i64, step: u64, kind: &str, metrics: &[(String, f64)]) -> serde_json::Value {
-    let mut line = json!({"round": round, "step": step, "kind": kind});
-    for (k, v) in metrics {
-        line[k] = json!(v);
-    }
-    line
-}
-
 /// Keeps the log lines a resumed run stands on: those of completed rounds, and of the current
 /// round up to the saved update when the run stopped inside it.
 fn truncate_log(path: &Path, state: &MarioState) -> Result<()> {
     if !path.is_file() {
         return Ok(());
     }
-    let rows: Vec<serde_json::Value> = crate::jsonl::read(path)?;
+    let mut rows: Vec<MarioRecord> = metrics_log::read(path)?;
     let done = i64::from(state.rounds_done);
-    let kept: Vec<&serde_json::Value> = rows
-        .iter()
-        .filter(|v| {
-            let round = v["round"].as_i64().unwrap_or(-1);
-            round < done
-                || (state.round_step > 0
-                    && round == done
-                    && v["step"].as_u64().is_some_and(|s| s <= state.step))
-        })
-        .collect();
-    crate::jsonl::write(path, &kept)
+    rows.retain(|r| {
+        r.round() < done || (state.round_step > 0 && r.round() == done && r.step() <= state.step)
+    });
+    metrics_log::write(path, &rows)
 }
 
 fn sample_outputs(
@@ -419,13 +403,24 @@ impl MarioLoop<'_> {
             .collect();
         self.pool.extend(new, &self.paths.pool)?;
         let means = self.pool.round_means(round, self.table.rewards.len());
-        let mut line = json!({"round": round, "step": self.state.step, "kind": "sample",
-            "sampled": sampled.requested, "valid": sampled.valid, "pool": self.pool.items.len()});
-        for (r, (m, n)) in self.table.rewards.iter().zip(&means) {
-            line[format!("sample_{}", r.name)] = json!(m);
-            line[format!("sample_{}_n", r.name)] = json!(n);
-        }
-        log_line(&self.paths.metrics, line)?;
+        let rewards = self.table.rewards.iter().zip(&means);
+        let line = MarioRecord::Sample(SampleRecord {
+            round,
+            step: self.state.step,
+            sampled: sampled.requested,
+            valid: sampled.valid,
+            pool: self.pool.items.len(),
+            rewards: RewardSamples(
+                rewards
+                    .map(|(r, &(mean, n))| RewardSample {
+                        name: r.name.clone(),
+                        mean,
+                        n,
+                    })
+                    .collect(),
+            ),
+        });
+        metrics_log::append(&self.paths.metrics, &line)?;
         tracing::info!(
             round,
             sampled = sampled.requested,
@@ -449,11 +444,14 @@ impl MarioLoop<'_> {
             .pool
             .bins(&self.table, s.seed.wrapping_add(u64::from(round)));
         if !resumed {
-            let mut line = json!({"round": round, "step": self.state.step, "kind": "bins"});
-            for (name, c) in bins.rewards.iter().zip(&bins.counts) {
-                line[format!("bins_{name}")] = json!(c);
-            }
-            log_line(&self.paths.metrics, line)?;
+            let line = MarioRecord::Bins(BinsRecord {
+                round,
+                step: self.state.step,
+                counts: (bins.rewards.iter().zip(&bins.counts))
+                    .map(|(name, c)| (format!("bins_{name}"), c.clone()))
+                    .collect(),
+            });
+            metrics_log::append(&self.paths.metrics, &line)?;
         }
         log_bins(round, &bins);
         bins.ensure_no_empty_bin()
@@ -542,16 +540,18 @@ impl MarioLoop<'_> {
             if self.state.step % LOG_EVERY == 0 {
                 let secs = t_window.elapsed().as_secs_f64();
                 let (nll, kl) = (sum_nll / n_log as f64, sum_kl / n_log as f64);
-                log_line(
-                    &self.paths.metrics,
-                    json!({"round": round, "step": self.state.step, "kind": "train",
-                        "loss": (sum_nll + s.kl_coef * sum_kl) / n_log as f64,
-                        "nll": nll, "kl": kl,
-                        "lr": self.updater.schedule.lr(self.state.step),
-                        "train_s": t_train.elapsed().as_secs_f64(),
-                        "updates_per_s": n_log as f64 / secs,
-                        "tokens_per_s": window_tokens as f64 / secs}),
-                )?;
+                let line = MarioRecord::Train(MarioTrainRecord {
+                    round,
+                    step: self.state.step,
+                    loss: (sum_nll + s.kl_coef * sum_kl) / n_log as f64,
+                    nll,
+                    kl,
+                    lr: self.updater.schedule.lr(self.state.step),
+                    train_s: t_train.elapsed().as_secs_f64(),
+                    updates_per_s: n_log as f64 / secs,
+                    tokens_per_s: window_tokens as f64 / secs,
+                });
+                metrics_log::append(&self.paths.metrics, &line)?;
                 pb.set_message(format!("round {round} nll {nll:.4} kl {kl:.4}"));
                 (sum_nll, sum_kl, n_log) = (0.0, 0.0, 0);
                 (window_tokens, t_window) = (0, Instant::now());
@@ -586,9 +586,14 @@ impl MarioLoop<'_> {
         let m = self
             .dev_eval
             .all(&self.policy.model, &self.policy.tokenizer, &prefix, &name)?;
-        let mut line = metrics_line(round.into(), self.state.step, "eval", &m);
-        line["model"] = json!("policy");
-        log_line(&self.paths.metrics, line)?;
+        let line = MarioRecord::Eval(MarioEvalRecord {
+            round: round.into(),
+            step: self.state.step,
+            model: EvaluatedModel::Policy,
+            decoding: None,
+            metrics: metric_values(&m),
+        });
+        metrics_log::append(&self.paths.metrics, &line)?;
         let selection = s.selection.to_string();
         let value = m
             .iter()
@@ -768,10 +773,14 @@ fn start_or_resume(
     };
     // the SFT model's own dev metrics, in the same harness (the round-0 baseline)
     let m = dev_eval.all(&reference.model, &reference.tokenizer, &[], "sft")?;
-    let mut line = metrics_line(-1, 0, "eval", &m);
-    line["model"] = json!("sft");
-    line["decoding"] = json!(dev_eval.decoding.describe(1));
-    log_line(&paths.metrics, line)?;
+    let line = MarioRecord::Eval(MarioEvalRecord {
+        round: -1,
+        step: 0,
+        model: EvaluatedModel::Sft,
+        decoding: Some(dev_eval.decoding.describe(1)),
+        metrics: metric_values(&m),
+    });
+    metrics_log::append(&paths.metrics, &line)?;
     tracing::info!("SFT reference on dev: {m:?}");
     Ok((policy, state, DataPool::default()))
 }
@@ -909,7 +918,7 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<MarioOutcome> {
         tracing::warn!("could not draw rewards.png: {e:#}");
     }
     let curves = lp.paths.out.join("curves.png");
-    if let Err(e) = crate::report::plot::training_curves(&metrics, &curves) {
+    if let Err(e) = crate::report::plot::training_curves::<MarioRecord>(&metrics, &curves) {
         tracing::warn!("could not draw curves.png: {e:#}");
     }
     Ok(MarioOutcome::Finished(metrics))
@@ -917,20 +926,23 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<MarioOutcome> {
 
 /// Per-round mean of each reward over the round's samples, and the dev means per round.
 fn draw_reward_rounds(metrics: &Path, table: &ControlTokens, out: &Path) -> Result<()> {
-    let rows: Vec<serde_json::Value> = crate::jsonl::read(metrics)?;
+    let rows: Vec<MarioRecord> = metrics_log::read(metrics)?;
     let mut charts = Vec::new();
     for r in &table.rewards {
-        let key = format!("sample_{}", r.name);
         let dev_key = format!("dev_{}", r.name);
         let sample: Vec<(f64, f64)> = rows
             .iter()
-            .filter(|v| v["kind"] == "sample")
-            .filter_map(|v| Some((v["round"].as_f64()?, v[&key].as_f64()?)))
+            .filter_map(|v| match v {
+                MarioRecord::Sample(x) => Some((f64::from(x.round), x.rewards.mean(&r.name)?)),
+                _ => None,
+            })
             .collect();
         let dev: Vec<(f64, f64)> = rows
             .iter()
-            .filter(|v| v["kind"] == "eval")
-            .filter_map(|v| Some((v["round"].as_f64()?, v[&dev_key].as_f64()?)))
+            .filter_map(|v| match v {
+                MarioRecord::Eval(x) => Some((x.round as f64, (*x.metrics.get(&dev_key)?)?)),
+                _ => None,
+            })
             .collect();
         charts.push(Chart {
             title: r.name.clone(),

@@ -7,6 +7,7 @@ use anyhow::{anyhow, Result};
 
 use super::markdown_table;
 use super::paired::PairedDiff;
+use crate::metrics_log::{self, EvaluatedModel, MarioEvalRecord, MarioRecord};
 use crate::quark::dev_scores::{dev_scores_path, paired, read_dev_scores, DevScore};
 use crate::quark::run::MarioState;
 use crate::stages::sweep::SWEEP_PARTIAL_FILE;
@@ -24,10 +25,16 @@ const COLUMNS: [&str; 6] = [
 
 /// `report.md`: SFT against MaRio on dev (from the MaRio run's metrics), the sweep verdicts.
 pub fn write_comparison(mario_dir: &Path, sweep_dir: &Path, out: &Path) -> Result<()> {
-    let rows: Vec<serde_json::Value> = crate::jsonl::read(&mario_dir.join("metrics.jsonl"))?;
-    let sft = rows
+    let rows: Vec<MarioRecord> = metrics_log::read(&mario_dir.join("metrics.jsonl"))?;
+    let evals: Vec<&MarioEvalRecord> = (rows.iter())
+        .filter_map(|r| match r {
+            MarioRecord::Eval(e) => Some(e),
+            _ => None,
+        })
+        .collect();
+    let sft = *evals
         .iter()
-        .find(|r| r["kind"] == "eval" && r["model"] == "sft")
+        .find(|r| r.model == EvaluatedModel::Sft)
         .ok_or_else(|| anyhow!("the MaRio log has no SFT evaluation"))?;
     let state = MarioState::load(mario_dir)?.ok_or_else(|| {
         anyhow!(
@@ -36,10 +43,10 @@ pub fn write_comparison(mario_dir: &Path, sweep_dir: &Path, out: &Path) -> Resul
         )
     })?;
     let best_round = state.best.map(|(_, round)| u64::from(round));
-    let best = rows
+    let best = *evals
         .iter()
         .rfind(|r| {
-            r["kind"] == "eval" && r["model"] == "policy" && r["round"].as_u64() == best_round
+            r.model == EvaluatedModel::Policy && best_round.is_some_and(|b| r.round == b as i64)
         })
         .ok_or_else(|| anyhow!("the MaRio log has no evaluation of the best round"))?;
     let table_rows = dev_rows(mario_dir, best_round, sft, best)?;
@@ -58,8 +65,8 @@ pub fn write_comparison(mario_dir: &Path, sweep_dir: &Path, out: &Path) -> Resul
          \"within noise\" means it contains 0. Decoding: {}.\n\n{}\n\
          ![rewards per round](mario/rewards.png)\n\n{}",
         best_round.map(|r| format!("round {r}")).unwrap_or_default(),
-        sft["decoding"]
-            .as_str()
+        sft.decoding
+            .as_deref()
             .unwrap_or("not recorded in the MaRio log"),
         markdown_table(&COLUMNS, &table_rows),
         sweep_md.replace("](sweep.png)", "](sweep/sweep.png)")
@@ -81,18 +88,10 @@ pub fn write_comparison(mario_dir: &Path, sweep_dir: &Path, out: &Path) -> Resul
 fn dev_rows(
     mario_dir: &Path,
     best_round: Option<u64>,
-    sft: &serde_json::Value,
-    best: &serde_json::Value,
+    sft: &MarioEvalRecord,
+    best: &MarioEvalRecord,
 ) -> Result<Vec<Vec<String>>> {
-    let keys: Vec<String> = sft
-        .as_object()
-        .map(|o| {
-            o.keys()
-                .filter(|k| k.starts_with("dev_"))
-                .cloned()
-                .collect()
-        })
-        .unwrap_or_default();
+    let keys = sft.metrics.keys().filter(|k| k.starts_with("dev_"));
     // per-question scores of both decodings, when the run wrote them
     let per_question = match best_round {
         Some(r) => {
@@ -109,10 +108,11 @@ fn dev_rows(
         None => None,
     };
     let mut table_rows = Vec::new();
-    for k in &keys {
+    let value = |r: &MarioEvalRecord, k: &str| r.metrics.get(k).copied().flatten();
+    for k in keys {
         let (a, b) = (
-            sft[k].as_f64().unwrap_or(f64::NAN),
-            best[k].as_f64().unwrap_or(f64::NAN),
+            value(sft, k).unwrap_or(f64::NAN),
+            value(best, k).unwrap_or(f64::NAN),
         );
         let metric = k.trim_start_matches("dev_");
         let diff = match &per_question {

@@ -1,10 +1,14 @@
 //! PNG line charts, drawn without system fonts or graphics libraries: lines on an RGB
 //! canvas, text rasterised from the embedded DejaVu Sans Mono, encoded with `png`.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use ab_glyph::{Font, FontRef, PxScale, ScaleFont};
 use anyhow::{anyhow, Context, Result};
+use serde::de::DeserializeOwned;
+
+use crate::metrics_log::{self, CurveRecord, MetricValues};
 
 static FONT: &[u8] = include_bytes!("../../assets/DejaVuSansMono.ttf");
 
@@ -294,38 +298,27 @@ pub fn save_charts(charts: &[Chart], cols: usize, path: &Path) -> Result<()> {
     canvas.save_png(path)
 }
 
-/// The curves of a training run's `metrics.jsonl`: training loss (and dev loss), and every
-/// other evaluation metric.
-pub fn training_curves(metrics: &Path, out: &Path) -> Result<()> {
-    let rows: Vec<serde_json::Value> = crate::jsonl::read(metrics)?;
-    let series = |kind: &str, key: &str| -> Vec<(f64, f64)> {
-        rows.iter()
-            .filter(|r| r["kind"] == kind)
-            .filter_map(|r| Some((r["step"].as_f64()?, r[key].as_f64()?)))
-            .collect()
-    };
+/// The curves of a training run's `metrics.jsonl` (a log of `R`s): training loss (and dev
+/// loss), and every other evaluation metric.
+pub fn training_curves<R: CurveRecord + DeserializeOwned>(
+    metrics: &Path,
+    out: &Path,
+) -> Result<()> {
+    let rows: Vec<R> = metrics_log::read(metrics)?;
+    let evals: Vec<(u64, &MetricValues)> = rows.iter().filter_map(|r| r.evaluation()).collect();
     let mut loss = Chart {
         title: "loss".into(),
         x_label: "step".into(),
         series: vec![Series {
             name: "train".into(),
-            points: series("train", "loss"),
+            points: (rows.iter().filter_map(|r| r.loss()))
+                .map(|(step, loss)| (step as f64, loss))
+                .collect(),
         }],
         markers: false,
         y_range: None,
     };
-    let mut eval_keys: Vec<String> = rows
-        .iter()
-        .filter(|r| r["kind"] == "eval")
-        .flat_map(|r| {
-            r.as_object()
-                .map(|o| o.keys().cloned().collect::<Vec<_>>())
-                .unwrap_or_default()
-        })
-        .filter(|k| k != "step" && k != "kind")
-        .collect();
-    eval_keys.sort();
-    eval_keys.dedup();
+    let eval_keys: BTreeSet<&String> = evals.iter().flat_map(|(_, m)| m.keys()).collect();
     let mut charts = Vec::new();
     let mut others = Chart {
         title: "evaluation".into(),
@@ -335,7 +328,10 @@ pub fn training_curves(metrics: &Path, out: &Path) -> Result<()> {
         y_range: None,
     };
     for k in eval_keys {
-        let points = series("eval", &k);
+        let points = (evals.iter())
+            .filter_map(|(step, m)| Some((*step as f64, (*m.get(k)?)?)))
+            .collect();
+        let k = k.clone();
         if k.ends_with("loss") {
             loss.series.push(Series { name: k, points });
             loss.markers = loss.series[0].points.len() < 3;

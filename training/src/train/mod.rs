@@ -26,7 +26,8 @@ use candle_core::Tensor;
 use indicatif::{ProgressBar, ProgressStyle};
 use mario::model::{DropoutRng, DropoutRngState, Mode, T5Model};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+
+use crate::metrics_log::{self, metric_values, EvalRecord, TrainRecord, TrainWindowRecord};
 
 pub use model::TrainableModel;
 pub use optim::{AdamW, AdamWConfig};
@@ -172,22 +173,14 @@ pub struct TrainSummary {
     pub tokens_per_s: f64,
 }
 
-/// Appends one JSON line to the metrics log.
-fn log_line(path: &Path, value: serde_json::Value) -> Result<()> {
-    crate::jsonl::append_one(path, &value)
-}
-
 /// Drops log lines after `step` (written after the checkpoint a run resumes from).
 fn truncate_log(path: &Path, step: u64) -> Result<()> {
     if !path.is_file() {
         return Ok(());
     }
-    let rows: Vec<serde_json::Value> = crate::jsonl::read(path)?;
-    let kept: Vec<&serde_json::Value> = rows
-        .iter()
-        .filter(|v| v["step"].as_u64().is_some_and(|s| s <= step))
-        .collect();
-    crate::jsonl::write(path, &kept)
+    let mut rows: Vec<TrainRecord> = metrics_log::read(path)?;
+    rows.retain(|r| r.step() <= step);
+    metrics_log::write(path, &rows)
 }
 
 /// The trainer's state file in `last/`.
@@ -259,7 +252,9 @@ pub fn train<T: TrainTask>(
     }
     t.pb.finish_and_clear();
     let elapsed = t.started.elapsed().as_secs_f64();
-    if let Err(e) = crate::report::plot::training_curves(&run.metrics(), &run.curves()) {
+    if let Err(e) =
+        crate::report::plot::training_curves::<TrainRecord>(&run.metrics(), &run.curves())
+    {
         tracing::warn!("could not draw {}: {e:#}", run.curves().display());
     }
     Ok(TrainSummary {
@@ -433,13 +428,16 @@ impl<T: TrainTask> Trainer<'_, T> {
         let tps = w.tokens as f64 / secs;
         self.pb
             .set_message(format!("loss {mean:.4} | {tps:.0} tok/s"));
-        log_line(
+        metrics_log::append(
             &self.run.metrics(),
-            json!({
-                "step": state.step, "kind": "train", "loss": mean, "lr": lr,
-                "grad_norm": w.grad_norm / w.updates as f64, "tokens_per_s": tps,
-                "epoch": state.epoch,
-                "elapsed_s": self.elapsed_s(),
+            &TrainRecord::Train(TrainWindowRecord {
+                step: state.step,
+                loss: mean,
+                lr,
+                grad_norm: w.grad_norm / w.updates as f64,
+                tokens_per_s: tps,
+                epoch: state.epoch,
+                elapsed_s: self.elapsed_s(),
             }),
         )?;
         self.window = TrainWindow::new();
@@ -450,11 +448,11 @@ impl<T: TrainTask> Trainer<'_, T> {
     /// improved.
     fn evaluate(&mut self, model: &TrainableModel, state: &mut TrainerState) -> Result<()> {
         let metrics = self.pb.suspend(|| self.task.evaluate(model))?;
-        let mut line = json!({"step": state.step, "kind": "eval"});
-        for (k, v) in &metrics {
-            line[k] = json!(v);
-        }
-        log_line(&self.run.metrics(), line)?;
+        let line = TrainRecord::Eval(EvalRecord {
+            step: state.step,
+            metrics: metric_values(&metrics),
+        });
+        metrics_log::append(&self.run.metrics(), &line)?;
         let selection = &self.selection;
         let value = metrics
             .iter()
