@@ -143,3 +143,129 @@ fn consistency_scores_are_differences_of_probabilities() {
     }
     let _ = (I2O_DIR, IR2O_DIR);
 }
+
+/// Per-token log-probabilities of `rationale` after `question`, decoded one token at a time
+/// through the decoder cache (an independent path from the scorer's teacher-forced pass).
+fn stepwise_log_probs(ck: &Checkpoint, question: &str, rationale: &str) -> Vec<f32> {
+    use candle_core::Tensor;
+    use mario::generate::log_softmax_at;
+    use mario::model::{EncoderInput, Mode};
+    let dev = Device::Cpu;
+    let q = ck.tokenizer.encode(question).unwrap();
+    let mut r = ck.tokenizer.encode(rationale).unwrap();
+    r.pop(); // </s>
+    let enc = ck
+        .model
+        .encode(
+            &EncoderInput::from_rows(&[q], ck.tokenizer.pad_id(), &dev).unwrap(),
+            Mode::Inference,
+        )
+        .unwrap();
+    let mut cache = ck.model.new_cache(&enc, r.len() + 1).unwrap();
+    let mut prev = ck.model.config().decoder_start();
+    let mut out = Vec::new();
+    for &t in &r {
+        let ids = Tensor::new(&[[prev]], &dev).unwrap();
+        let logits: Vec<f32> = ck
+            .model
+            .decode_step(&ids, &mut cache)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        out.push(log_softmax_at(&logits, t));
+        prev = t;
+    }
+    out
+}
+
+#[test]
+fn likelihood_scorer_scores_the_least_likely_rationale_token() {
+    use mario::rewards::likelihood::{LikelihoodScoring, TokenPooling};
+    use mario::rewards::plausibility::PlausibilitySpec;
+    let name = "t5-v1_0-tied";
+    let dir = copy_fixture(name);
+    let scoring = LikelihoodScoring {
+        pooling: TokenPooling::Min,
+        bias: -9.0,
+        temperature: 2.0,
+        max_question_tokens: 64,
+        max_rationale_tokens: 64,
+    };
+    std::fs::write(
+        dir.path().join(PLAUSIBILITY_FILE),
+        PlausibilitySpec::Likelihood(scoring.clone()).to_json(),
+    )
+    .unwrap();
+    let scorer = PlausibilityScorer::load(dir.path(), DType::F32, &Device::Cpu).unwrap();
+    let ck = Checkpoint::load(dir.path(), DType::F32, &Device::Cpu).unwrap();
+    let cases = [
+        ("Is a pear heavier than water?", "Pears float on water."),
+        (
+            "Can pigs fly?",
+            "Pigs have no wings and they are heavy animals.",
+        ),
+        ("Is ice hot?", "Ice is frozen water."),
+    ];
+    let outputs: Vec<String> = cases
+        .iter()
+        .map(|(_, r)| format!("{r} So the answer is no."))
+        .collect();
+    let items: Vec<RewardInput> = cases
+        .iter()
+        .zip(&outputs)
+        .map(|((q, _), o)| RewardInput {
+            question: q,
+            output: o,
+            gold: None,
+        })
+        .collect();
+    // one padded batch
+    let batch: Vec<f64> = scorer
+        .score(&items)
+        .unwrap()
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
+    for (i, ((q, r), got)) in cases.iter().zip(&batch).enumerate() {
+        let lps = stepwise_log_probs(&ck, q, r);
+        let min = lps.iter().copied().fold(f32::INFINITY, f32::min) as f64;
+        let want = scoring.score(min);
+        assert!((got - want).abs() < 1e-4, "item {i}: {got} vs {want}");
+        // alone equals batched
+        let alone = scorer.score(&items[i..=i]).unwrap()[0].unwrap();
+        assert!(
+            (alone - got).abs() < 1e-5,
+            "item {i}: alone {alone}, batched {got}"
+        );
+    }
+    // the answer sentence is not scored
+    let other = RewardInput {
+        output: "Pears float on water. So the answer is yes.",
+        ..items[0]
+    };
+    assert!((scorer.score(&[other]).unwrap()[0].unwrap() - batch[0]).abs() < 1e-6);
+    // an empty rationale states nothing believable
+    let empty = RewardInput {
+        output: "So the answer is yes.",
+        ..items[0]
+    };
+    assert_eq!(scorer.score(&[empty]).unwrap()[0], Some(0.0));
+    // a broken calibration is refused, naming the file
+    let bad = LikelihoodScoring {
+        temperature: 0.0,
+        ..scoring
+    };
+    std::fs::write(
+        dir.path().join(PLAUSIBILITY_FILE),
+        PlausibilitySpec::Likelihood(bad).to_json(),
+    )
+    .unwrap();
+    let err = PlausibilityScorer::load(dir.path(), DType::F32, &Device::Cpu).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains(PLAUSIBILITY_FILE) && msg.contains("temperature"),
+        "{msg}"
+    );
+}

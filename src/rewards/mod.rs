@@ -13,6 +13,7 @@
 
 pub mod consistency;
 mod diversity;
+pub mod likelihood;
 pub mod plausibility;
 
 pub use consistency::ConsistencyScorer;

@@ -6,14 +6,19 @@
 //! score is `sigmoid((w·h + b) / t)`, in (0, 1), higher is more plausible. A real VERA
 //! checkpoint (`T5EncoderModel`, rows 32099 / 32098 / 32097) loads as it is; a scorer trained by
 //! `mario-train plausibility` stores its rows and input format in `plausibility.json`.
+//!
+//! A second kind of scorer reads the rationale with a whole seq2seq model and scores how
+//! likely the model finds its least likely token ([`super::likelihood`]); its
+//! `plausibility.json` holds a [`LikelihoodScoring`] (recognised by its `pooling` field).
 
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor, D};
 use serde::{Deserialize, Serialize};
 
+use super::likelihood::{rationale_log_probs, LikelihoodScoring};
 use super::{Reward, RewardError, RewardInput};
-use crate::model::{load_t5_encoder, EncoderInput, Mode, ModelError, T5Encoder};
+use crate::model::{load_t5, load_t5_encoder, EncoderInput, Mode, ModelError, T5Encoder, T5Model};
 use crate::rationale::parse_output;
 use crate::tokenize::{TextTokenizer, TOKENIZER_FILE};
 
@@ -59,11 +64,60 @@ impl PlausibilityHead {
     }
 }
 
+/// What a `plausibility.json` describes: a VERA-style head, or likelihood scoring.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PlausibilitySpec {
+    /// An encoder and a linear head in embedding rows.
+    Vera(PlausibilityHead),
+    /// A seq2seq model's token log-probabilities, pooled and calibrated.
+    Likelihood(LikelihoodScoring),
+}
+
+impl PlausibilitySpec {
+    /// Parses a `plausibility.json` text: a likelihood spec has a `pooling` field, a VERA head
+    /// does not.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        if value.get("pooling").is_some() {
+            serde_json::from_value(value)
+                .map(PlausibilitySpec::Likelihood)
+                .map_err(|e| format!("likelihood scoring: {e}"))
+        } else {
+            serde_json::from_value(value)
+                .map(PlausibilitySpec::Vera)
+                .map_err(|e| format!("VERA head: {e}"))
+        }
+    }
+
+    /// The JSON written to `plausibility.json`.
+    pub fn to_json(&self) -> String {
+        let text = match self {
+            PlausibilitySpec::Vera(h) => serde_json::to_string_pretty(h),
+            PlausibilitySpec::Likelihood(l) => serde_json::to_string_pretty(l),
+        };
+        text.expect("plain structs serialise") + "\n"
+    }
+}
+
 /// A loaded plausibility scorer.
 #[derive(Debug, Clone)]
 pub struct PlausibilityScorer {
-    encoder: T5Encoder,
     tokenizer: TextTokenizer,
+    kind: ScorerModel,
+}
+
+#[derive(Debug, Clone)]
+enum ScorerModel {
+    Vera(VeraScorer),
+    Likelihood {
+        model: T5Model,
+        scoring: LikelihoodScoring,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct VeraScorer {
+    encoder: T5Encoder,
     head: PlausibilityHead,
     /// `(D)`.
     weight: Tensor,
@@ -75,25 +129,44 @@ impl PlausibilityScorer {
     /// Loads a scorer folder (`config.json`, weights, `tokenizer.json`, optional
     /// `plausibility.json`; without it VERA's layout is assumed).
     pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Self, ModelError> {
-        let encoder = load_t5_encoder(dir, dtype, device)?;
         let tokenizer = TextTokenizer::from_file(&dir.join(TOKENIZER_FILE))?;
         let head_path = dir.join(PLAUSIBILITY_FILE);
-        let head = if head_path.is_file() {
+        let bad = |problem: String| ModelError::BadFile {
+            path: head_path.clone(),
+            problem,
+        };
+        let spec = if head_path.is_file() {
             let text = std::fs::read_to_string(&head_path).map_err(|e| ModelError::Io {
                 path: head_path.clone(),
                 source: e,
             })?;
-            serde_json::from_str(&text).map_err(|e| ModelError::BadFile {
-                path: head_path.clone(),
-                problem: e.to_string(),
-            })?
+            PlausibilitySpec::parse(&text).map_err(bad)?
         } else {
-            PlausibilityHead::vera()
+            PlausibilitySpec::Vera(PlausibilityHead::vera())
         };
-        Self::new(encoder, tokenizer, head).map_err(|problem| ModelError::BadFile {
-            path: head_path,
-            problem,
-        })
+        match spec {
+            PlausibilitySpec::Vera(head) => {
+                let encoder = load_t5_encoder(dir, dtype, device)?;
+                Self::new(encoder, tokenizer, head).map_err(bad)
+            }
+            PlausibilitySpec::Likelihood(scoring) => {
+                scoring.validate().map_err(bad)?;
+                let model = load_t5(dir, dtype, device)?;
+                Ok(Self::likelihood(model, tokenizer, scoring))
+            }
+        }
+    }
+
+    /// A likelihood scorer from a seq2seq model.
+    pub fn likelihood(
+        model: T5Model,
+        tokenizer: TextTokenizer,
+        scoring: LikelihoodScoring,
+    ) -> Self {
+        Self {
+            tokenizer,
+            kind: ScorerModel::Likelihood { model, scoring },
+        }
     }
 
     /// A scorer from an encoder whose embedding holds the head rows.
@@ -131,26 +204,69 @@ impl PlausibilityScorer {
             return Err(format!("the calibration temperature is {temperature}"));
         }
         Ok(Self {
-            encoder,
             tokenizer,
-            head,
-            weight,
-            bias,
-            temperature,
+            kind: ScorerModel::Vera(VeraScorer {
+                encoder,
+                head,
+                weight,
+                bias,
+                temperature,
+            }),
         })
     }
 
-    /// The text the scorer reads for one item.
+    /// The text a VERA-style scorer reads for one item (a likelihood scorer reads the question
+    /// and the rationale apart).
     pub fn input_text(&self, question: &str, output: &str) -> String {
         let rationale = parse_output(output).rationale;
-        match self.head.input {
+        let input = match &self.kind {
+            ScorerModel::Vera(v) => v.head.input,
+            ScorerModel::Likelihood { .. } => PlausibilityInput::QuestionRationale,
+        };
+        match input {
             PlausibilityInput::Rationale => rationale,
             PlausibilityInput::QuestionRationale => format!("{} {rationale}", question.trim()),
         }
     }
 
-    /// Calibrated logits `(w·h + b) / t` of texts, `(N)`.
+    /// Scores of `(question, output)` pairs, in (0, 1).
+    pub fn scores(&self, items: &[(&str, &str)]) -> candle_core::Result<Vec<f64>> {
+        match &self.kind {
+            ScorerModel::Vera(_) => {
+                let texts: Vec<String> = items.iter().map(|(q, o)| self.input_text(q, o)).collect();
+                Ok(self.logits(&texts)?.into_iter().map(sigmoid).collect())
+            }
+            ScorerModel::Likelihood { model, scoring } => {
+                let rationales: Vec<String> = items
+                    .iter()
+                    .map(|(_, o)| parse_output(o).rationale)
+                    .collect();
+                let pairs: Vec<(&str, &str)> = items
+                    .iter()
+                    .zip(&rationales)
+                    .map(|((q, _), r)| (q.trim(), r.as_str()))
+                    .collect();
+                let lps = rationale_log_probs(
+                    model,
+                    &self.tokenizer,
+                    &pairs,
+                    scoring.max_question_tokens,
+                    scoring.max_rationale_tokens,
+                )?;
+                // an empty rationale states nothing believable
+                Ok(lps
+                    .iter()
+                    .map(|lp| scoring.pooling.pool(lp).map_or(0.0, |x| scoring.score(x)))
+                    .collect())
+            }
+        }
+    }
+
+    /// Calibrated logits `(w·h + b) / t` of texts, `(N)` (VERA-style scorers only).
     pub fn logits(&self, texts: &[String]) -> candle_core::Result<Vec<f32>> {
+        let ScorerModel::Vera(v) = &self.kind else {
+            candle_core::bail!("a likelihood scorer has no VERA logits");
+        };
         let mut out = Vec::with_capacity(texts.len());
         for chunk in texts.chunks(32) {
             let rows: Vec<Vec<u32>> = chunk
@@ -160,24 +276,24 @@ impl PlausibilityScorer {
                         .tokenizer
                         .encode(t)
                         .map_err(|e| candle_core::Error::msg(e.to_string()))?;
-                    if ids.len() > self.head.max_tokens {
+                    if ids.len() > v.head.max_tokens {
                         let eos = *ids.last().expect("non-empty");
-                        ids.truncate(self.head.max_tokens - 1);
+                        ids.truncate(v.head.max_tokens - 1);
                         ids.push(eos);
                     }
                     Ok(ids)
                 })
                 .collect::<candle_core::Result<_>>()?;
             let input =
-                EncoderInput::from_rows(&rows, self.tokenizer.pad_id(), self.encoder.device())?;
-            let enc = self.encoder.encode(&input, Mode::Inference)?;
+                EncoderInput::from_rows(&rows, self.tokenizer.pad_id(), v.encoder.device())?;
+            let enc = v.encoder.encode(&input, Mode::Inference)?;
             let last = last_token_states(&enc.hidden, &enc.lengths)?; // (B, D)
-            let w = self.weight.to_dtype(last.dtype())?;
+            let w = v.weight.to_dtype(last.dtype())?;
             let logit = last
                 .broadcast_mul(&w)?
                 .sum(D::Minus1)?
                 .to_dtype(DType::F32)?;
-            let logit = ((logit + self.bias as f64)? / self.temperature as f64)?;
+            let logit = ((logit + v.bias as f64)? / v.temperature as f64)?;
             out.extend(logit.to_vec1::<f32>()?);
         }
         Ok(out)
@@ -207,14 +323,11 @@ impl Reward for PlausibilityScorer {
     }
 
     fn score(&self, items: &[RewardInput<'_>]) -> Result<Vec<Option<f64>>, RewardError> {
-        let texts: Vec<String> = items
-            .iter()
-            .map(|it| self.input_text(it.question, it.output))
-            .collect();
-        let logits = self.logits(&texts).map_err(|e| RewardError {
+        let pairs: Vec<(&str, &str)> = items.iter().map(|it| (it.question, it.output)).collect();
+        let scores = self.scores(&pairs).map_err(|e| RewardError {
             reward: "plausibility".into(),
             message: e.to_string(),
         })?;
-        Ok(logits.into_iter().map(|l| Some(sigmoid(l))).collect())
+        Ok(scores.into_iter().map(Some).collect())
     }
 }

@@ -65,7 +65,14 @@ impl DataSection {
     /// `train.jsonl` only).
     pub fn training_files(&self) -> Vec<PathBuf> {
         let mut files = self.files("train.jsonl");
-        files.extend(self.files(crate::world::READING_FILE));
+        files.extend(self.training_only_files());
+        files
+    }
+
+    /// The training-only files of [`Self::training_files`] (a world's `reading.jsonl` and
+    /// `knowledge.jsonl`): what MaRio never samples and can replay.
+    pub fn training_only_files(&self) -> Vec<PathBuf> {
+        let mut files = self.files(crate::world::READING_FILE);
         files.extend(self.files(crate::world::KNOWLEDGE_FILE));
         files
     }
@@ -144,6 +151,21 @@ pub struct PlausibilityDataSection {
     /// Negatives kept per positive in the training split (0 = all, about 3.5); the held-out
     /// split keeps all of them.
     pub negatives_per_positive: f64,
+    /// Which kind of scorer the stage makes.
+    pub scorer: ScorerKind,
+}
+
+/// `[plausibility_data] scorer`: how plausibility is scored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScorerKind {
+    /// VERA's format: the encoder's last state through a linear head, fine-tuned on the
+    /// positives and negatives.
+    #[default]
+    Classifier,
+    /// The model's least likely rationale token (question in the encoder, rationale
+    /// teacher-forced in the decoder), calibrated on the training examples; no fine-tuning.
+    Likelihood,
 }
 
 /// A whole configuration file.

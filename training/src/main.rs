@@ -193,7 +193,8 @@ enum Command {
     Export(ExportArgs),
     /// Train one of the consistency reward's answer models (I2O or IR2O).
     Consistency(ConsistencyArgs),
-    /// Train a plausibility scorer (VERA format) from a teacher file.
+    /// Make a plausibility scorer from a teacher file: a VERA-format classifier, or the model's
+    /// calibrated token likelihoods (`[plausibility_data] scorer`).
     Plausibility(PlausibilityArgs),
     /// The multi-reward QUARK loop (MaRio) from an SFT checkpoint.
     Mario(MarioArgs),
@@ -994,12 +995,14 @@ fn cmd_mario(a: &MarioArgs, g: &GlobalFlags) -> Result<()> {
     let cfg = load_config(&a.config)?;
     let train_files = given_or_config(&[], cfg.data.files("train.jsonl"), None, "training data")?;
     let dev_files = given_or_config(&[], cfg.data.files("dev.jsonl"), None, "dev data")?;
+    let replay_files = cfg.data.training_only_files();
     let o = stage_options(g, a.device, a.resume, a.max_minutes)?;
     let inputs = MarioInputs {
         settings: &cfg.mario,
         sft: &a.sft,
         init: a.init.as_deref(),
         train_files: &train_files,
+        replay_files: &replay_files,
         dev_files: &dev_files,
         reward_models: &RewardModels {
             consistency: a.consistency.clone(),

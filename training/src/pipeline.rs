@@ -49,6 +49,8 @@ struct Files {
     /// What SFT and the answer models train on: `train.jsonl` and the training-only files
     /// that MaRio does not sample ([`DataSection::training_files`]).
     sft: Vec<PathBuf>,
+    /// The training-only files (in `sft`, never sampled by MaRio).
+    training_only: Vec<PathBuf>,
     dev: Vec<PathBuf>,
     teacher: Vec<PathBuf>,
     /// What the tokenizer trains on ([`DataSection::tokenizer_files`]).
@@ -61,6 +63,7 @@ impl Files {
         let files = Self {
             train: data.files("train.jsonl"),
             sft: data.training_files(),
+            training_only: data.training_only_files(),
             dev: data.files("dev.jsonl"),
             teacher: data.files("teacher_gpt3_train.jsonl"),
             tokenizer: data.tokenizer_files(),
@@ -122,6 +125,7 @@ pub fn run_pipeline(cfg: &RunConfig, out: &Path, o: &StageOptions) -> Result<Pip
             sft: &sft,
             init: Some(&init),
             train_files: &files.train,
+            replay_files: &files.training_only,
             dev_files: &files.dev,
             reward_models: &reward_models,
             out: &mario_dir,

@@ -12,6 +12,9 @@
 use anyhow::{bail, Result};
 use candle_core::{Device, Tensor, D};
 use mario::model::{EncoderInput, Mode, T5Model};
+use mario::rewards::likelihood::{
+    fit_calibration, rationale_log_probs, LikelihoodScoring, TokenPooling,
+};
 use mario::rewards::plausibility::{last_token_states, PlausibilityHead, PlausibilityInput};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -27,8 +30,12 @@ pub const MAX_TOKENS: usize = 128;
 /// One labelled text.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Labelled {
-    /// `question + " " + rationale`.
+    /// `question + " " + rationale` (what a VERA-style scorer reads).
     pub text: String,
+    /// The question (what a likelihood scorer's encoder reads).
+    pub question: String,
+    /// The rationale (what a likelihood scorer's decoder scores).
+    pub rationale: String,
     /// 1 plausible, 0 not.
     pub label: f32,
     /// Which kind of example (for reports).
@@ -38,7 +45,9 @@ pub struct Labelled {
 /// Builds positives and negatives from teacher records; returns (train, held-out). With a
 /// generated `world` (the records' `world.json`), every positive of a world question also gets
 /// a `false_fact` negative: the question's rationale with one fact made false, as the teacher's
-/// false-fact flaw writes it (the kind of error the issue asks the scorer to catch).
+/// false-fact flaw writes it (the kind of error the issue asks the scorer to catch); and a
+/// teacher sample that reached the gold answer but states a false fact is a
+/// `teacher_false_fact` negative, not a positive.
 pub fn build_examples(
     records: &[TeacherRecord],
     seed: u64,
@@ -59,9 +68,9 @@ pub fn build_examples(
         .filter(|r| !r.predicted_rationale.trim().is_empty() && r.predicted_label == r.gold_label)
         .collect();
     let followers = Followers::of(positives.iter().map(|r| r.predicted_rationale.as_str()));
+    let truth = world.map(crate::world::truth::TruthIndex::new);
     let mut train = Vec::new();
     let mut test = Vec::new();
-    let join = |q: &str, r: &str| format!("{} {}", q.trim(), r.trim());
     for r in records {
         let rat = r.predicted_rationale.trim();
         if rat.is_empty() {
@@ -72,69 +81,78 @@ pub fn build_examples(
         } else {
             &mut train
         };
-        if r.predicted_label == r.gold_label {
-            dest.push(Labelled {
-                text: join(&r.question, rat),
-                label: 1.0,
-                kind: "positive",
-            });
+        // in a generated world the truth is known: a teacher sample that reached the gold
+        // answer through a false fact is not plausible
+        let states_false_fact = truth
+            .as_ref()
+            .and_then(|t| t.score(&r.question, rat, None))
+            .is_some_and(|s| s.fact_accuracy.is_some_and(|a| a < 1.0));
+        if r.predicted_label == r.gold_label && states_false_fact {
+            dest.push(Labelled::new(&r.question, rat, 0.0, "teacher_false_fact"));
+        } else if r.predicted_label == r.gold_label {
+            dest.push(Labelled::new(&r.question, rat, 1.0, "positive"));
             // corrupted copies of the positive
             let mut words: Vec<&str> = rat.split_whitespace().collect();
             if words.len() >= 4 {
                 words.shuffle(&mut rng);
-                dest.push(Labelled {
-                    text: join(&r.question, &words.join(" ")),
-                    label: 0.0,
-                    kind: "shuffled",
-                });
+                dest.push(Labelled::new(
+                    &r.question,
+                    &words.join(" "),
+                    0.0,
+                    "shuffled",
+                ));
                 let n = rat.split_whitespace().count();
                 let take = (n / 2).max(2);
                 let phrase: Vec<&str> = rat.split_whitespace().take(take).collect();
                 let phrase = phrase.join(" ");
-                dest.push(Labelled {
-                    text: join(&r.question, &format!("{phrase} {phrase} {phrase}")),
-                    label: 0.0,
-                    kind: "repeated",
-                });
+                dest.push(Labelled::new(
+                    &r.question,
+                    &format!("{phrase} {phrase} {phrase}"),
+                    0.0,
+                    "repeated",
+                ));
             }
             // one word swapped for another seen after the same word: a fluent, likely false
             // statement ("made of mile." -> "made of veto.")
             if let Some(swapped) = followers.swap_one(rat, &mut rng) {
-                dest.push(Labelled {
-                    text: join(&r.question, &swapped),
-                    label: 0.0,
-                    kind: "swapped",
-                });
+                dest.push(Labelled::new(&r.question, &swapped, 0.0, "swapped"));
             }
             if let Some(false_fact) =
                 world.and_then(|w| w.false_fact_rationale(&r.question, &mut rng))
             {
-                dest.push(Labelled {
-                    text: join(&r.question, &false_fact),
-                    label: 0.0,
-                    kind: "false_fact",
-                });
+                dest.push(Labelled::new(&r.question, &false_fact, 0.0, "false_fact"));
             }
             // the rationale of another question
             if positives.len() > 1 {
                 let other = positives[rng.random_range(0..positives.len())];
                 if other.question != r.question {
-                    dest.push(Labelled {
-                        text: join(&r.question, other.predicted_rationale.trim()),
-                        label: 0.0,
-                        kind: "other_question",
-                    });
+                    dest.push(Labelled::new(
+                        &r.question,
+                        other.predicted_rationale.trim(),
+                        0.0,
+                        "other_question",
+                    ));
                 }
             }
         } else {
-            dest.push(Labelled {
-                text: join(&r.question, rat),
-                label: 0.0,
-                kind: "wrong_label",
-            });
+            dest.push(Labelled::new(&r.question, rat, 0.0, "wrong_label"));
         }
     }
     (train, test)
+}
+
+impl Labelled {
+    /// A labelled `(question, rationale)` pair.
+    pub fn new(question: &str, rationale: &str, label: f32, kind: &'static str) -> Self {
+        let (question, rationale) = (question.trim(), rationale.trim());
+        Self {
+            text: format!("{question} {rationale}"),
+            question: question.to_string(),
+            rationale: rationale.to_string(),
+            label,
+            kind,
+        }
+    }
 }
 
 /// For each word of the positive rationales, the distinct words seen right after it (in
@@ -334,22 +352,104 @@ impl PlausibilityTask {
             scores.extend(l.to_vec1::<f32>()?.into_iter().map(f64::from));
         }
         let labels: Vec<f32> = self.test.iter().map(|r| r.1).collect();
-        let mut out = vec![("held_out_auc".to_string(), auc(&scores, &labels))];
-        let mut kinds: Vec<&str> = self.test_kinds.clone();
-        kinds.sort_unstable();
-        kinds.dedup();
-        for kind in kinds.into_iter().filter(|k| *k != "positive") {
-            let (s, l): (Vec<f64>, Vec<f32>) = scores
-                .iter()
-                .zip(&labels)
-                .zip(&self.test_kinds)
-                .filter(|(_, k)| **k == kind || **k == "positive")
-                .map(|((s, l), _)| (*s, *l))
-                .unzip();
-            out.push((format!("auc_{kind}"), auc(&s, &l)));
-        }
-        Ok(out)
+        Ok(aucs_by_kind(&scores, &labels, &self.test_kinds))
     }
+}
+
+/// AUC overall (`held_out_auc`), then of the positives against each kind of negative
+/// (`auc_<kind>`, kinds in name order).
+pub fn aucs_by_kind(scores: &[f64], labels: &[f32], kinds: &[&str]) -> Metrics {
+    let mut out = vec![("held_out_auc".to_string(), auc(scores, labels))];
+    let mut names: Vec<&str> = kinds.to_vec();
+    names.sort_unstable();
+    names.dedup();
+    for kind in names.into_iter().filter(|k| *k != "positive") {
+        let (s, l): (Vec<f64>, Vec<f32>) = scores
+            .iter()
+            .zip(labels)
+            .zip(kinds)
+            .filter(|(_, k)| **k == kind || **k == "positive")
+            .map(|((s, l), _)| (*s, *l))
+            .unzip();
+        out.push((format!("auc_{kind}"), auc(&s, &l)));
+    }
+    out
+}
+
+/// A likelihood scorer fitted to labelled examples.
+pub struct LikelihoodFit {
+    /// What `plausibility.json` stores.
+    pub scoring: LikelihoodScoring,
+    /// Examples the calibration was fitted on.
+    pub calibrated_on: usize,
+    /// Held-out AUCs, overall first (see [`aucs_by_kind`]).
+    pub aucs: Metrics,
+}
+
+/// Most training examples a likelihood scorer's calibration reads (a seeded subset beyond
+/// this; two parameters need far fewer).
+pub const MAX_CALIBRATION_EXAMPLES: usize = 4000;
+
+/// Makes a likelihood scorer of `model`: pools each example's token log-probabilities with
+/// their minimum, fits the calibration on (at most [`MAX_CALIBRATION_EXAMPLES`] of) `train`
+/// and reports the AUCs on `test`.
+pub fn fit_likelihood_scorer(
+    model: &T5Model,
+    tokenizer: &mario::tokenize::TextTokenizer,
+    train: &[Labelled],
+    test: &[Labelled],
+    seed: u64,
+) -> Result<LikelihoodFit> {
+    if train.is_empty() || test.is_empty() {
+        bail!("no plausibility examples (is the teacher file empty?)");
+    }
+    let mut scoring = LikelihoodScoring {
+        pooling: TokenPooling::Min,
+        bias: 0.0,
+        temperature: 1.0,
+        max_question_tokens: MAX_TOKENS,
+        max_rationale_tokens: MAX_TOKENS,
+    };
+    let pooled = |v: &[&Labelled]| -> Result<Vec<f64>> {
+        let pairs: Vec<(&str, &str)> = v
+            .iter()
+            .map(|l| (l.question.as_str(), l.rationale.as_str()))
+            .collect();
+        let lps = rationale_log_probs(
+            model,
+            tokenizer,
+            &pairs,
+            scoring.max_question_tokens,
+            scoring.max_rationale_tokens,
+        )?;
+        // an empty rationale ranks below every other
+        Ok(lps
+            .iter()
+            .map(|lp| scoring.pooling.pool(lp).unwrap_or(-1e4))
+            .collect())
+    };
+    let mut subset: Vec<&Labelled> = train.iter().collect();
+    subset.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0xca1b));
+    subset.truncate(MAX_CALIBRATION_EXAMPLES);
+    let xs = pooled(&subset)?;
+    let labels: Vec<bool> = subset.iter().map(|l| l.label > 0.5).collect();
+    let Some((bias, temperature)) = fit_calibration(&xs, &labels) else {
+        bail!(
+            "the model's token likelihoods do not separate plausible from implausible \
+             rationales (no calibration with a positive slope): use `scorer = \"classifier\"`"
+        );
+    };
+    scoring.bias = bias;
+    scoring.temperature = temperature;
+    let test_refs: Vec<&Labelled> = test.iter().collect();
+    let scores = pooled(&test_refs)?;
+    let labels: Vec<f32> = test.iter().map(|l| l.label).collect();
+    let kinds: Vec<&str> = test.iter().map(|l| l.kind).collect();
+    Ok(LikelihoodFit {
+        scoring,
+        calibrated_on: subset.len(),
+        aucs: aucs_by_kind(&scores, &labels, &kinds),
+    })
 }
 
 impl TrainTask for PlausibilityTask {
@@ -396,10 +496,8 @@ mod tests {
 
     #[test]
     fn balance_keeps_every_positive_and_the_requested_share_of_negatives() {
-        let ex = |label: f32, kind: &'static str, i: usize| Labelled {
-            text: format!("{kind} {i}"),
-            label,
-            kind,
+        let ex = |label: f32, kind: &'static str, i: usize| {
+            Labelled::new(kind, &i.to_string(), label, kind)
         };
         let mut all = Vec::new();
         for i in 0..100 {

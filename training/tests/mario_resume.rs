@@ -43,6 +43,7 @@ fn run(
         sft: sft.to_path_buf(),
         init: None,
         train_files: vec![train.to_path_buf()],
+        replay_files: vec![],
         dev_files: vec![dev.to_path_buf()],
         reward_models: Default::default(),
         out: dir.join(out),

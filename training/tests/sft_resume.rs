@@ -188,3 +188,110 @@ fn plausibility_scorer_learns_a_separable_problem() {
         .unwrap();
     assert!(l[0] > l[1], "{l:?}");
 }
+
+/// A likelihood scorer made from a model that learnt the rationales tells them from their
+/// corruptions, with no training of its own: the stage fits a calibration, writes the scorer
+/// and a report, and the scorer loads and ranks a real rationale above its shuffle.
+#[test]
+fn likelihood_scorer_is_calibrated_from_a_model_that_knows_the_rationales() {
+    use mario_training::config::{PlausibilityDataSection, ScorerKind};
+    use mario_training::data::TeacherRecord;
+    use mario_training::stages::plausibility::train_plausibility;
+    use mario_training::stages::{StageOptions, StageOutcome};
+    let dir = tempfile::tempdir().unwrap();
+    let (model_dir, train_file, dev_file) = common::micro_setup(dir.path());
+    let dev = Device::Cpu;
+    // SFT on the rationales first: the scorer is only as good as what its model knows
+    let mut model = TrainableModel::load(&model_dir, &dev).unwrap();
+    let sft = SftSettings {
+        steps: 60,
+        eval_every: 60,
+        dropout: Some(0.0),
+        ..settings()
+    };
+    let task = SftTask::load(
+        std::slice::from_ref(&train_file),
+        std::slice::from_ref(&dev_file),
+        &model.tokenizer,
+        sft.clone(),
+        &dev,
+    )
+    .unwrap();
+    let run = RunDir(dir.path().join("sft"));
+    train(
+        &task,
+        &mut model,
+        &sft.train_options(task.train.len()),
+        &run,
+        false,
+    )
+    .unwrap();
+    let recs: Vec<TeacherRecord> = common::synthetic_rows(64, 0)
+        .into_iter()
+        .map(|(q, r, a)| TeacherRecord {
+            question: q,
+            gold_label: a.clone(),
+            predicted_label: a,
+            predicted_rationale: r,
+        })
+        .collect();
+    let teacher = dir.path().join("teacher.jsonl");
+    let text: String = recs
+        .iter()
+        .map(|r| serde_json::to_string(r).unwrap() + "\n")
+        .collect();
+    std::fs::write(&teacher, text).unwrap();
+    let o = StageOptions {
+        resume: false,
+        max_minutes: None,
+        progress: false,
+        device: Device::Cpu,
+    };
+    let data = PlausibilityDataSection {
+        scorer: ScorerKind::Likelihood,
+        ..Default::default()
+    };
+    let StageOutcome::Done((scorer, _)) = train_plausibility(
+        &run.last(),
+        &[teacher],
+        &sft,
+        &data,
+        &dir.path().join("pl"),
+        &o,
+    )
+    .unwrap() else {
+        panic!("a likelihood scorer has no training to stop")
+    };
+    let report = std::fs::read_to_string(dir.path().join("pl/report.md")).unwrap();
+    assert!(
+        report.contains("calibrated by logistic regression"),
+        "{report}"
+    );
+    let shuffled: f64 = report
+        .lines()
+        .find(|l| l.starts_with("| auc_shuffled |"))
+        .and_then(|l| l.split('|').nth(2))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no auc_shuffled in {report}"));
+    assert!(
+        shuffled > 0.9,
+        "AUC against shuffled rationales {shuffled}: {report}"
+    );
+    assert!(!scorer.join("run").exists(), "nothing was trained");
+    let s =
+        mario::rewards::PlausibilityScorer::load(&scorer, candle_core::DType::F32, &Device::Cpu)
+            .unwrap();
+    let got = s
+        .scores(&[
+            (
+                "Is 40 larger than 3?",
+                "40 is more than 3. So the answer is yes.",
+            ),
+            (
+                "Is 40 larger than 3?",
+                "more 3. 40 is than So the answer is yes.",
+            ),
+        ])
+        .unwrap();
+    assert!(got[0] > got[1], "{got:?}");
+}

@@ -116,6 +116,8 @@ pub struct MarioRun<'a> {
     pub init: Option<PathBuf>,
     /// Training split files.
     pub train_files: Vec<PathBuf>,
+    /// Training-only files whose examples `replay_examples` draws from.
+    pub replay_files: Vec<PathBuf>,
     /// Dev split files.
     pub dev_files: Vec<PathBuf>,
     /// Reward models.
@@ -228,6 +230,38 @@ impl Limits {
     }
 }
 
+/// The pool's silver data: `train` and a seeded sample of at most `replay_examples` examples
+/// of the run's training-only files.
+fn silver_examples(
+    train: &[Example],
+    replay_files: &[PathBuf],
+    n: usize,
+    seed: u64,
+) -> Result<Vec<Example>> {
+    let mut silver = train.to_vec();
+    if n == 0 {
+        return Ok(silver);
+    }
+    if replay_files.is_empty() {
+        bail!(
+            "[mario] replay_examples = {n}, but the data has no training-only files (a generated \
+             world's reading.jsonl or knowledge.jsonl) to replay"
+        );
+    }
+    let mut extra: Vec<Example> = read_examples(replay_files)?
+        .into_iter()
+        .filter(|e| e.rationale.is_some())
+        .collect();
+    extra.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x5e91a7));
+    extra.truncate(n);
+    tracing::info!(
+        replayed = extra.len(),
+        "training-only examples in the silver data"
+    );
+    silver.extend(extra);
+    Ok(silver)
+}
+
 /// A run in progress: what every step of a round reads and writes.
 struct MarioLoop<'a> {
     s: &'a MarioSettings,
@@ -235,7 +269,9 @@ struct MarioLoop<'a> {
     table: ControlTokens,
     rewards: &'a [Box<dyn Reward>],
     dev_eval: &'a DevEval<'a>,
-    train_examples: &'a [Example],
+    /// The pool's silver data: the training split's examples, then any replayed training-only
+    /// examples.
+    silver: &'a [Example],
     /// Unique training questions, in file order.
     questions: Vec<&'a Example>,
     reference: Checkpoint,
@@ -369,7 +405,7 @@ impl MarioLoop<'_> {
         };
         let mut sources = vec![source; items.len()];
         if round == 0 {
-            for ex in self.train_examples {
+            for ex in self.silver {
                 if let Some(t) = ex.target() {
                     items.push((ex.question.clone(), t, ex.answer.clone()));
                     sources.push(Source::Silver);
@@ -840,11 +876,14 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<MarioOutcome> {
         .iter()
         .filter(|e| seen.insert(e.question.clone()))
         .collect();
+    let silver = silver_examples(
+        &train_examples,
+        &run.replay_files,
+        s.replay_examples,
+        s.seed,
+    )?;
     let plan = PoolPlan {
-        silver: train_examples
-            .iter()
-            .filter(|e| e.rationale.is_some())
-            .count(),
+        silver: silver.iter().filter(|e| e.rationale.is_some()).count(),
         questions: questions.len(),
     };
     let steps = round_steps(s, plan);
@@ -883,7 +922,7 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<MarioOutcome> {
         table,
         rewards: &rewards,
         dev_eval: &dev_eval,
-        train_examples: &train_examples,
+        silver: &silver,
         questions,
         reference,
         policy,
@@ -962,4 +1001,51 @@ fn draw_reward_rounds(metrics: &Path, table: &ControlTokens, out: &Path) -> Resu
         });
     }
     save_charts(&charts, 2, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example(q: &str) -> Example {
+        Example {
+            id: q.into(),
+            question: q.into(),
+            rationale: Some(format!("{q} is stated.")),
+            answer: "yes".into(),
+        }
+    }
+
+    #[test]
+    fn replayed_examples_join_the_silver_data_as_a_seeded_sample() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("reading.jsonl");
+        let rows: String = (0..50)
+            .map(|i| {
+                serde_json::json!({"question": format!("R{i}?"), "rationale": "It is.", "answer": "yes"})
+                    .to_string()
+                    + "\n"
+            })
+            .collect();
+        std::fs::write(&file, rows).unwrap();
+        let train = vec![example("T0?"), example("T1?")];
+        let files = vec![file];
+        // 0: the training split alone
+        assert_eq!(silver_examples(&train, &files, 0, 1).unwrap(), train);
+        let a = silver_examples(&train, &files, 10, 1).unwrap();
+        assert_eq!(a.len(), 12);
+        assert_eq!(&a[..2], &train[..], "the training split first");
+        assert!(a[2..].iter().all(|e| e.question.starts_with('R')));
+        assert_eq!(a, silver_examples(&train, &files, 10, 1).unwrap(), "seeded");
+        assert_ne!(
+            a,
+            silver_examples(&train, &files, 10, 2).unwrap(),
+            "another seed"
+        );
+        // more than there are: all of them
+        assert_eq!(silver_examples(&train, &files, 500, 1).unwrap().len(), 52);
+        // asked for, but nothing to replay
+        let err = silver_examples(&train, &[], 10, 1).unwrap_err().to_string();
+        assert!(err.contains("replay_examples = 10"), "{err}");
+    }
 }

@@ -38,6 +38,11 @@ pub struct MarioSettings {
     pub questions_per_round: usize,
     /// Samples per question per round.
     pub rollouts: usize,
+    /// Training-only examples (a generated world's reading and knowledge records: what SFT
+    /// learnt the facts and the answer step from, never sampled) added to the pool's silver
+    /// data at round 0, a seeded sample of at most this many; 0 = none. Without them the
+    /// loop trains on the sampled questions alone and can forget what only those files taught.
+    pub replay_examples: usize,
     /// Nucleus sampling mass (paper: 0.7).
     pub top_p: f64,
     /// Sampling temperature.
@@ -114,6 +119,7 @@ impl Default for MarioSettings {
             passes_per_round: 2.0,
             questions_per_round: 0,
             rollouts: 1,
+            replay_examples: 0,
             top_p: 0.7,
             temperature: 1.0,
             max_new_tokens: None,

@@ -20,10 +20,19 @@ pub struct PlausibilityReport<'a> {
     pub held_out: usize,
     /// `[plausibility_data] negatives_per_positive` (0: every negative built).
     pub negatives_per_positive: f64,
-    /// The step of the kept checkpoint.
-    pub best_step: u64,
+    /// How the scorer was made: the step of the kept checkpoint of a fine-tuned classifier,
+    /// or a likelihood scorer's calibration.
+    pub made: ScorerMade<'a>,
     /// Held-out AUCs, overall first.
     pub aucs: &'a Metrics,
+}
+
+/// How a plausibility scorer was made.
+pub enum ScorerMade<'a> {
+    /// A classifier fine-tuned; the checkpoint of this step was kept.
+    FineTuned { best_step: u64 },
+    /// A likelihood scorer calibrated on the training examples.
+    Calibrated(&'a mario::rewards::likelihood::LikelihoodScoring),
 }
 
 /// Writes the report to `path`.
@@ -36,10 +45,16 @@ pub fn write_plausibility_report(path: &Path, r: &PlausibilityReport<'_>) -> Res
     std::fs::write(
         path,
         format!(
-            "# Plausibility scorer\n\nTrained from `{}` on {} examples ({}; {} held out, split \
-             by question) from {:?}; the checkpoint of step {} was kept.\n\nHeld-out AUC, \
+            "# Plausibility scorer\n\n{} `{}` on {} examples ({}; {} held out, split \
+             by question) from {:?}; {}.\n\nHeld-out AUC, \
              overall and of the positives against each kind of negative:\n\n| metric | AUC |\n\
              |---|---|\n{table}",
+            match r.made {
+                ScorerMade::FineTuned { .. } => "Trained from",
+                ScorerMade::Calibrated(_) => {
+                    "Likelihood scorer (the least likely rationale token) from"
+                }
+            },
             r.model.display(),
             r.trained_on,
             if r.negatives_per_positive > 0.0 {
@@ -52,7 +67,15 @@ pub fn write_plausibility_report(path: &Path, r: &PlausibilityReport<'_>) -> Res
             },
             r.held_out,
             r.teacher_files,
-            r.best_step,
+            match r.made {
+                ScorerMade::FineTuned { best_step } =>
+                    format!("the checkpoint of step {best_step} was kept"),
+                ScorerMade::Calibrated(c) => format!(
+                    "score = sigmoid((min log p - ({:.4})) / {:.4}), calibrated by logistic \
+                     regression on those examples; no weights were trained",
+                    c.bias, c.temperature
+                ),
+            },
         ),
     )?;
     Ok(())

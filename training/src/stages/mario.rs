@@ -20,6 +20,8 @@ pub struct MarioInputs<'a> {
     pub init: Option<&'a Path>,
     /// Training files (the questions sampled, and the silver rationales).
     pub train_files: &'a [PathBuf],
+    /// Training-only files (never sampled) that `[mario] replay_examples` draws from.
+    pub replay_files: &'a [PathBuf],
     /// Dev files.
     pub dev_files: &'a [PathBuf],
     /// The reward models' folders.
@@ -38,6 +40,7 @@ pub fn run_mario_stage(i: &MarioInputs<'_>, o: &StageOptions) -> Result<MarioOut
         sft: i.sft.to_path_buf(),
         init: i.init.map(Path::to_path_buf),
         train_files: i.train_files.to_vec(),
+        replay_files: i.replay_files.to_vec(),
         dev_files: i.dev_files.to_vec(),
         reward_models: i.reward_models.clone(),
         out: i.out.to_path_buf(),

@@ -1,16 +1,20 @@
-//! The plausibility scorer (VERA format), trained from the SFT model on a teacher file's
-//! rationales and their corruptions (`mario-train plausibility`, pipeline stage 5).
+//! The plausibility scorer, made from the SFT model with a teacher file's rationales and their
+//! corruptions (`mario-train plausibility`, pipeline stage 5): a VERA-format classifier
+//! fine-tuned on them, or (`[plausibility_data] scorer = "likelihood"`) the model's own token
+//! likelihoods calibrated on them.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use mario::rewards::plausibility::PLAUSIBILITY_FILE;
+use mario::rewards::plausibility::{PlausibilitySpec, PLAUSIBILITY_FILE};
 
 use super::{copy_dir, StageOptions, StageOutcome, StoppedEarly};
-use crate::config::PlausibilityDataSection;
+use crate::config::{PlausibilityDataSection, ScorerKind};
 use crate::data::load_teacher;
-use crate::plausibility::{balance, build_examples, PlausibilityTask};
-use crate::report::plausibility::{write_plausibility_report, PlausibilityReport};
+use crate::plausibility::{
+    balance, build_examples, fit_likelihood_scorer, Labelled, PlausibilityTask,
+};
+use crate::report::plausibility::{write_plausibility_report, PlausibilityReport, ScorerMade};
 use crate::sft::SftSettings;
 use crate::train::{train, RunDir, TrainableModel};
 use crate::world::World;
@@ -43,6 +47,17 @@ pub fn train_plausibility(
     let (train_ex, test_ex) = build_examples(&records, settings.seed, world.as_ref());
     let built = train_ex.len();
     let train_ex = balance(train_ex, data.negatives_per_positive, settings.seed);
+    if data.scorer == ScorerKind::Likelihood {
+        return likelihood_scorer(
+            model,
+            teacher_files,
+            data,
+            out,
+            o,
+            (&train_ex, &test_ex, built),
+        )
+        .map(StageOutcome::Done);
+    }
     let mut m = TrainableModel::load(model, &o.device)?;
     let task = PlausibilityTask::new(&mut m, &train_ex, &test_ex, &o.device)?;
     tracing::info!(
@@ -75,9 +90,52 @@ pub fn train_plausibility(
             built,
             held_out: task.test.len(),
             negatives_per_positive: data.negatives_per_positive,
-            best_step: summary.best.map(|b| b.1).unwrap_or(0),
+            made: ScorerMade::FineTuned {
+                best_step: summary.best.map(|b| b.1).unwrap_or(0),
+            },
             aucs: &aucs,
         },
     )?;
     Ok(StageOutcome::Done((dest, auc)))
+}
+
+/// The likelihood scorer: `model` itself, with `plausibility.json` holding the calibration
+/// fitted on `train` (no training run, so nothing to resume); writes `out/scorer` and
+/// `out/report.md`.
+fn likelihood_scorer(
+    model: &Path,
+    teacher_files: &[PathBuf],
+    data: &PlausibilityDataSection,
+    out: &Path,
+    o: &StageOptions,
+    (train, test, built): (&[Labelled], &[Labelled], usize),
+) -> Result<(PathBuf, f64)> {
+    let m = TrainableModel::load(model, &o.device)?;
+    tracing::info!(
+        train = train.len(),
+        built,
+        held_out = test.len(),
+        "plausibility data (likelihood scorer)"
+    );
+    let fit = fit_likelihood_scorer(&m.model, &m.tokenizer, train, test, 0)?;
+    let dest = out.join("scorer");
+    copy_dir(model, &dest)?;
+    std::fs::write(
+        dest.join(PLAUSIBILITY_FILE),
+        PlausibilitySpec::Likelihood(fit.scoring.clone()).to_json(),
+    )?;
+    write_plausibility_report(
+        &out.join("report.md"),
+        &PlausibilityReport {
+            model,
+            teacher_files,
+            trained_on: fit.calibrated_on,
+            built,
+            held_out: test.len(),
+            negatives_per_positive: data.negatives_per_positive,
+            made: ScorerMade::Calibrated(&fit.scoring),
+            aucs: &fit.aucs,
+        },
+    )?;
+    Ok((dest, fit.aucs[0].1))
 }

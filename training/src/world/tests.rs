@@ -438,9 +438,30 @@ fn the_plausibility_data_of_a_world_has_false_fact_negatives() {
         let s = super::truth::score(&w.kb, q, rationale, None);
         assert!(s.fact_accuracy.unwrap() < 1.0, "{}", l.text);
     }
-    // without a world, no such kind
+    // every positive of a world question states only true facts; the teacher's samples that
+    // reached the gold answer through a false fact are negatives
+    let mut teacher_false = 0;
+    for l in train.iter().chain(&test) {
+        let Some(q) = w.train.iter().find(|q| q.question == l.question) else {
+            continue;
+        };
+        let s = super::truth::score(&w.kb, q, &l.rationale, None);
+        let all_true = s.fact_accuracy.is_none_or(|a| a == 1.0);
+        match l.kind {
+            "positive" => assert!(all_true, "{}", l.text),
+            "teacher_false_fact" => {
+                assert!(!all_true && l.label == 0.0, "{}", l.text);
+                teacher_false += 1;
+            }
+            _ => {}
+        }
+    }
+    assert!(teacher_false > 10, "{teacher_false}");
+    // without a world, no such kinds
     let (plain, _) = crate::plausibility::build_examples(&records, 3, None);
-    assert!(plain.iter().all(|l| l.kind != "false_fact"));
+    assert!(plain
+        .iter()
+        .all(|l| l.kind != "false_fact" && l.kind != "teacher_false_fact"));
 }
 
 #[test]
