@@ -153,6 +153,10 @@ pub struct PlausibilityDataSection {
     pub negatives_per_positive: f64,
     /// Which kind of scorer the stage makes.
     pub scorer: ScorerKind,
+    /// A likelihood scorer's model is first fine-tuned (with the `[plausibility]` settings) on
+    /// the training split's positives, each also with its repeated sentences removed, so that it
+    /// expects facts and not the teacher's style (false: the starting model as it is).
+    pub finetune: bool,
 }
 
 /// `[plausibility_data] scorer`: how plausibility is scored.

@@ -376,6 +376,31 @@ pub fn aucs_by_kind(scores: &[f64], labels: &[f32], kinds: &[&str]) -> Metrics {
     out
 }
 
+/// `rationale` with every sentence after its first occurrence removed.
+pub fn without_repeated_sentences(rationale: &str) -> String {
+    let mut seen = std::collections::HashSet::new();
+    rationale
+        .split_inclusive('.')
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && seen.insert(s.to_string()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// What a likelihood scorer's model is fine-tuned on: every positive of `train` as
+/// `(question, rationale)`, and again with its repeated sentences removed where that differs.
+pub fn finetune_pairs(train: &[Labelled]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for l in train.iter().filter(|l| l.label > 0.5) {
+        out.push((l.question.clone(), l.rationale.clone()));
+        let once = without_repeated_sentences(&l.rationale);
+        if once != l.rationale {
+            out.push((l.question.clone(), once));
+        }
+    }
+    out
+}
+
 /// A likelihood scorer fitted to labelled examples.
 pub struct LikelihoodFit {
     /// What `plausibility.json` stores.
@@ -485,6 +510,29 @@ impl TrainTask for PlausibilityTask {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeated_sentences_are_dropped_and_positives_are_fine_tuned_both_ways() {
+        assert_eq!(
+            without_repeated_sentences("A b is c. A b is c. C is hot."),
+            "A b is c. C is hot."
+        );
+        assert_eq!(without_repeated_sentences("No period"), "No period");
+        let train = [
+            Labelled::new("Q1?", "A b is c. A b is c. C is hot.", 1.0, "positive"),
+            Labelled::new("Q2?", "D is e.", 1.0, "positive"),
+            Labelled::new("Q3?", "F is g. F is g.", 0.0, "wrong_label"),
+        ];
+        let pairs = finetune_pairs(&train);
+        assert_eq!(
+            pairs,
+            vec![
+                ("Q1?".into(), "A b is c. A b is c. C is hot.".into()),
+                ("Q1?".into(), "A b is c. C is hot.".into()),
+                ("Q2?".into(), "D is e.".into()),
+            ]
+        );
+    }
 
     #[test]
     fn auc_of_perfect_random_and_tied_rankings() {

@@ -247,21 +247,35 @@ fn likelihood_scorer_is_calibrated_from_a_model_that_knows_the_rationales() {
         progress: false,
         device: Device::Cpu,
     };
-    let data = PlausibilityDataSection {
-        scorer: ScorerKind::Likelihood,
-        ..Default::default()
-    };
-    let StageOutcome::Done((scorer, _)) = train_plausibility(
-        &run.last(),
-        &[teacher],
-        &sft,
-        &data,
-        &dir.path().join("pl"),
-        &o,
-    )
-    .unwrap() else {
-        panic!("a likelihood scorer has no training to stop")
-    };
+    // with finetune, the model is first trained further on the positives (as a language model)
+    for (finetune, out) in [(true, "pl-ft"), (false, "pl")] {
+        let data = PlausibilityDataSection {
+            scorer: ScorerKind::Likelihood,
+            finetune,
+            ..Default::default()
+        };
+        let lm = SftSettings {
+            steps: 8,
+            ..sft.clone()
+        };
+        let StageOutcome::Done(_) = train_plausibility(
+            &run.last(),
+            std::slice::from_ref(&teacher),
+            &lm,
+            &data,
+            &dir.path().join(out),
+            &o,
+        )
+        .unwrap() else {
+            panic!("no time limit was set, so the stage runs to its end")
+        };
+        assert_eq!(
+            dir.path().join(out).join("lm/run/last").is_dir(),
+            finetune,
+            "a language-model run exactly when asked for"
+        );
+    }
+    let scorer = dir.path().join("pl/scorer");
     let report = std::fs::read_to_string(dir.path().join("pl/report.md")).unwrap();
     assert!(
         report.contains("calibrated by logistic regression"),
@@ -277,7 +291,10 @@ fn likelihood_scorer_is_calibrated_from_a_model_that_knows_the_rationales() {
         shuffled > 0.9,
         "AUC against shuffled rationales {shuffled}: {report}"
     );
-    assert!(!scorer.join("run").exists(), "nothing was trained");
+    assert!(
+        !dir.path().join("pl/run").exists(),
+        "no classifier was trained"
+    );
     let s =
         mario::rewards::PlausibilityScorer::load(&scorer, candle_core::DType::F32, &Device::Cpu)
             .unwrap();

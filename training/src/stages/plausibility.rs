@@ -12,10 +12,11 @@ use super::{copy_dir, StageOptions, StageOutcome, StoppedEarly};
 use crate::config::{PlausibilityDataSection, ScorerKind};
 use crate::data::load_teacher;
 use crate::plausibility::{
-    balance, build_examples, fit_likelihood_scorer, Labelled, PlausibilityTask,
+    balance, build_examples, finetune_pairs, fit_likelihood_scorer, Labelled, PlausibilityTask,
 };
 use crate::report::plausibility::{write_plausibility_report, PlausibilityReport, ScorerMade};
 use crate::sft::SftSettings;
+use crate::sft::SftTask;
 use crate::train::{train, RunDir, TrainableModel};
 use crate::world::World;
 
@@ -48,8 +49,20 @@ pub fn train_plausibility(
     let built = train_ex.len();
     let train_ex = balance(train_ex, data.negatives_per_positive, settings.seed);
     if data.scorer == ScorerKind::Likelihood {
+        let answers: std::collections::HashMap<&str, &str> = records
+            .iter()
+            .map(|r| (r.question.as_str(), r.gold_label.as_str()))
+            .collect();
+        let scorer_model = if data.finetune {
+            match finetune_scorer_model(model, &train_ex, &answers, settings, out, o)? {
+                StageOutcome::Done(dir) => dir,
+                StageOutcome::Stopped(s) => return Ok(StageOutcome::Stopped(s)),
+            }
+        } else {
+            model.to_path_buf()
+        };
         return likelihood_scorer(
-            model,
+            &scorer_model,
             teacher_files,
             data,
             out,
@@ -97,6 +110,58 @@ pub fn train_plausibility(
         },
     )?;
     Ok(StageOutcome::Done((dest, auc)))
+}
+
+/// Fine-tunes `model` as a language model on the positives of `examples` (each also without its
+/// repeated sentences: [`finetune_pairs`]) with the `[plausibility]` settings, in `out/lm`
+/// (resumable); returns the last checkpoint.
+fn finetune_scorer_model(
+    model: &Path,
+    examples: &[Labelled],
+    answers: &std::collections::HashMap<&str, &str>,
+    settings: &SftSettings,
+    out: &Path,
+    o: &StageOptions,
+) -> Result<StageOutcome<PathBuf>> {
+    let dir = out.join("lm");
+    std::fs::create_dir_all(&dir)?;
+    let rows: Vec<serde_json::Value> = finetune_pairs(examples)
+        .into_iter()
+        .filter_map(|(q, r)| {
+            let answer = answers.get(q.as_str())?;
+            Some(serde_json::json!({"question": q, "rationale": r, "answer": answer}))
+        })
+        .collect();
+    let data = dir.join("train.jsonl");
+    crate::jsonl::write(&data, &rows)?;
+    // the run's evaluations read a small slice (the loss on it, no selection)
+    let dev = dir.join("dev.jsonl");
+    crate::jsonl::write(&dev, &rows[..rows.len().min(64)])?;
+    let mut m = TrainableModel::load(model, &o.device)?;
+    // no dev decoding: the run keeps its last checkpoint
+    let lm_settings = SftSettings {
+        eval_every: 0,
+        eval_limit: 1,
+        ..settings.clone()
+    };
+    let task = SftTask::load(
+        std::slice::from_ref(&data),
+        std::slice::from_ref(&dev),
+        &m.tokenizer,
+        lm_settings.clone(),
+        &o.device,
+    )?;
+    tracing::info!(
+        rows = rows.len(),
+        "fine-tuning the likelihood scorer's model"
+    );
+    let opts = o.train_options(&lm_settings, task.train.len());
+    let run = RunDir(dir.join("run"));
+    let summary = train(&task, &mut m, &opts, &run, o.resume)?;
+    if let Some(s) = StoppedEarly::unless_completed(&summary, "plausibility", &run) {
+        return Ok(StageOutcome::Stopped(s));
+    }
+    Ok(StageOutcome::Done(run.last()))
 }
 
 /// The likelihood scorer: `model` itself, with `plausibility.json` holding the calibration
