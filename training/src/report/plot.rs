@@ -1,16 +1,25 @@
-//! PNG line charts, drawn without system fonts or graphics libraries: lines on an RGB
-//! canvas, text rasterised from the embedded DejaVu Sans Mono, encoded with `png`.
+//! PNG line charts with `plotters` (its bitmap backend and `ab_glyph` text): no system fonts,
+//! the embedded DejaVu Sans Mono is registered for every label.
 
 use std::collections::BTreeSet;
+use std::ops::Range;
 use std::path::Path;
+use std::sync::OnceLock;
 
-use ab_glyph::{Font, FontRef, PxScale, ScaleFont};
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, Result};
+use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, KeyPointWeight};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use plotters::style::{register_font, FontStyle};
 use serde::de::DeserializeOwned;
 
 use crate::metrics_log::{self, CurveRecord, MetricValues};
 
 static FONT: &[u8] = include_bytes!("../../assets/DejaVuSansMono.ttf");
+
+/// The name the embedded font is registered under.
+const FONT_NAME: &str = "DejaVu Sans Mono";
 
 /// An RGB color.
 pub type Rgb = [u8; 3];
@@ -24,6 +33,9 @@ pub const PALETTE: [Rgb; 6] = [
     [148, 103, 189],
     [140, 86, 75],
 ];
+
+/// Size of one chart panel, in pixels.
+const PANEL: (u32, u32) = (560, 360);
 
 /// One line of a chart.
 #[derive(Debug, Clone)]
@@ -49,97 +61,24 @@ pub struct Chart {
     pub y_range: Option<(f64, f64)>,
 }
 
-/// A white RGB canvas.
-pub struct Canvas {
-    w: usize,
-    h: usize,
-    px: Vec<Rgb>,
+/// Registers the embedded font with plotters (once).
+fn register_embedded_font() -> Result<()> {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    let ok = *REGISTERED.get_or_init(|| register_font(FONT_NAME, FontStyle::Normal, FONT).is_ok());
+    if ok {
+        Ok(())
+    } else {
+        Err(anyhow!("the embedded font does not parse"))
+    }
 }
 
-impl Canvas {
-    /// A white canvas.
-    pub fn new(w: usize, h: usize) -> Self {
-        Self {
-            w,
-            h,
-            px: vec![[255, 255, 255]; w * h],
-        }
-    }
+/// The embedded font at `size` pixels in `color`.
+fn text(size: u32, color: Rgb) -> TextStyle<'static> {
+    (FONT_NAME, size).into_font().color(&rgb(color))
+}
 
-    fn blend(&mut self, x: i64, y: i64, c: Rgb, alpha: f32) {
-        if x < 0 || y < 0 || x as usize >= self.w || y as usize >= self.h {
-            return;
-        }
-        let p = &mut self.px[y as usize * self.w + x as usize];
-        for k in 0..3 {
-            p[k] = (p[k] as f32 * (1.0 - alpha) + c[k] as f32 * alpha).round() as u8;
-        }
-    }
-
-    fn dot(&mut self, x: f64, y: f64, c: Rgb, r: f64) {
-        let (x0, x1) = ((x - r).floor() as i64, (x + r).ceil() as i64);
-        let (y0, y1) = ((y - r).floor() as i64, (y + r).ceil() as i64);
-        for yy in y0..=y1 {
-            for xx in x0..=x1 {
-                let d = ((xx as f64 - x).powi(2) + (yy as f64 - y).powi(2)).sqrt();
-                let a = (r + 0.5 - d).clamp(0.0, 1.0) as f32;
-                if a > 0.0 {
-                    self.blend(xx, yy, c, a);
-                }
-            }
-        }
-    }
-
-    /// A line of the given width (antialiased by round brush stamps).
-    pub fn line(&mut self, a: (f64, f64), b: (f64, f64), c: Rgb, width: f64) {
-        let len = ((b.0 - a.0).powi(2) + (b.1 - a.1).powi(2)).sqrt();
-        let n = (len * 2.0).ceil().max(1.0) as usize;
-        for i in 0..=n {
-            let t = i as f64 / n as f64;
-            self.dot(a.0 + (b.0 - a.0) * t, a.1 + (b.1 - a.1) * t, c, width / 2.0);
-        }
-    }
-
-    /// Text with its left end at `x` (or centred / right-aligned) and baseline at `y`.
-    pub fn text(&mut self, x: f64, y: f64, s: &str, size: f32, c: Rgb, align: f64) {
-        let font = FontRef::try_from_slice(FONT).expect("embedded font parses");
-        let scaled = font.as_scaled(PxScale::from(size));
-        let width: f32 = s
-            .chars()
-            .map(|ch| scaled.h_advance(font.glyph_id(ch)))
-            .sum();
-        let mut pen = x as f32 - width * align as f32;
-        for ch in s.chars() {
-            let id = font.glyph_id(ch);
-            let glyph = id.with_scale_and_position(size, ab_glyph::point(pen, y as f32));
-            if let Some(outline) = font.outline_glyph(glyph) {
-                let bb = outline.px_bounds();
-                outline.draw(|gx, gy, cov| {
-                    self.blend(
-                        bb.min.x as i64 + gx as i64,
-                        bb.min.y as i64 + gy as i64,
-                        c,
-                        cov,
-                    );
-                });
-            }
-            pen += scaled.h_advance(id);
-        }
-    }
-
-    /// Writes the canvas as a PNG file.
-    pub fn save_png(&self, path: &Path) -> Result<()> {
-        let file =
-            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-        let mut enc =
-            png::Encoder::new(std::io::BufWriter::new(file), self.w as u32, self.h as u32);
-        enc.set_color(png::ColorType::Rgb);
-        enc.set_depth(png::BitDepth::Eight);
-        let mut writer = enc.write_header()?;
-        let data: Vec<u8> = self.px.iter().flatten().copied().collect();
-        writer.write_image_data(&data)?;
-        Ok(())
-    }
+fn rgb(c: Rgb) -> RGBColor {
+    RGBColor(c[0], c[1], c[2])
 }
 
 /// Round tick values covering `[lo, hi]`.
@@ -182,26 +121,21 @@ fn step_of(ticks: &[f64]) -> f64 {
     }
 }
 
-/// Draws `chart` into the rectangle `(x, y, w, h)` of `canvas`.
-pub fn draw_chart(canvas: &mut Canvas, chart: &Chart, x: f64, y: f64, w: f64, h: f64) {
-    let (left, right, top, bottom) = (x + 70.0, x + w - 20.0, y + 36.0, y + h - 48.0);
-    canvas.text(x + w / 2.0, y + 22.0, &chart.title, 16.0, [0, 0, 0], 0.5);
-    let pts: Vec<(f64, f64)> = chart
-        .series
+/// The finite points of a series.
+fn finite(s: &Series) -> Vec<(f64, f64)> {
+    s.points
         .iter()
-        .flat_map(|s| s.points.iter().copied())
+        .copied()
         .filter(|p| p.0.is_finite() && p.1.is_finite())
-        .collect();
+        .collect()
+}
+
+/// The x and y ranges of `chart` (y padded by 5 % of its span), or `None` when it has no
+/// finite point.
+fn ranges(chart: &Chart) -> Option<((f64, f64), (f64, f64))> {
+    let pts: Vec<(f64, f64)> = chart.series.iter().flat_map(finite).collect();
     if pts.is_empty() {
-        canvas.text(
-            x + w / 2.0,
-            y + h / 2.0,
-            "no data",
-            14.0,
-            [120, 120, 120],
-            0.5,
-        );
-        return;
+        return None;
     }
     let (mut x0, mut x1) = pts
         .iter()
@@ -217,85 +151,129 @@ pub fn draw_chart(canvas: &mut Canvas, chart: &Chart, x: f64, y: f64, w: f64, h:
         (y0, y1) = (lo, hi);
     }
     let pad = ((y1 - y0) * 0.05).max(1e-6);
-    y0 -= pad;
-    y1 += pad;
-    let sx = |v: f64| left + (v - x0) / (x1 - x0) * (right - left);
-    let sy = |v: f64| bottom - (v - y0) / (y1 - y0) * (bottom - top);
-    let grid = [225, 225, 225];
-    let y_ticks = ticks(y0, y1, 6);
-    let y_step = step_of(&y_ticks);
-    for t in y_ticks {
-        canvas.line((left, sy(t)), (right, sy(t)), grid, 1.0);
-        canvas.text(
-            left - 6.0,
-            sy(t) + 4.0,
-            &fmt_tick(t, y_step),
-            12.0,
-            [60, 60, 60],
-            1.0,
-        );
-    }
-    let x_ticks = ticks(x0, x1, 6);
-    let x_step = step_of(&x_ticks);
-    for t in x_ticks {
-        canvas.line((sx(t), top), (sx(t), bottom), grid, 1.0);
-        canvas.text(
-            sx(t),
-            bottom + 16.0,
-            &fmt_tick(t, x_step),
-            12.0,
-            [60, 60, 60],
-            0.5,
-        );
-    }
-    let axis = [80, 80, 80];
-    canvas.line((left, bottom), (right, bottom), axis, 1.2);
-    canvas.line((left, top), (left, bottom), axis, 1.2);
-    canvas.text(
-        (left + right) / 2.0,
-        y + h - 10.0,
-        &chart.x_label,
-        13.0,
-        [0, 0, 0],
-        0.5,
-    );
-    for (i, s) in chart.series.iter().enumerate() {
-        let c = PALETTE[i % PALETTE.len()];
-        let p: Vec<(f64, f64)> = s
-            .points
-            .iter()
-            .filter(|p| p.0.is_finite() && p.1.is_finite())
-            .map(|&(a, b)| (sx(a), sy(b)))
-            .collect();
-        for w in p.windows(2) {
-            canvas.line(w[0], w[1], c, 2.0);
+    Some(((x0, x1), (y0 - pad, y1 + pad)))
+}
+
+/// A linear axis over `[lo, hi]` whose grid lines and labels stand at `ticks`.
+struct TickAxis {
+    lo: f64,
+    hi: f64,
+    ticks: Vec<f64>,
+}
+
+impl TickAxis {
+    fn new((lo, hi): (f64, f64)) -> Self {
+        Self {
+            lo,
+            hi,
+            ticks: ticks(lo, hi, 6),
         }
-        if chart.markers || p.len() == 1 {
-            for &q in &p {
-                canvas.dot(q.0, q.1, c, 3.0);
-            }
-        }
-        // legend
-        let ly = top + 8.0 + 18.0 * i as f64;
-        canvas.line((right - 150.0, ly), (right - 128.0, ly), c, 3.0);
-        canvas.text(right - 122.0, ly + 4.0, &s.name, 12.0, [0, 0, 0], 0.0);
     }
 }
 
-/// Draws charts in a grid of `cols` columns and writes the PNG.
+impl Ranged for TickAxis {
+    type FormatOption = DefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, v: &f64, limit: (i32, i32)) -> i32 {
+        let t = (v - self.lo) / (self.hi - self.lo);
+        limit.0 + (f64::from(limit.1 - limit.0) * t).round() as i32
+    }
+
+    fn key_points<H: KeyPointHint>(&self, hint: H) -> Vec<f64> {
+        match hint.weight() {
+            KeyPointWeight::Bold => self.ticks.clone(),
+            KeyPointWeight::Any => Vec::new(),
+        }
+    }
+
+    fn range(&self) -> Range<f64> {
+        self.lo..self.hi
+    }
+}
+
+/// An error of plotters, as text.
+fn drawing<E: std::fmt::Display>(e: E) -> anyhow::Error {
+    anyhow!("drawing a chart: {e}")
+}
+
+/// Draws `chart` into `area`: title, grid at round ticks, the x label, every series (with
+/// markers for sparse ones) and a legend at the top right.
+fn draw_chart(area: &DrawingArea<BitMapBackend<'_>, Shift>, chart: &Chart) -> Result<()> {
+    let Some((x_range, y_range)) = ranges(chart) else {
+        let (w, h) = area.dim_in_pixel();
+        let centre = Pos::new(HPos::Center, VPos::Center);
+        area.draw_text(
+            &chart.title,
+            &text(16, [0, 0, 0]).pos(centre),
+            (w as i32 / 2, 18),
+        )
+        .map_err(drawing)?;
+        let grey = text(14, [120, 120, 120]).pos(centre);
+        area.draw_text("no data", &grey, (w as i32 / 2, h as i32 / 2))
+            .map_err(drawing)?;
+        return Ok(());
+    };
+    let (x_axis, y_axis) = (TickAxis::new(x_range), TickAxis::new(y_range));
+    let (x_labels, y_labels) = (x_axis.ticks.clone(), y_axis.ticks.clone());
+    let mut cc = ChartBuilder::on(area)
+        .caption(&chart.title, text(16, [0, 0, 0]))
+        .margin_top(6)
+        .margin_right(20)
+        .x_label_area_size(44)
+        .y_label_area_size(80)
+        .build_cartesian_2d(x_axis, y_axis)
+        .map_err(drawing)?;
+    cc.configure_mesh()
+        .bold_line_style(rgb([225, 225, 225]))
+        .light_line_style(TRANSPARENT)
+        .axis_style(rgb([80, 80, 80]))
+        .label_style(text(12, [60, 60, 60]))
+        .axis_desc_style(text(13, [0, 0, 0]))
+        .x_desc(chart.x_label.as_str())
+        .x_label_formatter(&|v| fmt_tick(*v, step_of(&x_labels)))
+        .y_label_formatter(&|v| fmt_tick(*v, step_of(&y_labels)))
+        .draw()
+        .map_err(drawing)?;
+    for (i, s) in chart.series.iter().enumerate() {
+        let c = rgb(PALETTE[i % PALETTE.len()]);
+        let points = finite(s);
+        let markers = chart.markers || points.len() == 1;
+        cc.draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))
+            .map_err(drawing)?
+            .label(s.name.as_str())
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 22, y)], c.stroke_width(3)));
+        if markers {
+            cc.draw_series(points.into_iter().map(|p| Circle::new(p, 3, c.filled())))
+                .map_err(drawing)?;
+        }
+    }
+    cc.configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .label_font(text(12, [0, 0, 0]))
+        .background_style(WHITE.mix(0.85))
+        .border_style(rgb([200, 200, 200]))
+        .draw()
+        .map_err(drawing)?;
+    Ok(())
+}
+
+/// Draws charts in a grid of `cols` columns (560 x 360 pixels each) and writes the PNG.
 pub fn save_charts(charts: &[Chart], cols: usize, path: &Path) -> Result<()> {
     if charts.is_empty() {
         return Err(anyhow!("no chart to draw"));
     }
-    let (pw, ph) = (560.0, 360.0);
+    register_embedded_font()?;
     let cols = cols.clamp(1, charts.len());
     let rows = charts.len().div_ceil(cols);
-    let mut canvas = Canvas::new((pw as usize) * cols, (ph as usize) * rows);
-    for (i, chart) in charts.iter().enumerate() {
-        let (r, c) = (i / cols, i % cols);
-        draw_chart(&mut canvas, chart, c as f64 * pw, r as f64 * ph, pw, ph);
+    let size = (PANEL.0 * cols as u32, PANEL.1 * rows as u32);
+    let root = BitMapBackend::new(path, size).into_drawing_area();
+    root.fill(&WHITE).map_err(drawing)?;
+    for (chart, area) in charts.iter().zip(root.split_evenly((rows, cols))) {
+        draw_chart(&area, chart)?;
     }
-    canvas.save_png(path)
+    root.present()
+        .map_err(|e| anyhow!("writing {}: {e}", path.display()))
 }
 
 /// The curves of a training run's `metrics.jsonl` (a log of `R`s): training loss (and dev
