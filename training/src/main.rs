@@ -252,20 +252,18 @@ struct CopyProbeArgs {
     seed: u64,
 }
 
+/// The flags of a subcommand that trains a model from another (sft, consistency,
+/// plausibility): `--config`, `--model`, `--out`, [`RunFlags`] and [`DeviceFlag`]. Each
+/// subcommand words the help of the first three for itself (`mut_arg`).
 #[derive(Debug, Args)]
-struct ConsistencyArgs {
-    /// i2o (question -> answer) or ir2o (question + rationale -> answer).
-    #[arg(long, value_enum)]
-    mode: mario_training::consistency::AnswerMode,
-    /// Configuration file (its [data] and [consistency] sections).
+struct TrainingFlags {
+    /// Configuration file.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Starting model (usually the SFT checkpoint).
+    /// Starting model.
     #[arg(long)]
     model: PathBuf,
-    #[command(flatten)]
-    splits: SplitFlags,
-    /// Reward-model folder: the model is written to <out>/consistency-<mode>.
+    /// Output folder.
     #[arg(long)]
     out: PathBuf,
     #[command(flatten)]
@@ -274,24 +272,70 @@ struct ConsistencyArgs {
     device: DeviceFlag,
 }
 
+impl TrainingFlags {
+    /// The `--config` file, else the built-in defaults.
+    fn config(&self) -> Result<RunConfig> {
+        load_config(&self.config)
+    }
+
+    /// The options of the training stage (opens the device).
+    fn options(&self, g: &GlobalFlags) -> Result<StageOptions> {
+        stage_options(g, self.device, self.run.resume, self.run.max_minutes)
+    }
+}
+
 #[derive(Debug, Args)]
+#[command(
+    mut_arg("config", |a| a.help("Configuration file (its [data] and [consistency] sections)")),
+    mut_arg("model", |a| a.help("Starting model (usually the SFT checkpoint)")),
+    mut_arg("out", |a| {
+        a.help("Reward-model folder: the model is written to <out>/consistency-<mode>")
+    })
+)]
+struct ConsistencyArgs {
+    /// i2o (question -> answer) or ir2o (question + rationale -> answer).
+    #[arg(long, value_enum)]
+    mode: mario_training::consistency::AnswerMode,
+    #[command(flatten)]
+    flags: TrainingFlags,
+    #[command(flatten)]
+    splits: SplitFlags,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    mut_arg("config", |a| a.help("Configuration file (its [data] and [plausibility] sections)")),
+    mut_arg("model", |a| {
+        a.help("Starting model (its encoder is trained; usually the SFT checkpoint)")
+    }),
+    mut_arg("out", |a| a.help("Output folder (the scorer is <out>/scorer)"))
+)]
 struct PlausibilityArgs {
-    /// Configuration file (its [data] and [plausibility] sections).
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Starting model (its encoder is trained; usually the SFT checkpoint).
-    #[arg(long)]
-    model: PathBuf,
+    #[command(flatten)]
+    flags: TrainingFlags,
     /// Teacher files (default: the config's teacher_gpt3_train.jsonl files).
     #[arg(long)]
     teacher: Vec<PathBuf>,
-    /// Output folder (the scorer is <out>/scorer).
+}
+
+/// `--consistency` and `--plausibility`: the reward models' folders (mario, sweep).
+#[derive(Debug, Args)]
+struct RewardModelFlags {
+    /// Folder with consistency-i2o/ and consistency-ir2o/ (for the consistency reward).
     #[arg(long)]
-    out: PathBuf,
-    #[command(flatten)]
-    run: RunFlags,
-    #[command(flatten)]
-    device: DeviceFlag,
+    consistency: Option<PathBuf>,
+    /// Plausibility scorer folder (for the plausibility reward).
+    #[arg(long)]
+    plausibility: Option<PathBuf>,
+}
+
+impl RewardModelFlags {
+    fn models(&self) -> RewardModels {
+        RewardModels {
+            consistency: self.consistency.clone(),
+            plausibility: self.plausibility.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -306,12 +350,8 @@ struct MarioArgs {
     /// The policy's start when [mario] policy_from_sft = false.
     #[arg(long)]
     init: Option<PathBuf>,
-    /// Folder with consistency-i2o/ and consistency-ir2o/ (for the consistency reward).
-    #[arg(long)]
-    consistency: Option<PathBuf>,
-    /// Plausibility scorer folder (for the plausibility reward).
-    #[arg(long)]
-    plausibility: Option<PathBuf>,
+    #[command(flatten)]
+    reward_models: RewardModelFlags,
     /// Run directory (last/, best/, pool.jsonl, metrics.jsonl, rewards.png).
     #[arg(long)]
     out: PathBuf,
@@ -340,12 +380,8 @@ struct SweepArgs {
     /// Dev files (default: the config's dev.jsonl files).
     #[arg(long)]
     dev: Vec<PathBuf>,
-    /// Folder with consistency-i2o/ and consistency-ir2o/.
-    #[arg(long)]
-    consistency: Option<PathBuf>,
-    /// Plausibility scorer folder.
-    #[arg(long)]
-    plausibility: Option<PathBuf>,
+    #[command(flatten)]
+    reward_models: RewardModelFlags,
     /// Output folder (sweep.md, sweep.json, sweep.png).
     #[arg(long)]
     out: PathBuf,
@@ -532,26 +568,28 @@ struct TeachArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    mut_arg("config", |a| {
+        a.help("Configuration file (its [data] and [sft] sections); flags override it")
+    }),
+    mut_arg("model", |a| {
+        a.help(
+            "Initial model folder (from `mario-train init`, or any T5 checkpoint), or a \
+             Hugging Face Hub model id (owner/name)",
+        )
+    }),
+    mut_arg("out", |a| {
+        a.help("Run directory (checkpoints, metrics.jsonl, curves.png, report.md)")
+    })
+)]
 struct SftArgs {
-    /// Configuration file (its [data] and [sft] sections); flags override it.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Initial model folder (from `mario-train init`, or any T5 checkpoint), or a Hugging Face
-    /// Hub model id (owner/name).
-    #[arg(long)]
-    model: PathBuf,
+    #[command(flatten)]
+    flags: TrainingFlags,
     #[command(flatten)]
     splits: SplitFlags,
-    /// Run directory (checkpoints, metrics.jsonl, curves.png, report.md).
-    #[arg(long)]
-    out: PathBuf,
-    #[command(flatten)]
-    run: RunFlags,
     /// Stop with a checkpoint after this many updates in this invocation.
     #[arg(long)]
     stop_after: Option<u64>,
-    #[command(flatten)]
-    device: DeviceFlag,
     #[command(flatten)]
     overrides: SftOverrides,
 }
@@ -742,11 +780,11 @@ fn resolve_models(cli: &mut Cli) -> Result<()> {
         Ok(())
     };
     match &mut cli.command {
-        Command::Sft(a) => resolve("--model", &mut a.model),
+        Command::Sft(a) => resolve("--model", &mut a.flags.model),
         Command::Eval(a) => a.model.as_mut().map_or(Ok(()), |m| resolve("--model", m)),
         Command::Export(a) => resolve("--model", &mut a.model),
-        Command::Consistency(a) => resolve("--model", &mut a.model),
-        Command::Plausibility(a) => resolve("--model", &mut a.model),
+        Command::Consistency(a) => resolve("--model", &mut a.flags.model),
+        Command::Plausibility(a) => resolve("--model", &mut a.flags.model),
         Command::Sweep(a) => resolve("--model", &mut a.model),
         Command::BenchGenerate(a) => a.model.iter_mut().try_for_each(|m| resolve("--model", m)),
         Command::Mario(a) => {
@@ -843,18 +881,18 @@ fn cmd_teach(a: &TeachArgs, g: &GlobalFlags) -> Result<()> {
 }
 
 fn cmd_sft(a: &SftArgs, g: &GlobalFlags) -> Result<()> {
-    let cfg = load_config(&a.config)?;
+    let cfg = a.flags.config()?;
     let mut settings = cfg.sft.clone();
     a.overrides.apply(&mut settings);
     let train_files = a.splits.train_files(&cfg)?;
     let dev_files = a.splits.dev_files(&cfg)?;
-    let o = stage_options(g, a.device, a.run.resume, a.run.max_minutes)?;
+    let o = a.flags.options(g)?;
     let inputs = SftInputs {
-        model: &a.model,
+        model: &a.flags.model,
         train_files: &train_files,
         dev_files: &dev_files,
         settings: &settings,
-        out: &a.out,
+        out: &a.flags.out,
         stop_after: a.stop_after,
     };
     let summary = run_sft(&inputs, &o)?;
@@ -947,17 +985,17 @@ fn cmd_export(a: &ExportArgs) -> Result<()> {
 }
 
 fn cmd_consistency(a: &ConsistencyArgs, g: &GlobalFlags) -> Result<()> {
-    let cfg = load_config(&a.config)?;
+    let cfg = a.flags.config()?;
     let train_files = a.splits.train_files(&cfg)?;
     let dev_files = a.splits.dev_files(&cfg)?;
-    let o = stage_options(g, a.device, a.run.resume, a.run.max_minutes)?;
+    let o = a.flags.options(g)?;
     match train_answer_model(
         a.mode,
-        &a.model,
+        &a.flags.model,
         &train_files,
         &dev_files,
         &cfg.consistency,
-        &a.out,
+        &a.flags.out,
         &o,
     )? {
         StageOutcome::Done(dest) => println!("wrote {}", dest.display()),
@@ -967,20 +1005,20 @@ fn cmd_consistency(a: &ConsistencyArgs, g: &GlobalFlags) -> Result<()> {
 }
 
 fn cmd_plausibility(a: &PlausibilityArgs, g: &GlobalFlags) -> Result<()> {
-    let cfg = load_config(&a.config)?;
+    let cfg = a.flags.config()?;
     let teacher = given_or_config(
         &a.teacher,
         cfg.data.files("teacher_gpt3_train.jsonl"),
         Some("--teacher"),
         "teacher data",
     )?;
-    let o = stage_options(g, a.device, a.run.resume, a.run.max_minutes)?;
+    let o = a.flags.options(g)?;
     match train_plausibility(
-        &a.model,
+        &a.flags.model,
         &teacher,
         &cfg.plausibility,
         &cfg.plausibility_data,
-        &a.out,
+        &a.flags.out,
         &o,
     )? {
         StageOutcome::Done((dest, auc)) => {
@@ -1004,10 +1042,7 @@ fn cmd_mario(a: &MarioArgs, g: &GlobalFlags) -> Result<()> {
         train_files: &train_files,
         replay_files: &replay_files,
         dev_files: &dev_files,
-        reward_models: &RewardModels {
-            consistency: a.consistency.clone(),
-            plausibility: a.plausibility.clone(),
-        },
+        reward_models: &a.reward_models.models(),
         out: &a.out,
         stop_after: a.stop_after,
     };
@@ -1029,10 +1064,7 @@ fn cmd_sweep(a: &SweepArgs) -> Result<()> {
         "dev data",
     )?;
     let device = a.device.open()?;
-    let models = RewardModels {
-        consistency: a.consistency.clone(),
-        plausibility: a.plausibility.clone(),
-    };
+    let models = a.reward_models.models();
     let flags = DecodingOverrides {
         max_new_tokens: a.max_new_tokens,
         no_repeat_ngram_size: a.no_repeat_ngram_size,
