@@ -63,6 +63,24 @@ impl LikelihoodScoring {
         1.0 / (1.0 + (-(pooled - self.bias) / self.temperature).exp())
     }
 
+    /// The pooled log-probability of each `(question, rationale)` pair under `model` (`None`
+    /// for an empty rationale), uncalibrated.
+    pub fn pooled_log_probs(
+        &self,
+        model: &T5Model,
+        tokenizer: &TextTokenizer,
+        pairs: &[(&str, &str)],
+    ) -> candle_core::Result<Vec<Option<f64>>> {
+        let lps = rationale_log_probs(
+            model,
+            tokenizer,
+            pairs,
+            self.max_question_tokens,
+            self.max_rationale_tokens,
+        )?;
+        Ok(lps.iter().map(|lp| self.pooling.pool(lp)).collect())
+    }
+
     /// Checks the calibration can be used.
     pub fn validate(&self) -> Result<(), String> {
         if !(self.temperature.is_finite() && self.temperature > 0.0) {

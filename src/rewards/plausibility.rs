@@ -16,7 +16,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor, D};
 use serde::{Deserialize, Serialize};
 
-use super::likelihood::{rationale_log_probs, LikelihoodScoring};
+use super::likelihood::LikelihoodScoring;
 use super::{Reward, RewardError, RewardInput};
 use crate::model::{load_t5, load_t5_encoder, EncoderInput, Mode, ModelError, T5Encoder, T5Model};
 use crate::rationale::parse_output;
@@ -246,17 +246,11 @@ impl PlausibilityScorer {
                     .zip(&rationales)
                     .map(|((q, _), r)| (q.trim(), r.as_str()))
                     .collect();
-                let lps = rationale_log_probs(
-                    model,
-                    &self.tokenizer,
-                    &pairs,
-                    scoring.max_question_tokens,
-                    scoring.max_rationale_tokens,
-                )?;
+                let pooled = scoring.pooled_log_probs(model, &self.tokenizer, &pairs)?;
                 // an empty rationale states nothing believable
-                Ok(lps
-                    .iter()
-                    .map(|lp| scoring.pooling.pool(lp).map_or(0.0, |x| scoring.score(x)))
+                Ok(pooled
+                    .into_iter()
+                    .map(|x| x.map_or(0.0, |x| scoring.score(x)))
                     .collect())
             }
         }

@@ -12,9 +12,7 @@
 use anyhow::{bail, Result};
 use candle_core::{Device, Tensor, D};
 use mario::model::{EncoderInput, Mode, T5Model};
-use mario::rewards::likelihood::{
-    fit_calibration, rationale_log_probs, LikelihoodScoring, TokenPooling,
-};
+use mario::rewards::likelihood::{fit_calibration, LikelihoodScoring, TokenPooling};
 use mario::rewards::plausibility::{last_token_states, PlausibilityHead, PlausibilityInput};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -435,22 +433,18 @@ pub fn fit_likelihood_scorer(
         max_question_tokens: MAX_TOKENS,
         max_rationale_tokens: MAX_TOKENS,
     };
+    // the pooling and token limits (the calibration is set below)
+    let reader = scoring.clone();
     let pooled = |v: &[&Labelled]| -> Result<Vec<f64>> {
         let pairs: Vec<(&str, &str)> = v
             .iter()
             .map(|l| (l.question.as_str(), l.rationale.as_str()))
             .collect();
-        let lps = rationale_log_probs(
-            model,
-            tokenizer,
-            &pairs,
-            scoring.max_question_tokens,
-            scoring.max_rationale_tokens,
-        )?;
         // an empty rationale ranks below every other
-        Ok(lps
-            .iter()
-            .map(|lp| scoring.pooling.pool(lp).unwrap_or(-1e4))
+        Ok(reader
+            .pooled_log_probs(model, tokenizer, &pairs)?
+            .into_iter()
+            .map(|x| x.unwrap_or(-1e4))
             .collect())
     };
     let mut subset: Vec<&Labelled> = train.iter().collect();

@@ -99,6 +99,16 @@ fn sft_interrupted_and_resumed_continues_loss_curve_and_data_order_exactly() {
     assert!(full.best().join("model.safetensors").is_file());
 }
 
+/// The AUC a plausibility report's table gives for `metric`.
+fn report_auc(report: &str, metric: &str) -> f64 {
+    report
+        .lines()
+        .find(|l| l.starts_with(&format!("| {metric} |")))
+        .and_then(|l| l.split('|').nth(2))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {metric} in {report}"))
+}
+
 /// The plausibility scorer learns to tell real rationales from degenerate ones, and reports a
 /// held-out AUC per kind of negative.
 #[test]
@@ -164,12 +174,7 @@ fn plausibility_scorer_learns_a_separable_problem() {
     // the corrupted rationales ("no no no no") are told apart from the real ones; the other
     // negatives (shuffled words, another question's rationale) need arithmetic this model lacks
     let report = std::fs::read_to_string(dir.path().join("pl/report.md")).unwrap();
-    let wrong: f64 = report
-        .lines()
-        .find(|l| l.starts_with("| auc_wrong_label |"))
-        .and_then(|l| l.split('|').nth(2))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no auc_wrong_label in {report}"));
+    let wrong = report_auc(&report, "auc_wrong_label");
     assert!(
         wrong > 0.9,
         "AUC against wrong-label rationales {wrong}: {report}"
@@ -281,12 +286,7 @@ fn likelihood_scorer_is_calibrated_from_a_model_that_knows_the_rationales() {
         report.contains("calibrated by logistic regression"),
         "{report}"
     );
-    let shuffled: f64 = report
-        .lines()
-        .find(|l| l.starts_with("| auc_shuffled |"))
-        .and_then(|l| l.split('|').nth(2))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no auc_shuffled in {report}"));
+    let shuffled = report_auc(&report, "auc_shuffled");
     assert!(
         shuffled > 0.9,
         "AUC against shuffled rationales {shuffled}: {report}"
