@@ -215,25 +215,11 @@ impl PlausibilityScorer {
         })
     }
 
-    /// The text a VERA-style scorer reads for one item (a likelihood scorer reads the question
-    /// and the rationale apart).
-    pub fn input_text(&self, question: &str, output: &str) -> String {
-        let rationale = parse_output(output).rationale;
-        let input = match &self.kind {
-            ScorerModel::Vera(v) => v.head.input,
-            ScorerModel::Likelihood { .. } => PlausibilityInput::QuestionRationale,
-        };
-        match input {
-            PlausibilityInput::Rationale => rationale,
-            PlausibilityInput::QuestionRationale => format!("{} {rationale}", question.trim()),
-        }
-    }
-
     /// Scores of `(question, output)` pairs, in (0, 1).
     pub fn scores(&self, items: &[(&str, &str)]) -> candle_core::Result<Vec<f64>> {
         match &self.kind {
-            ScorerModel::Vera(_) => {
-                let texts: Vec<String> = items.iter().map(|(q, o)| self.input_text(q, o)).collect();
+            ScorerModel::Vera(v) => {
+                let texts: Vec<String> = items.iter().map(|(q, o)| v.input_text(q, o)).collect();
                 Ok(self.logits(&texts)?.into_iter().map(sigmoid).collect())
             }
             ScorerModel::Likelihood { model, scoring } => {
@@ -291,6 +277,17 @@ impl PlausibilityScorer {
             out.extend(logit.to_vec1::<f32>()?);
         }
         Ok(out)
+    }
+}
+
+impl VeraScorer {
+    /// The text the head's encoder reads for one item.
+    fn input_text(&self, question: &str, output: &str) -> String {
+        let rationale = parse_output(output).rationale;
+        match self.head.input {
+            PlausibilityInput::Rationale => rationale,
+            PlausibilityInput::QuestionRationale => format!("{} {rationale}", question.trim()),
+        }
     }
 }
 

@@ -99,6 +99,30 @@ fn sft_interrupted_and_resumed_continues_loss_curve_and_data_order_exactly() {
     assert!(full.best().join("model.safetensors").is_file());
 }
 
+/// Writes teacher records to `dir/teacher.jsonl`.
+fn write_teacher(
+    dir: &std::path::Path,
+    recs: &[mario_training::data::TeacherRecord],
+) -> std::path::PathBuf {
+    let teacher = dir.join("teacher.jsonl");
+    let text: String = recs
+        .iter()
+        .map(|r| serde_json::to_string(r).unwrap() + "\n")
+        .collect();
+    std::fs::write(&teacher, text).unwrap();
+    teacher
+}
+
+/// A stage run on the CPU, from scratch, without a time limit or progress bars.
+fn cpu_stage() -> mario_training::stages::StageOptions {
+    mario_training::stages::StageOptions {
+        resume: false,
+        max_minutes: None,
+        progress: false,
+        device: Device::Cpu,
+    }
+}
+
 /// The AUC a plausibility report's table gives for `metric`.
 fn report_auc(report: &str, metric: &str) -> f64 {
     report
@@ -116,7 +140,7 @@ fn plausibility_scorer_learns_a_separable_problem() {
     use mario_training::config::PlausibilityDataSection;
     use mario_training::data::TeacherRecord;
     use mario_training::stages::plausibility::train_plausibility;
-    use mario_training::stages::{StageOptions, StageOutcome};
+    use mario_training::stages::StageOutcome;
     let dir = tempfile::tempdir().unwrap();
     let (model_dir, _, _) = common::micro_setup(dir.path());
     let mut recs = Vec::new();
@@ -139,12 +163,7 @@ fn plausibility_scorer_learns_a_separable_problem() {
             predicted_rationale: "no no no no".into(),
         });
     }
-    let teacher = dir.path().join("teacher.jsonl");
-    let text: String = recs
-        .iter()
-        .map(|r| serde_json::to_string(r).unwrap() + "\n")
-        .collect();
-    std::fs::write(&teacher, text).unwrap();
+    let teacher = write_teacher(dir.path(), &recs);
     let settings = SftSettings {
         lr: 3e-3,
         warmup_steps: 5,
@@ -154,12 +173,7 @@ fn plausibility_scorer_learns_a_separable_problem() {
         seed: 2,
         ..SftSettings::default()
     };
-    let o = StageOptions {
-        resume: false,
-        max_minutes: None,
-        progress: false,
-        device: Device::Cpu,
-    };
+    let o = cpu_stage();
     let StageOutcome::Done((scorer, auc)) = train_plausibility(
         &model_dir,
         &[teacher],
@@ -202,7 +216,7 @@ fn likelihood_scorer_is_calibrated_from_a_model_that_knows_the_rationales() {
     use mario_training::config::{PlausibilityDataSection, ScorerKind};
     use mario_training::data::TeacherRecord;
     use mario_training::stages::plausibility::train_plausibility;
-    use mario_training::stages::{StageOptions, StageOutcome};
+    use mario_training::stages::StageOutcome;
     let dir = tempfile::tempdir().unwrap();
     let (model_dir, train_file, dev_file) = common::micro_setup(dir.path());
     let dev = Device::Cpu;
@@ -240,18 +254,8 @@ fn likelihood_scorer_is_calibrated_from_a_model_that_knows_the_rationales() {
             predicted_rationale: r,
         })
         .collect();
-    let teacher = dir.path().join("teacher.jsonl");
-    let text: String = recs
-        .iter()
-        .map(|r| serde_json::to_string(r).unwrap() + "\n")
-        .collect();
-    std::fs::write(&teacher, text).unwrap();
-    let o = StageOptions {
-        resume: false,
-        max_minutes: None,
-        progress: false,
-        device: Device::Cpu,
-    };
+    let teacher = write_teacher(dir.path(), &recs);
+    let o = cpu_stage();
     // with finetune, the model is first trained further on the positives (as a language model)
     for (finetune, out) in [(true, "pl-ft"), (false, "pl")] {
         let data = PlausibilityDataSection {

@@ -89,7 +89,7 @@ pub fn train_plausibility(
     copy_dir(&run.best(), &dest)?;
     std::fs::write(
         dest.join(PLAUSIBILITY_FILE),
-        serde_json::to_string_pretty(&task.head)? + "\n",
+        PlausibilitySpec::Vera(task.head.clone()).to_json(),
     )?;
     let best = TrainableModel::load(&dest, &o.device)?;
     let aucs = task.held_out_aucs(&best.model)?;
