@@ -7,7 +7,9 @@ usage: scripts/probe-plausibility.py RUN LABELS POOL LR STEPS [KNOW]
   RUN     a pipeline run folder (RUN/sft/best, RUN/data/world)
   LABELS  raw (teacher positives as they are) | clean (positives with a false fact -> negatives)
   POOL    last | mean (encoder state) | dec (decoder's last state) | decmin | decmean (a head on
-          every decoder state, min / mean pooled)
+          every decoder state, min / mean pooled) | inspect (no training: the cosine of the
+          encoder's last and mean states between held-out positives and their word-shuffles,
+          and the SFT model's per-token log-probabilities of a positive and its false fact)
   LR, STEPS  AdamW learning rate and updates (batch 32)
   KNOW    add every knowledge-base fact as a sentence, true and made false, KNOW times
 Prints held-out AUCs (overall and per kind of negative) every 250 updates.
@@ -118,6 +120,26 @@ def split_qr(x):
     q = x[0].split('?')[0] + '?' if '?' in x[0] else ''
     return (x[0], x[1], x[2], q, x[0][len(q):].strip())
 train = [split_qr(x) for x in train]; test = [split_qr(x) for x in test]
+if POOL == 'inspect':
+    full = T5ForConditionalGeneration.from_pretrained(f'{RUN}/sft/best'); full.eval()
+    pos = [x for x in test if x[2] == 'positive']
+    shuf = {x[3]: x for x in test if x[2] == 'shuffled'}
+    fals = {x[3]: x for x in test if x[2] == 'false_fact'}
+    cos_last, cos_mean = [], []
+    with torch.no_grad():
+        for x in pos[:50]:
+            if x[3] not in shuf: continue
+            hs = [full.encoder(input_ids=torch.tensor([tok.encode(t[0]).ids])).last_hidden_state[0] for t in (x, shuf[x[3]])]
+            cos_last.append(torch.cosine_similarity(hs[0][-1], hs[1][-1], dim=0).item())
+            cos_mean.append(torch.cosine_similarity(hs[0].mean(0), hs[1].mean(0), dim=0).item())
+        print(f'encoder state cosine, positive vs its shuffle ({len(cos_last)} pairs): last {sum(cos_last)/len(cos_last):.4f}, mean {sum(cos_mean)/len(cos_mean):.4f}')
+        x = next(p for p in pos if p[3] in fals)
+        for t in (x, fals[x[3]]):
+            e = tok.encode(t[4]); ids = e.ids[:-1]
+            lg = full(input_ids=torch.tensor([tok.encode(t[3]).ids]), decoder_input_ids=torch.tensor([[0] + ids[:-1]])).logits[0].log_softmax(-1)
+            lp = lg[torch.arange(len(ids)), torch.tensor(ids)].tolist()
+            print(t[2], t[3], ' '.join(f'{w}:{v:.1f}' for w, v in zip(e.tokens, lp)))
+    sys.exit(0)
 def auc(s, l):
     pos = [a for a,b in zip(s,l) if b>0.5]; neg = [a for a,b in zip(s,l) if b<0.5]
     if not pos or not neg: return float('nan')

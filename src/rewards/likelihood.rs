@@ -3,8 +3,8 @@
 //! A seq2seq model that knows the domain (in this project: the SFT student, trained on the
 //! teacher's rationales and, in a generated world, on every fact of its knowledge base) reads
 //! the question and scores the rationale token by token, teacher-forced. A false fact shows as
-//! one token the model finds very unlikely ("A muzu lives in zibusi." where it knows "kame":
-//! log p ≈ −11 against ≈ 0 for the true name), so the rationale's score pools the per-token
+//! one token the model finds very unlikely ("A muzu lives in polopu." where it knows "kame":
+//! log p ≈ −9.5 against ≈ 0 for the true name, in a world's SFT model), so the rationale's score pools the per-token
 //! log-probabilities with their minimum (the least believable token) and maps it through a
 //! calibration fitted on labelled examples: `sigmoid((pooled − bias) / temperature)`.
 //!

@@ -168,7 +168,8 @@ pub enum ScorerKind {
     #[default]
     Classifier,
     /// The model's least likely rationale token (question in the encoder, rationale
-    /// teacher-forced in the decoder), calibrated on the training examples; no fine-tuning.
+    /// teacher-forced in the decoder), calibrated on the training examples; the model is used
+    /// as it is, or first fine-tuned as a language model with `finetune = true`.
     Likelihood,
 }
 

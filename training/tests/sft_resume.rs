@@ -283,6 +283,12 @@ fn likelihood_scorer_is_calibrated_from_a_model_that_knows_the_rationales() {
             finetune,
             "a language-model run exactly when asked for"
         );
+        let report = std::fs::read_to_string(dir.path().join(out).join("report.md")).unwrap();
+        assert_eq!(
+            report.contains("first fine-tuned from"),
+            finetune,
+            "the report says whether weights were trained: {report}"
+        );
     }
     let scorer = dir.path().join("pl/scorer");
     let report = std::fs::read_to_string(dir.path().join("pl/report.md")).unwrap();

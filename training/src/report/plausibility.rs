@@ -31,8 +31,12 @@ pub struct PlausibilityReport<'a> {
 pub enum ScorerMade<'a> {
     /// A classifier fine-tuned; the checkpoint of this step was kept.
     FineTuned { best_step: u64 },
-    /// A likelihood scorer calibrated on the training examples.
-    Calibrated(&'a mario::rewards::likelihood::LikelihoodScoring),
+    /// A likelihood scorer calibrated on the training examples; its model was first fine-tuned
+    /// from `finetuned_from` when that is set.
+    Calibrated {
+        scoring: &'a mario::rewards::likelihood::LikelihoodScoring,
+        finetuned_from: Option<&'a Path>,
+    },
 }
 
 /// Writes the report to `path`.
@@ -51,7 +55,7 @@ pub fn write_plausibility_report(path: &Path, r: &PlausibilityReport<'_>) -> Res
              |---|---|\n{table}",
             match r.made {
                 ScorerMade::FineTuned { .. } => "Trained from",
-                ScorerMade::Calibrated(_) => {
+                ScorerMade::Calibrated { .. } => {
                     "Likelihood scorer (the least likely rationale token) from"
                 }
             },
@@ -70,10 +74,22 @@ pub fn write_plausibility_report(path: &Path, r: &PlausibilityReport<'_>) -> Res
             match r.made {
                 ScorerMade::FineTuned { best_step } =>
                     format!("the checkpoint of step {best_step} was kept"),
-                ScorerMade::Calibrated(c) => format!(
+                ScorerMade::Calibrated {
+                    scoring: c,
+                    finetuned_from,
+                } => format!(
                     "score = sigmoid((min log p - ({:.4})) / {:.4}), calibrated by logistic \
-                     regression on those examples; no weights were trained",
-                    c.bias, c.temperature
+                     regression on those examples; {}",
+                    c.bias,
+                    c.temperature,
+                    match finetuned_from {
+                        Some(from) => format!(
+                            "the model was first fine-tuned from `{}` as a language model on \
+                             the training positives (`lm/`)",
+                            from.display()
+                        ),
+                        None => "no weights were trained".to_string(),
+                    }
                 ),
             },
         ),

@@ -61,13 +61,20 @@ pub fn train_plausibility(
         } else {
             model.to_path_buf()
         };
+        let examples = ScorerExamples {
+            train: &train_ex,
+            test: &test_ex,
+            built,
+        };
+        let finetuned_from = data.finetune.then_some(model);
         return likelihood_scorer(
             &scorer_model,
+            finetuned_from,
             teacher_files,
             data,
             out,
             o,
-            (&train_ex, &test_ex, built),
+            &examples,
         )
         .map(StageOutcome::Done);
     }
@@ -164,17 +171,29 @@ fn finetune_scorer_model(
     Ok(StageOutcome::Done(run.last()))
 }
 
-/// The likelihood scorer: `model` itself, with `plausibility.json` holding the calibration
-/// fitted on `train` (no training run, so nothing to resume); writes `out/scorer` and
-/// `out/report.md`.
+/// A plausibility scorer's examples.
+struct ScorerExamples<'a> {
+    /// The training split, after balancing.
+    train: &'a [Labelled],
+    /// The held-out split.
+    test: &'a [Labelled],
+    /// Training examples built before balancing.
+    built: usize,
+}
+
+/// The likelihood scorer: `model` (fine-tuned from `finetuned_from`, when set) with
+/// `plausibility.json` holding the calibration fitted on the training examples (a fit, not a
+/// training run: nothing to resume); writes `out/scorer` and `out/report.md`.
 fn likelihood_scorer(
     model: &Path,
+    finetuned_from: Option<&Path>,
     teacher_files: &[PathBuf],
     data: &PlausibilityDataSection,
     out: &Path,
     o: &StageOptions,
-    (train, test, built): (&[Labelled], &[Labelled], usize),
+    examples: &ScorerExamples<'_>,
 ) -> Result<(PathBuf, f64)> {
+    let ScorerExamples { train, test, built } = *examples;
     let m = TrainableModel::load(model, &o.device)?;
     tracing::info!(
         train = train.len(),
@@ -198,7 +217,10 @@ fn likelihood_scorer(
             built,
             held_out: test.len(),
             negatives_per_positive: data.negatives_per_positive,
-            made: ScorerMade::Calibrated(&fit.scoring),
+            made: ScorerMade::Calibrated {
+                scoring: &fit.scoring,
+                finetuned_from,
+            },
             aucs: &fit.aucs,
         },
     )?;
