@@ -4,8 +4,10 @@
 
 usage: scripts/world-forms.py WORLD_DIR EXAMPLES.jsonl [EXAMPLES.jsonl ...]
   WORLD_DIR: the generated data folder (holds world.json)
-  EXAMPLES.jsonl: `mario-train eval --out DIR` writes DIR/examples.jsonl
-Prints a markdown table per file.
+  EXAMPLES.jsonl: `mario-train eval --out DIR` writes DIR/examples.jsonl; the pipeline's
+    test split (`test/sft.jsonl`, `test/mario.jsonl`) and MaRio's dev files
+    (`mario/dev/round-N.jsonl`), whose lines carry a `scores` object, read the same way
+Prints a markdown table per file (with the learned rewards' means where the file has them).
 """
 import collections
 import json
@@ -21,22 +23,31 @@ def forms_by_question(world_dir):
     return out
 
 
+def measures(r):
+    """(correct, {measure: value}) of one line of either file kind."""
+    if "scores" in r:
+        return r["scores"].get("accuracy"), r["scores"]
+    return r["correct"], r["measures"]
+
+
 def table(forms, path):
     rows = collections.defaultdict(list)
     for line in open(path):
         r = json.loads(line)
-        rows[forms.get(r["question"], "?")].append(r)
+        rows[forms.get(r["question"], "?")].append(measures(r))
     keys = ["truth_complete", "truth_entailed", "truth_fact_accuracy", "truth_no_repetition"]
+    learned = ["consistency", "plausibility", "diversity"]
+    keys += [k for k in learned if any(k in m for rs in rows.values() for _, m in rs)]
     print(f"\n{path}\n")
     print("| form | n | accuracy | " + " | ".join(k.removeprefix("truth_") for k in keys) + " |")
     print("|---|---:|---:|" + "---:|" * len(keys))
     for form in sorted(rows):
         rs = rows[form]
-        acc = sum(r["correct"] for r in rs) / len(rs)
+        acc = sum(float(c) for c, _ in rs) / len(rs)
         cells = []
         for k in keys:
-            vals = [r["measures"].get(k) for r in rs if r["measures"].get(k) is not None]
-            cells.append(f"{sum(vals) / len(vals):.2f}" if vals else "-")
+            vals = [m.get(k) for _, m in rs if m.get(k) is not None]
+            cells.append(f"{sum(vals) / len(vals):.3f}" if vals else "-")
         print(f"| {form} | {len(rs)} | {acc:.2f} | " + " | ".join(cells) + " |")
 
 

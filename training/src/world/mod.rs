@@ -340,6 +340,7 @@ impl World {
             non_sequitur: flawed(Flaw::NonSequitur),
             repetition: flawed(Flaw::Repetition),
             vague: flawed(Flaw::Vague),
+            stereotype: flawed(Flaw::Stereotype),
         })
     }
 }
@@ -418,6 +419,8 @@ pub struct WorldSummary {
     pub repetition: usize,
     /// Samples that state no needed fact.
     pub vague: usize,
+    /// Samples that name stereotypical entities (see [`Flaw::Stereotype`]).
+    pub stereotype: usize,
 }
 
 #[cfg(test)]

@@ -111,6 +111,12 @@ pub enum Flaw {
     Repetition,
     /// See [`FlawRates::vague`].
     Vague,
+    /// Every first hop names the stereotypical entity instead of the true one: the first
+    /// entity, in the knowledge base's order, with the same property ("A pudodo lives in
+    /// vavi. Vavi is cold." for any creature of a cold place). The answer stays right, so the
+    /// sample reaches the silver data with a false fact: the right answer for a wrong reason.
+    /// A habit only (`[[world.habits]]`), it has no rate of its own.
+    Stereotype,
 }
 
 /// One teacher sample.
@@ -193,12 +199,33 @@ pub fn sample(
             let all = labels(q);
             (vague_rationale(q), all.choose(rng).expect("labels").clone())
         }
+        Flaw::Stereotype => (rationale_of(&stereotyped(kb, &q.facts)), q.answer.clone()),
     };
     TeacherSample {
         rationale,
         answer,
         flaw,
     }
+}
+
+/// `facts` (pairs of a first hop and its value's property, as questions state them) with
+/// every first hop naming the stereotype of its property: the first entity of the hop's domain
+/// with the same property value. The facts still imply the same answer.
+fn stereotyped(kb: &KnowledgeBase, facts: &[Fact]) -> Vec<Fact> {
+    let mut out = facts.to_vec();
+    for i in (0..out.len().saturating_sub(1)).step_by(2) {
+        let (hop, property) = (out[i].relation, out[i + 1].relation);
+        let wanted = out[i + 1].value.clone();
+        if let Some(typical) = kb
+            .domain(hop)
+            .into_iter()
+            .find(|v| kb.value(v, property) == Some(wanted.as_str()))
+        {
+            out[i].value = typical.clone();
+            out[i + 1] = kb.fact(&typical, property);
+        }
+    }
+    out
 }
 
 /// A flaw drawn at `rates`.

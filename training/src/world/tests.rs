@@ -184,6 +184,36 @@ fn bad_settings_are_refused() {
 }
 
 #[test]
+fn a_stereotype_keeps_the_answer_and_names_one_entity_per_property() {
+    let w = World::generate(&small()).unwrap();
+    let index = super::truth::TruthIndex::new(&w);
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let (mut false_facts, mut named) = (0, BTreeSet::new());
+    for q in &w.train {
+        let s = sample(&mut rng, &w.kb, q, Flaw::Stereotype);
+        assert_eq!(s.answer, q.answer);
+        let t = index
+            .score(&q.question, &s.rationale, Some(&s.answer))
+            .unwrap();
+        assert!(t.entailed && !t.repeated, "{}", s.rationale);
+        if t.fact_accuracy.unwrap() < 1.0 {
+            false_facts += 1;
+        }
+        if matches!(q.kind, QuestionKind::LivesCold { .. }) {
+            named.insert(s.rationale.split(" lives in ").nth(1).unwrap().to_string());
+        }
+    }
+    // many questions' true entity is not the stereotype (a third here), and every cold/hot question names
+    // one of two places
+    assert!(
+        false_facts * 3 > w.train.len(),
+        "{false_facts} of {}",
+        w.train.len()
+    );
+    assert!(!named.is_empty() && named.len() <= 2, "{named:?}");
+}
+
+#[test]
 fn the_truth_measures_see_each_teacher_flaw() {
     let w = World::generate(&small()).unwrap();
     let index = super::truth::TruthIndex::new(&w);
@@ -203,6 +233,7 @@ fn the_truth_measures_see_each_teacher_flaw() {
             Flaw::NonSequitur => assert!(!s.entailed && s.complete),
             Flaw::Repetition => assert!(s.repeated && s.entailed),
             Flaw::Vague => assert!(s.fact_accuracy.is_none() && !s.complete),
+            Flaw::Stereotype => assert!(s.entailed && row.sample.answer == row.gold),
         }
     }
     assert!(index
