@@ -119,7 +119,8 @@ fn dev_rows(
             Some((sa, sb)) => paired(sa, sb, metric)?,
             None => None,
         };
-        table_rows.push(comparison_row(metric, a, b, diff));
+        let questions = per_question.as_ref().map_or(0, |(sa, _)| sa.len());
+        table_rows.push(comparison_row(metric, a, b, diff, questions));
     }
     Ok(table_rows)
 }
@@ -165,21 +166,63 @@ fn paired_rows(a: &[DevScore], b: &[DevScore]) -> Result<Vec<Vec<String>>> {
     for m in &metrics {
         let (x, y) = (mean(a, m), mean(b, m));
         let diff = paired(a, b, m)?;
-        out.push(comparison_row(m, x, y, diff));
+        out.push(comparison_row(m, x, y, diff, a.len()));
     }
     Ok(out)
 }
 
-/// One row `metric | A | B | change | 95 % interval | where it lies`.
-fn comparison_row(metric: &str, a: f64, b: f64, diff: Option<PairedDiff>) -> Vec<String> {
+/// One row `metric | A | B | change | 95 % interval | where it lies`. The change is the
+/// difference of the two means (each over the questions its side scored); the interval is
+/// paired over the questions both sides scored, so when that is fewer than the `questions`
+/// decoded (e.g. a rationale stating no fact has no fact accuracy) the cell names that count
+/// and the paired mean the interval is centred on.
+fn comparison_row(
+    metric: &str,
+    a: f64,
+    b: f64,
+    diff: Option<PairedDiff>,
+    questions: usize,
+) -> Vec<String> {
+    let interval = |d: PairedDiff| {
+        let base = format!("[{:+.4}, {:+.4}]", d.low(), d.high());
+        if d.n < questions {
+            format!(
+                "{base} over the {} of {questions} questions both scored (mean {:+.4})",
+                d.n, d.mean
+            )
+        } else {
+            base
+        }
+    };
     vec![
         metric.to_string(),
         format!("{a:.4}"),
         format!("{b:.4}"),
         format!("{:+.4}", b - a),
-        diff.map(|d| format!("[{:+.4}, {:+.4}]", d.low(), d.high()))
-            .unwrap_or_else(|| "-".into()),
+        diff.map(interval).unwrap_or_else(|| "-".into()),
         diff.map(|d| d.verdict().to_string())
             .unwrap_or_else(|| "-".into()),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_interval_over_fewer_questions_than_decoded_says_so() {
+        // SFT stated no fact on question 2, so fact accuracy pairs only questions 0 and 1
+        let a = [Some(0.5), Some(1.0), None];
+        let b = [Some(1.0), Some(1.0), Some(0.0)];
+        let d = PairedDiff::of(&a, &b);
+        let row = comparison_row("truth_fact_accuracy", 0.75, 2.0 / 3.0, d, 3);
+        assert_eq!(row[3], "-0.0833");
+        assert!(
+            row[4].contains("over the 2 of 3 questions both scored (mean +0.2500)"),
+            "{}",
+            row[4]
+        );
+        let full = comparison_row("accuracy", 0.5, 1.0, PairedDiff::of(&b, &b), 3);
+        assert_eq!(full[4], "[+0.0000, +0.0000]");
+    }
 }
