@@ -7,7 +7,8 @@ usage: scripts/world-forms.py WORLD_DIR EXAMPLES.jsonl [EXAMPLES.jsonl ...]
   EXAMPLES.jsonl: `mario-train eval --out DIR` writes DIR/examples.jsonl; the pipeline's
     test split (`test/sft.jsonl`, `test/mario.jsonl`) and MaRio's dev files
     (`mario/dev/round-N.jsonl`), whose lines carry a `scores` object, read the same way
-Prints a markdown table per file (with the learned rewards' means where the file has them).
+Prints a markdown table per file (with the learned rewards' means where the file has them),
+and the share of its most common gold answer.
 """
 import collections
 import json
@@ -49,6 +50,12 @@ def table(forms, path):
             vals = [m.get(k) for _, m in rs if m.get(k) is not None]
             cells.append(f"{sum(vals) / len(vals):.3f}" if vals else "-")
         print(f"| {form} | {len(rs)} | {acc:.2f} | " + " | ".join(cells) + " |")
+    golds = collections.Counter(json.loads(line).get("gold") for line in open(path))
+    golds.pop(None, None)
+    if golds:
+        label, n = golds.most_common(1)[0]
+        print(f"\nmajority gold answer: {label}, {n} of {sum(golds.values())} "
+              f"({100 * n / sum(golds.values()):.1f} %)")
 
 
 if __name__ == "__main__":

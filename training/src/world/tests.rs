@@ -2,7 +2,7 @@ use std::collections::BTreeSet;
 
 use super::kb::Relation;
 use super::questions::{implied_answer, QuestionKind};
-use super::teacher::{sample, Flaw};
+use super::teacher::{sample, Flaw, Habit};
 use super::*;
 
 fn small() -> WorldSettings {
@@ -203,8 +203,8 @@ fn a_stereotype_keeps_the_answer_and_names_one_entity_per_property() {
             named.insert(s.rationale.split(" lives in ").nth(1).unwrap().to_string());
         }
     }
-    // many questions' true entity is not the stereotype (a third here), and every cold/hot question names
-    // one of two places
+    // many questions' true entity is not the stereotype (a third here), and every cold question
+    // names one of two places
     assert!(
         false_facts * 3 > w.train.len(),
         "{false_facts} of {}",
@@ -215,7 +215,20 @@ fn a_stereotype_keeps_the_answer_and_names_one_entity_per_property() {
 
 #[test]
 fn the_truth_measures_see_each_teacher_flaw() {
-    let w = World::generate(&small()).unwrap();
+    // the stereotype is a habit only: give one form that habit so every flaw occurs
+    let w = World::generate(&WorldSettings {
+        habits: vec![Habit {
+            form: Form::LivesCold,
+            flaw: Flaw::Stereotype,
+            rate: 0.5,
+        }],
+        ..small()
+    })
+    .unwrap();
+    assert!(w
+        .teacher()
+        .iter()
+        .any(|t| t.sample.flaw == Flaw::Stereotype));
     let index = super::truth::TruthIndex::new(&w);
     for row in w.teacher() {
         let s = index
@@ -393,7 +406,6 @@ fn colour_questions_can_offer_every_colour_in_a_fixed_order() {
 
 #[test]
 fn a_habit_is_the_flaw_of_most_samples_of_its_form_only() {
-    use super::teacher::Habit;
     let settings = WorldSettings {
         habits: vec![Habit {
             form: Form::LivesCold,
