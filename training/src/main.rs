@@ -1034,6 +1034,7 @@ fn cmd_mario(a: &MarioArgs, g: &GlobalFlags) -> Result<()> {
     let train_files = given_or_config(&[], cfg.data.files("train.jsonl"), None, "training data")?;
     let dev_files = given_or_config(&[], cfg.data.files("dev.jsonl"), None, "dev data")?;
     let replay_files = cfg.data.training_only_files();
+    let teacher_files = cfg.data.files("teacher_gpt3_train.jsonl");
     let o = stage_options(g, a.device, a.resume, a.max_minutes)?;
     let inputs = MarioInputs {
         settings: &cfg.mario,
@@ -1041,6 +1042,7 @@ fn cmd_mario(a: &MarioArgs, g: &GlobalFlags) -> Result<()> {
         init: a.init.as_deref(),
         train_files: &train_files,
         replay_files: &replay_files,
+        teacher_files: &teacher_files,
         dev_files: &dev_files,
         reward_models: &a.reward_models.models(),
         out: &a.out,

@@ -126,6 +126,7 @@ pub fn run_pipeline(cfg: &RunConfig, out: &Path, o: &StageOptions) -> Result<Pip
             init: Some(&init),
             train_files: &files.train,
             replay_files: &files.training_only,
+            teacher_files: &files.teacher,
             dev_files: &files.dev,
             reward_models: &reward_models,
             out: &mario_dir,

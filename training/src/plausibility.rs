@@ -45,7 +45,8 @@ pub struct Labelled {
 /// a `false_fact` negative: the question's rationale with one fact made false, as the teacher's
 /// false-fact flaw writes it (the kind of error the issue asks the scorer to catch); and a
 /// teacher sample that reached the gold answer but states a false fact is a
-/// `teacher_false_fact` negative, not a positive.
+/// `teacher_false_fact` negative, not a positive, and one that states no fact at all a
+/// `teacher_vague` negative.
 pub fn build_examples(
     records: &[TeacherRecord],
     seed: u64,
@@ -80,13 +81,14 @@ pub fn build_examples(
             &mut train
         };
         // in a generated world the truth is known: a teacher sample that reached the gold
-        // answer through a false fact is not plausible
-        let states_false_fact = truth
-            .as_ref()
-            .and_then(|t| t.score(&r.question, rat, None))
-            .is_some_and(|s| s.fact_accuracy.is_some_and(|a| a < 1.0));
-        if r.predicted_label == r.gold_label && states_false_fact {
+        // answer through a false fact is not plausible, nor one that states no fact at all
+        // (a vague guess: the issue aims that flaw at plausibility as well as consistency)
+        let truth_of = truth.as_ref().and_then(|t| t.score(&r.question, rat, None));
+        let right = r.predicted_label == r.gold_label;
+        if right && truth_of.is_some_and(|s| s.fact_accuracy.is_some_and(|a| a < 1.0)) {
             dest.push(Labelled::new(&r.question, rat, 0.0, "teacher_false_fact"));
+        } else if right && truth_of.is_some_and(|s| s.fact_accuracy.is_none()) {
+            dest.push(Labelled::new(&r.question, rat, 0.0, "teacher_vague"));
         } else if r.predicted_label == r.gold_label {
             dest.push(Labelled::new(&r.question, rat, 1.0, "positive"));
             // corrupted copies of the positive

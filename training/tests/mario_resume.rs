@@ -44,6 +44,7 @@ fn run(
         init: None,
         train_files: vec![train.to_path_buf()],
         replay_files: vec![],
+        teacher_files: vec![],
         dev_files: vec![dev.to_path_buf()],
         reward_models: Default::default(),
         out: dir.join(out),

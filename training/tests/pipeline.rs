@@ -272,14 +272,14 @@ fn a_world_pipeline_generates_its_data_and_reports_the_ground_truth() {
         )
     };
     let toml = format!(
-        "[world]\nseed = 3\nwhich_hot = 4\nteacher_samples = 2\nheld_out = 0.2\n\
+        "[world]\nseed = 3\nwhich_hot = 4\nteacher_samples = 2\nheld_out = 0.2\nunsolved = 0.3\n\
          [world.sizes]\nobjects = 6\nmaterials = 3\ncreatures = 6\nplaces = 3\nfoods = 3\n\n\
          [tokenizer]\nvocab_size = 200\nmin_frequency = 2\n\n\
          [init]\narch = {:?}\nseed = 0\n\n[sft]\n{}\n[consistency]\n{}\n[plausibility]\n{}\n\
          [mario]\nrewards = [\"consistency\", \"accuracy\", \"plausibility\", \"diversity\"]\n\
          bins = 2\nrounds = 1\nsteps_per_round = 3\nrollouts = 1\nmax_new_tokens = 16\n\
          eval_no_repeat_ngram_sizes = [0]\nbatch_size = 4\nlr = 1e-3\nwarmup_steps = 1\n\
-         eval_limit = 6\n",
+         eval_limit = 6\nsample_unsolved = true\n",
         arch,
         stage(12),
         stage(6),
@@ -303,6 +303,38 @@ fn a_world_pipeline_generates_its_data_and_reports_the_ground_truth() {
     for f in ["world.json", "train.jsonl", "dev.jsonl", "test.jsonl"] {
         assert!(world_dir.join(f).is_file(), "{f} missing");
     }
+    // the questions the teacher never answered right are not in the silver data, and MaRio
+    // samples them too
+    let world: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(world_dir.join("world.json")).unwrap())
+            .unwrap();
+    let unsolved: Vec<&str> = world["unsolved"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q.as_str().unwrap())
+        .collect();
+    assert!(!unsolved.is_empty());
+    let silver = std::fs::read_to_string(world_dir.join("train.jsonl")).unwrap();
+    let mut silver_questions = std::collections::HashSet::new();
+    for line in silver.lines() {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        silver_questions.insert(row["question"].as_str().unwrap().to_string());
+    }
+    assert!(unsolved.iter().all(|q| !silver_questions.contains(*q)));
+    let metrics = std::fs::read_to_string(out.join("mario/metrics.jsonl")).unwrap();
+    let sampled = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["kind"] == "sample")
+        .unwrap()["sampled"]
+        .as_u64()
+        .unwrap();
+    // one rollout of every training question: those with silver rationales, the unsolved
+    // ones, and any whose few teacher samples all missed by chance
+    let train_questions = world["train"].as_array().unwrap().len();
+    assert!(silver_questions.len() + unsolved.len() <= train_questions);
+    assert_eq!(sampled as usize, train_questions, "{metrics}");
     // every MaRio dev line carries the ground truth next to the rewards
     let dev_scores = std::fs::read_to_string(out.join("mario/dev/round-0.jsonl")).unwrap();
     let first: serde_json::Value =

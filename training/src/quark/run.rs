@@ -118,6 +118,8 @@ pub struct MarioRun<'a> {
     pub train_files: Vec<PathBuf>,
     /// Training-only files whose examples `replay_examples` draws from.
     pub replay_files: Vec<PathBuf>,
+    /// Teacher files (`teacher_gpt3_train.jsonl`) that `sample_unsolved` reads.
+    pub teacher_files: Vec<PathBuf>,
     /// Dev split files.
     pub dev_files: Vec<PathBuf>,
     /// Reward models.
@@ -260,6 +262,46 @@ fn silver_examples(
     );
     silver.extend(extra);
     Ok(silver)
+}
+
+/// The questions of `teacher_files` that no teacher sample answered right and that `train`
+/// does not hold, as examples without a rationale, in file order; the answer is the gold
+/// label spelt as the question's choices spell it (teacher files lower-case it).
+fn unsolved_questions(teacher_files: &[PathBuf], train: &[Example]) -> Result<Vec<Example>> {
+    let known: std::collections::HashSet<&str> =
+        train.iter().map(|e| e.question.as_str()).collect();
+    let mut order: Vec<(String, String)> = Vec::new();
+    let mut solved: HashMap<String, bool> = HashMap::new();
+    for path in teacher_files {
+        for r in crate::data::load_teacher(path)? {
+            let right = mario::rewards::answers_match(&r.predicted_label, &r.gold_label);
+            match solved.get_mut(&r.question) {
+                Some(s) => *s |= right,
+                None => {
+                    solved.insert(r.question.clone(), right);
+                    order.push((r.question, r.gold_label));
+                }
+            }
+        }
+    }
+    Ok(order
+        .into_iter()
+        .filter(|(q, _)| !solved[q] && !known.contains(q.as_str()))
+        .enumerate()
+        .map(|(i, (question, gold))| {
+            let answer = crate::data::extract_choices(&question)
+                .labels
+                .into_iter()
+                .find(|l| l.eq_ignore_ascii_case(&gold))
+                .unwrap_or(gold);
+            Example {
+                id: format!("unsolved {}", i + 1),
+                question,
+                rationale: None,
+                answer,
+            }
+        })
+        .collect())
 }
 
 /// A run in progress: what every step of a round reads and writes.
@@ -853,7 +895,21 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<MarioOutcome> {
     let rewards = build_rewards(&s.rewards, &run.reward_models, run.device)?;
     let reference = Checkpoint::load(&run.sft, DType::F32, run.device)
         .with_context(|| format!("loading the SFT reference {}", run.sft.display()))?;
-    let train_examples = read_examples(&run.train_files)?;
+    let mut train_examples = read_examples(&run.train_files)?;
+    if s.sample_unsolved {
+        if run.teacher_files.is_empty() {
+            bail!(
+                "[mario] sample_unsolved = true, but the data has no teacher file \
+                 (teacher_gpt3_train.jsonl) to find the unsolved questions in"
+            );
+        }
+        let unsolved = unsolved_questions(&run.teacher_files, &train_examples)?;
+        tracing::info!(
+            unsolved = unsolved.len(),
+            "questions no teacher sample answered right, sampled with the training questions"
+        );
+        train_examples.extend(unsolved);
+    }
     let dev = read_examples(&run.dev_files)?;
     // the SFT checkpoint's generation_config.json < [mario]
     let decoding = Decoding::resolve(&reference.generation, &s.into(), &Default::default());
@@ -1047,5 +1103,47 @@ mod tests {
         // asked for, but nothing to replay
         let err = silver_examples(&train, &[], 10, 1).unwrap_err().to_string();
         assert!(err.contains("replay_examples = 10"), "{err}");
+    }
+
+    #[test]
+    fn unsolved_questions_are_those_no_teacher_sample_got_right() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("teacher_gpt3_train.jsonl");
+        let row = |q: &str, gold: &str, pred: &str| {
+            serde_json::json!({"question": q, "gold_label": gold, "predicted_label": pred,
+                "predicted_rationale": "It is."})
+            .to_string()
+                + "\n"
+        };
+        let rows = [
+            row("Solved once?", "yes", "no"),
+            row("Solved once?", "yes", "yes"),
+            row("Never (B)?", "(b)", "(a)"),
+            row("Never (B)?", "(b)", "(c)"),
+            row("Never yes?", "yes", "no"),
+            row("In train?", "no", "yes"),
+        ]
+        .concat();
+        std::fs::write(&file, rows).unwrap();
+        let train = vec![example("In train?")];
+        let got = unsolved_questions(std::slice::from_ref(&file), &train).unwrap();
+        let qs: Vec<(&str, &str, bool)> = got
+            .iter()
+            .map(|e| {
+                (
+                    e.question.as_str(),
+                    e.answer.as_str(),
+                    e.rationale.is_none(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            qs,
+            [("Never (B)?", "(b)", true), ("Never yes?", "yes", true)]
+        );
+        // spelt as the question's choices spell it
+        std::fs::write(&file, row("Which? (A) x (B) y", "(b)", "(a)")).unwrap();
+        let got = unsolved_questions(&[dir.path().join("teacher_gpt3_train.jsonl")], &[]).unwrap();
+        assert_eq!(got[0].answer, "(B)");
     }
 }

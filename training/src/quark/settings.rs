@@ -43,6 +43,11 @@ pub struct MarioSettings {
     /// data at round 0, a seeded sample of at most this many; 0 = none. Without them the
     /// loop trains on the sampled questions alone and can forget what only those files taught.
     pub replay_examples: usize,
+    /// Also sample the training questions the teacher never answered right (every sample of
+    /// `teacher_gpt3_train.jsonl` missed the gold label, so `train.jsonl` has no rationale for
+    /// them): QUARK's pool then covers the whole training split, not only its silver part, and
+    /// the accuracy reward sees questions the SFT model has not memorised.
+    pub sample_unsolved: bool,
     /// Nucleus sampling mass (paper: 0.7).
     pub top_p: f64,
     /// Sampling temperature.
@@ -120,6 +125,7 @@ impl Default for MarioSettings {
             questions_per_round: 0,
             rollouts: 1,
             replay_examples: 0,
+            sample_unsolved: false,
             top_p: 0.7,
             temperature: 1.0,
             max_new_tokens: None,

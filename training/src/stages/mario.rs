@@ -22,6 +22,8 @@ pub struct MarioInputs<'a> {
     pub train_files: &'a [PathBuf],
     /// Training-only files (never sampled) that `[mario] replay_examples` draws from.
     pub replay_files: &'a [PathBuf],
+    /// Teacher files that `[mario] sample_unsolved` reads.
+    pub teacher_files: &'a [PathBuf],
     /// Dev files.
     pub dev_files: &'a [PathBuf],
     /// The reward models' folders.
@@ -41,6 +43,7 @@ pub fn run_mario_stage(i: &MarioInputs<'_>, o: &StageOptions) -> Result<MarioOut
         init: i.init.map(Path::to_path_buf),
         train_files: i.train_files.to_vec(),
         replay_files: i.replay_files.to_vec(),
+        teacher_files: i.teacher_files.to_vec(),
         dev_files: i.dev_files.to_vec(),
         reward_models: i.reward_models.clone(),
         out: i.out.to_path_buf(),

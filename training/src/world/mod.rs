@@ -14,7 +14,8 @@
 //!   fact of the knowledge base asked alone ([`knowledge`]) `knowledge_repeats` times; trained
 //!   on like the reading questions;
 //! - `teacher_gpt3_train.jsonl`: every teacher sample, with predicted and gold labels
-//!   (lower-cased as in the paper's files);
+//!   (lower-cased as in the paper's files); with `unsolved` > 0 some training questions have
+//!   only wrong samples, so they are here and not in `train.jsonl`;
 //! - `dev.jsonl`, `test.jsonl`: held-out questions with their gold rationales;
 //! - `world.json`: the settings, the knowledge base and every question with the facts it needs.
 //!
@@ -75,6 +76,12 @@ pub struct WorldSettings {
     /// its sentence as the rationale): every entity is then stated often enough to be learnt,
     /// and to be one token, even when most questions about it are held out. 0 = none.
     pub knowledge_repeats: usize,
+    /// Share of the training questions the teacher never answers right: every sample of such
+    /// a question reaches a wrong answer (its usual flaw where that already misses it, else a
+    /// non-sequitur), so the silver data has no rationale for it, as GPT-3 fails some
+    /// StrategyQA questions in all five samples. A question is only picked while every fact it
+    /// needs stays stated by another, solved, training question. 0 = none.
+    pub unsolved: f64,
     /// The teacher's flaws.
     pub flaws: FlawRates,
     /// Flaws the teacher makes in most samples of a form (`[[world.habits]]`; default none).
@@ -93,6 +100,7 @@ impl Default for WorldSettings {
             teacher_samples: 4,
             reading_questions: 0,
             knowledge_repeats: 0,
+            unsolved: 0.0,
             flaws: FlawRates::default(),
             habits: Vec::new(),
         }
@@ -115,6 +123,10 @@ pub struct World {
     /// Training-only reading questions (see [`WorldSettings::reading_questions`]).
     #[serde(default)]
     pub reading: Vec<WorldQuestion>,
+    /// The training questions the teacher never answers right (see
+    /// [`WorldSettings::unsolved`]).
+    #[serde(default)]
+    pub unsolved: Vec<String>,
 }
 
 /// One teacher sample with its question (a line of `teacher_gpt3_train.jsonl`, plus its flaw
@@ -160,6 +172,36 @@ fn groups(all: Vec<WorldQuestion>) -> Vec<Vec<WorldQuestion>> {
                 }
                 out.push(vec![q]);
             }
+        }
+    }
+    out
+}
+
+/// The questions of `train` the teacher never answers right: a seeded `share` of them, each
+/// only while every fact it needs stays needed by another question left solved (so that some
+/// silver rationale still states it).
+fn pick_unsolved(train: &[WorldQuestion], share: f64, seed: u64) -> Vec<String> {
+    let n = (train.len() as f64 * share).round() as usize;
+    let mut count: HashMap<&Fact, usize> = HashMap::new();
+    for f in train.iter().flat_map(|q| &q.facts) {
+        *count.entry(f).or_default() += 1;
+    }
+    let mut order: Vec<&WorldQuestion> = train.iter().collect();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x00B5_01ED));
+    let mut out = Vec::new();
+    for q in order {
+        if out.len() == n {
+            break;
+        }
+        let mut uses: HashMap<&Fact, usize> = HashMap::new();
+        for f in &q.facts {
+            *uses.entry(f).or_default() += 1;
+        }
+        if uses.iter().all(|(f, u)| count[*f] > *u) {
+            for (f, u) in uses {
+                *count.get_mut(f).expect("counted") -= u;
+            }
+            out.push(q.question.clone());
         }
     }
     out
@@ -216,6 +258,12 @@ impl World {
         for h in &settings.habits {
             h.check()?;
         }
+        if !(0.0..=1.0).contains(&settings.unsolved) {
+            anyhow::bail!(
+                "[world] unsolved = {}: use a share in [0, 1]",
+                settings.unsolved
+            );
+        }
         if !(0.0..0.5).contains(&settings.held_out) {
             anyhow::bail!(
                 "[world] held_out = {}: use a share in [0, 0.5)",
@@ -237,6 +285,7 @@ impl World {
         let n = (all.len() as f64 * settings.held_out).round() as usize;
         let (train, dev, test) = split(all, n);
         let reading = reading_questions(&mut rng, &kb, plan, settings.reading_questions)?;
+        let unsolved = pick_unsolved(&train, settings.unsolved, settings.seed);
         Ok(Self {
             settings: settings.clone(),
             kb,
@@ -244,6 +293,7 @@ impl World {
             dev,
             test,
             reading,
+            unsolved,
         })
     }
 
@@ -251,14 +301,20 @@ impl World {
     /// (the silver data and MaRio's pool come from these).
     pub fn world_teacher(&self) -> Vec<TeacherRow> {
         let mut rng = ChaCha8Rng::seed_from_u64(self.settings.seed ^ 0x7EAC_4E85);
+        let unsolved: std::collections::HashSet<&str> =
+            self.unsolved.iter().map(String::as_str).collect();
         let mut out = Vec::new();
         for q in &self.train {
             for _ in 0..self.settings.teacher_samples {
                 let flaw = flaw_for(&mut rng, q, &self.settings.habits, &self.settings.flaws);
+                let mut s = sample(&mut rng, &self.kb, q, flaw);
+                if s.answer == q.answer && unsolved.contains(q.question.as_str()) {
+                    s = sample(&mut rng, &self.kb, q, Flaw::NonSequitur);
+                }
                 out.push(TeacherRow {
                     question: q.question.clone(),
                     gold: q.answer.clone(),
-                    sample: sample(&mut rng, &self.kb, q, flaw),
+                    sample: s,
                 });
             }
         }
@@ -336,6 +392,7 @@ impl World {
                 / (teacher.len() - self.reading.len()).max(1) as f64,
             reading_questions: self.reading.len(),
             knowledge_records: knowledge.len(),
+            unsolved_questions: self.unsolved.len(),
             false_fact: flawed(Flaw::FalseFact),
             non_sequitur: flawed(Flaw::NonSequitur),
             repetition: flawed(Flaw::Repetition),
@@ -411,6 +468,8 @@ pub struct WorldSummary {
     pub reading_questions: usize,
     /// Training-only knowledge records (`knowledge.jsonl`).
     pub knowledge_records: usize,
+    /// Training questions no sample answers right (none of their rows in `train.jsonl`).
+    pub unsolved_questions: usize,
     /// Samples with a false fact.
     pub false_fact: usize,
     /// Samples whose answer does not follow.

@@ -457,9 +457,18 @@ fn a_habit_is_the_flaw_of_most_samples_of_its_form_only() {
 }
 
 #[test]
-fn the_plausibility_data_of_a_world_has_false_fact_negatives() {
+fn the_plausibility_data_of_a_world_has_false_fact_and_vague_negatives() {
     let dir = tempfile::tempdir().unwrap();
-    let w = World::generate(&small()).unwrap();
+    // a vague habit, so that lucky vague guesses reach the gold answer often
+    let w = World::generate(&WorldSettings {
+        habits: vec![Habit {
+            form: Form::EatsColor,
+            flaw: Flaw::Vague,
+            rate: 0.8,
+        }],
+        ..small()
+    })
+    .unwrap();
     w.write(dir.path()).unwrap();
     let records = crate::data::load_teacher(&dir.path().join("teacher_gpt3_train.jsonl")).unwrap();
     let (train, test) = crate::plausibility::build_examples(&records, 3, Some(&w));
@@ -481,30 +490,39 @@ fn the_plausibility_data_of_a_world_has_false_fact_negatives() {
         let s = super::truth::score(&w.kb, q, rationale, None);
         assert!(s.fact_accuracy.unwrap() < 1.0, "{}", l.text);
     }
-    // every positive of a world question states only true facts; the teacher's samples that
-    // reached the gold answer through a false fact are negatives
-    let mut teacher_false = 0;
+    // every positive of a world question states facts, only true ones; the teacher's samples
+    // that reached the gold answer through a false fact, or stating no fact, are negatives
+    let (mut teacher_false, mut teacher_vague) = (0, 0);
     for l in train.iter().chain(&test) {
         let Some(q) = w.train.iter().find(|q| q.question == l.question) else {
             continue;
         };
         let s = super::truth::score(&w.kb, q, &l.rationale, None);
-        let all_true = s.fact_accuracy.is_none_or(|a| a == 1.0);
         match l.kind {
-            "positive" => assert!(all_true, "{}", l.text),
+            "positive" => assert_eq!(s.fact_accuracy, Some(1.0), "{}", l.text),
             "teacher_false_fact" => {
-                assert!(!all_true && l.label == 0.0, "{}", l.text);
+                assert!(
+                    s.fact_accuracy.unwrap() < 1.0 && l.label == 0.0,
+                    "{}",
+                    l.text
+                );
                 teacher_false += 1;
+            }
+            "teacher_vague" => {
+                assert!(s.fact_accuracy.is_none() && l.label == 0.0, "{}", l.text);
+                teacher_vague += 1;
             }
             _ => {}
         }
     }
     assert!(teacher_false > 10, "{teacher_false}");
+    assert!(teacher_vague > 10, "{teacher_vague}");
     // without a world, no such kinds
     let (plain, _) = crate::plausibility::build_examples(&records, 3, None);
-    assert!(plain
-        .iter()
-        .all(|l| l.kind != "false_fact" && l.kind != "teacher_false_fact"));
+    assert!(plain.iter().all(|l| !matches!(
+        l.kind,
+        "false_fact" | "teacher_false_fact" | "teacher_vague"
+    )));
 }
 
 #[test]
@@ -553,4 +571,59 @@ fn knowledge_records_state_every_fact_alone_and_only_for_training() {
     // written again without them, the folder holds none
     plain.write(dir.path()).unwrap();
     assert!(!path.exists());
+}
+
+#[test]
+fn unsolved_questions_have_only_wrong_samples_and_their_facts_stay_in_the_silver_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = World::generate(&WorldSettings {
+        unsolved: 0.2,
+        ..small()
+    })
+    .unwrap();
+    let summary = w.write(dir.path()).unwrap();
+    assert_eq!(summary.unsolved_questions, w.unsolved.len());
+    let wanted = (w.train.len() as f64 * 0.2).round() as usize;
+    assert!(
+        w.unsolved.len() * 4 >= wanted * 3,
+        "{} of {wanted}",
+        w.unsolved.len()
+    );
+    let unsolved: std::collections::HashSet<&str> = w.unsolved.iter().map(String::as_str).collect();
+    let silver = crate::data::load_examples(&dir.path().join("train.jsonl")).unwrap();
+    assert!(silver
+        .iter()
+        .all(|e| !unsolved.contains(e.question.as_str())));
+    let records = crate::data::load_teacher(&dir.path().join("teacher_gpt3_train.jsonl")).unwrap();
+    let rows: Vec<_> = records
+        .iter()
+        .filter(|r| unsolved.contains(r.question.as_str()))
+        .collect();
+    assert_eq!(rows.len(), w.unsolved.len() * w.settings.teacher_samples);
+    assert!(rows.iter().all(|r| r.predicted_label != r.gold_label));
+    // every fact an unsolved question needs is still needed (so stated in the gold rationale)
+    // by a solved training question
+    let stated: std::collections::HashSet<String> = w
+        .train
+        .iter()
+        .filter(|q| !unsolved.contains(q.question.as_str()))
+        .flat_map(|q| super::truth::sentences(&q.rationale()))
+        .collect();
+    for q in w
+        .train
+        .iter()
+        .filter(|q| unsolved.contains(q.question.as_str()))
+    {
+        for f in &q.facts {
+            assert!(stated.contains(&f.sentence()), "{}", f.sentence());
+        }
+    }
+    // none by default, and the share is checked
+    assert!(World::generate(&small()).unwrap().unsolved.is_empty());
+    let err = World::generate(&WorldSettings {
+        unsolved: 1.5,
+        ..small()
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("unsolved"), "{err}");
 }

@@ -422,6 +422,7 @@ mod tests {
             dev: vec![],
             test: vec![],
             reading: vec![],
+            unsolved: vec![],
         };
         let rewards = truth_rewards(TruthIndex::new(&world));
         let names: Vec<&str> = rewards.iter().map(|r| r.name()).collect();
