@@ -4,7 +4,7 @@ them question by question (training/reports/world/README.md, "The scorer fine-tu
 
 usage: scripts/rescore-plausibility.py SCORER_DIR A.jsonl B.jsonl
   SCORER_DIR  a likelihood scorer folder (config.json, model.safetensors, tokenizer.json,
-              plausibility.json with `pooling: min`)
+              plausibility.json with `pooling: min`, and `prompt` when it reads one)
   A, B        per-question output files in the same question order (e.g. a pipeline's
               test/sft.jsonl and test/mario.jsonl)
 Prints each file's mean score, and B - A with its 95 % interval (normal approximation) and how
@@ -18,6 +18,7 @@ d = sys.argv[1]
 cal = json.load(open(f'{d}/plausibility.json'))
 tok = Tokenizer.from_file(f'{d}/tokenizer.json'); m = T5ForConditionalGeneration.from_pretrained(d); m.eval()
 def score(q, out):
+    q = cal.get('prompt') or q  # a statement scorer reads its prompt, not the question
     r = out.rsplit('So the answer is', 1)[0].strip()
     ri = tok.encode(r).ids[:-1]
     if not ri: return 0.0

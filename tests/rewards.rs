@@ -192,6 +192,7 @@ fn likelihood_scorer_scores_the_least_likely_rationale_token() {
         temperature: 2.0,
         max_question_tokens: 64,
         max_rationale_tokens: 64,
+        prompt: None,
     };
     std::fs::write(
         dir.path().join(PLAUSIBILITY_FILE),
@@ -252,6 +253,30 @@ fn likelihood_scorer_scores_the_least_likely_rationale_token() {
         ..items[0]
     };
     assert_eq!(scorer.score(&[empty]).unwrap()[0], Some(0.0));
+    // with a prompt, the rationale is scored after the prompt, whatever the question
+    let prompted = LikelihoodScoring {
+        prompt: Some("Is it true?".into()),
+        ..scoring.clone()
+    };
+    std::fs::write(
+        dir.path().join(PLAUSIBILITY_FILE),
+        PlausibilitySpec::Likelihood(prompted).to_json(),
+    )
+    .unwrap();
+    let scorer = PlausibilityScorer::load(dir.path(), DType::F32, &Device::Cpu).unwrap();
+    let elsewhere = RewardInput {
+        question: "Can pigs fly?",
+        ..items[0]
+    };
+    let (a, b) = (
+        scorer.score(&items[..1]).unwrap()[0].unwrap(),
+        scorer.score(&[elsewhere]).unwrap()[0].unwrap(),
+    );
+    assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+    let lps = stepwise_log_probs(&ck, "Is it true?", cases[0].1);
+    let min = lps.iter().copied().fold(f32::INFINITY, f32::min) as f64;
+    assert!((a - scoring.score(min)).abs() < 1e-4, "{a}");
+    assert!((a - batch[0]).abs() > 1e-6, "the question was read: {a}");
     // a broken calibration is refused, naming the file
     let bad = LikelihoodScoring {
         temperature: 0.0,

@@ -55,6 +55,11 @@ pub struct LikelihoodScoring {
     pub max_question_tokens: usize,
     /// The rationale is cut to this many tokens.
     pub max_rationale_tokens: usize,
+    /// When set, the encoder reads this text instead of each question: the rationale is then
+    /// judged as a statement on its own, as VERA judges one, and not as what the question
+    /// invites (a habit the model has for a kind of question no longer raises its score).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
 }
 
 impl LikelihoodScoring {
@@ -64,13 +69,22 @@ impl LikelihoodScoring {
     }
 
     /// The pooled log-probability of each `(question, rationale)` pair under `model` (`None`
-    /// for an empty rationale), uncalibrated.
+    /// for an empty rationale), uncalibrated; with a [`Self::prompt`] the questions are not
+    /// read.
     pub fn pooled_log_probs(
         &self,
         model: &T5Model,
         tokenizer: &TextTokenizer,
         pairs: &[(&str, &str)],
     ) -> candle_core::Result<Vec<Option<f64>>> {
+        let prompted: Vec<(&str, &str)>;
+        let pairs = match &self.prompt {
+            Some(p) => {
+                prompted = pairs.iter().map(|&(_, r)| (p.as_str(), r)).collect();
+                &prompted[..]
+            }
+            None => pairs,
+        };
         let lps = rationale_log_probs(
             model,
             tokenizer,
@@ -253,6 +267,7 @@ mod tests {
             temperature: t,
             max_question_tokens: 8,
             max_rationale_tokens: 8,
+            prompt: None,
         };
         assert!(s.score(0.0) > 0.9 && s.score(-10.0) < 0.1);
         // overlapping classes still fit, with a positive slope

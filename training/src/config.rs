@@ -157,6 +157,11 @@ pub struct PlausibilityDataSection {
     /// the training split's positives, each also with its repeated sentences removed, so that it
     /// expects facts and not the teacher's style (false: the starting model as it is).
     pub finetune: bool,
+    /// A likelihood scorer reads this text instead of each question, in its fine-tuning and its
+    /// scoring (see `LikelihoodScoring::prompt`): the rationale is judged as a statement on its
+    /// own. A yes/no question such as "Is it true?": the fine-tuning rows answer it yes (every
+    /// positive is a believed statement). Unset: the question.
+    pub statement_prompt: Option<String>,
 }
 
 /// `[plausibility_data] scorer`: how plausibility is scored.

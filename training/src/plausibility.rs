@@ -416,14 +416,16 @@ pub struct LikelihoodFit {
 pub const MAX_CALIBRATION_EXAMPLES: usize = 4000;
 
 /// Makes a likelihood scorer of `model`: pools each example's token log-probabilities with
-/// their minimum, fits the calibration on (at most [`MAX_CALIBRATION_EXAMPLES`] of) `train`
-/// and reports the AUCs on `test`.
+/// their minimum (each rationale read after `prompt` instead of its question when given),
+/// fits the calibration on (at most [`MAX_CALIBRATION_EXAMPLES`] of) `train` and reports the
+/// AUCs on `test`.
 pub fn fit_likelihood_scorer(
     model: &T5Model,
     tokenizer: &mario::tokenize::TextTokenizer,
     train: &[Labelled],
     test: &[Labelled],
     seed: u64,
+    prompt: Option<&str>,
 ) -> Result<LikelihoodFit> {
     if train.is_empty() || test.is_empty() {
         bail!("no plausibility examples (is the teacher file empty?)");
@@ -434,6 +436,7 @@ pub fn fit_likelihood_scorer(
         temperature: 1.0,
         max_question_tokens: MAX_TOKENS,
         max_rationale_tokens: MAX_TOKENS,
+        prompt: prompt.map(str::to_string),
     };
     // the pooling and token limits (the calibration is set below)
     let reader = scoring.clone();

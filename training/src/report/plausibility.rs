@@ -79,9 +79,14 @@ pub fn write_plausibility_report(path: &Path, r: &PlausibilityReport<'_>) -> Res
                     finetuned_from,
                 } => format!(
                     "score = sigmoid((min log p - ({:.4})) / {:.4}), calibrated by logistic \
-                     regression on those examples; {}",
+                     regression on those examples; {}; {}",
                     c.bias,
                     c.temperature,
+                    match &c.prompt {
+                        Some(p) =>
+                            format!("each rationale read after the prompt {p:?}, not its question"),
+                        None => "each rationale read after its question".to_string(),
+                    },
                     match finetuned_from {
                         Some(from) => format!(
                             "the model was first fine-tuned from `{}` as a language model on \

@@ -54,7 +54,8 @@ pub fn train_plausibility(
             .map(|r| (r.question.as_str(), r.gold_label.as_str()))
             .collect();
         let scorer_model = if data.finetune {
-            match finetune_scorer_model(model, &train_ex, &answers, settings, out, o)? {
+            let prompt = data.statement_prompt.as_deref();
+            match finetune_scorer_model(model, &train_ex, &answers, prompt, settings, out, o)? {
                 StageOutcome::Done(dir) => dir,
                 StageOutcome::Stopped(s) => return Ok(StageOutcome::Stopped(s)),
             }
@@ -120,25 +121,21 @@ pub fn train_plausibility(
 }
 
 /// Fine-tunes `model` as a language model on the positives of `examples` (each also without its
-/// repeated sentences: [`finetune_pairs`]) with the `[plausibility]` settings, in `out/lm`
-/// (resumable); returns the last checkpoint.
+/// repeated sentences: [`finetune_pairs`]; after `prompt`, answered yes, instead of the
+/// question when given)
+/// with the `[plausibility]` settings, in `out/lm` (resumable); returns the last checkpoint.
 fn finetune_scorer_model(
     model: &Path,
     examples: &[Labelled],
     answers: &std::collections::HashMap<&str, &str>,
+    prompt: Option<&str>,
     settings: &SftSettings,
     out: &Path,
     o: &StageOptions,
 ) -> Result<StageOutcome<PathBuf>> {
     let dir = out.join("lm");
     std::fs::create_dir_all(&dir)?;
-    let rows: Vec<serde_json::Value> = finetune_pairs(examples)
-        .into_iter()
-        .filter_map(|(q, r)| {
-            let answer = answers.get(q.as_str())?;
-            Some(serde_json::json!({"question": q, "rationale": r, "answer": answer}))
-        })
-        .collect();
+    let rows = lm_rows(examples, answers, prompt);
     let data = dir.join("train.jsonl");
     crate::jsonl::write(&data, &rows)?;
     // the run's evaluations read a small slice (the loss on it, no selection)
@@ -171,6 +168,27 @@ fn finetune_scorer_model(
     Ok(StageOutcome::Done(run.last()))
 }
 
+/// The rows a likelihood scorer's model is fine-tuned on (see [`finetune_pairs`]): each
+/// positive after its question with the question's gold answer, or after `prompt` answered
+/// yes (every positive is a believed statement; the answer sentence is never scored).
+fn lm_rows(
+    examples: &[Labelled],
+    answers: &std::collections::HashMap<&str, &str>,
+    prompt: Option<&str>,
+) -> Vec<serde_json::Value> {
+    finetune_pairs(examples)
+        .into_iter()
+        .filter_map(|(q, r)| {
+            let answer = answers.get(q.as_str())?;
+            let (question, answer) = match prompt {
+                Some(p) => (p, "yes"),
+                None => (q.as_str(), *answer),
+            };
+            Some(serde_json::json!({"question": question, "rationale": r, "answer": answer}))
+        })
+        .collect()
+}
+
 /// A plausibility scorer's examples.
 struct ScorerExamples<'a> {
     /// The training split, after balancing.
@@ -201,7 +219,8 @@ fn likelihood_scorer(
         held_out = test.len(),
         "plausibility data (likelihood scorer)"
     );
-    let fit = fit_likelihood_scorer(&m.model, &m.tokenizer, train, test, 0)?;
+    let prompt = data.statement_prompt.as_deref();
+    let fit = fit_likelihood_scorer(&m.model, &m.tokenizer, train, test, 0, prompt)?;
     let dest = out.join("scorer");
     copy_dir(model, &dest)?;
     std::fs::write(
@@ -225,4 +244,32 @@ fn likelihood_scorer(
         },
     )?;
     Ok((dest, fit.aucs[0].1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scorer_lm_rows_read_the_question_or_the_prompt() {
+        let examples = [
+            Labelled::new("Which? (A) x (B) y", "X is so.", 1.0, "positive"),
+            Labelled::new("Which? (A) x (B) y", "X is not.", 0.0, "swapped"),
+        ];
+        let answers = [("Which? (A) x (B) y", "(b)")].into_iter().collect();
+        let plain = lm_rows(&examples, &answers, None);
+        assert_eq!(
+            plain,
+            [
+                serde_json::json!({"question": "Which? (A) x (B) y", "rationale": "X is so.", "answer": "(b)"})
+            ]
+        );
+        let prompted = lm_rows(&examples, &answers, Some("Is it true?"));
+        assert_eq!(
+            prompted,
+            [
+                serde_json::json!({"question": "Is it true?", "rationale": "X is so.", "answer": "yes"})
+            ]
+        );
+    }
 }
