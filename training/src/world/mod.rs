@@ -182,10 +182,7 @@ fn groups(all: Vec<WorldQuestion>) -> Vec<Vec<WorldQuestion>> {
 /// silver rationale still states it).
 fn pick_unsolved(train: &[WorldQuestion], share: f64, seed: u64) -> Vec<String> {
     let n = (train.len() as f64 * share).round() as usize;
-    let mut count: HashMap<&Fact, usize> = HashMap::new();
-    for f in train.iter().flat_map(|q| &q.facts) {
-        *count.entry(f).or_default() += 1;
-    }
+    let mut counts = FactCounts::of(train);
     let mut order: Vec<&WorldQuestion> = train.iter().collect();
     order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x00B5_01ED));
     let mut out = Vec::new();
@@ -193,18 +190,40 @@ fn pick_unsolved(train: &[WorldQuestion], share: f64, seed: u64) -> Vec<String> 
         if out.len() == n {
             break;
         }
-        let mut uses: HashMap<&Fact, usize> = HashMap::new();
-        for f in &q.facts {
-            *uses.entry(f).or_default() += 1;
-        }
-        if uses.iter().all(|(f, u)| count[*f] > *u) {
-            for (f, u) in uses {
-                *count.get_mut(f).expect("counted") -= u;
-            }
+        if counts.take_out([q]) {
             out.push(q.question.clone());
         }
     }
     out
+}
+
+/// How many questions state each fact.
+struct FactCounts(HashMap<Fact, usize>);
+
+impl FactCounts {
+    fn of<'a>(questions: impl IntoIterator<Item = &'a WorldQuestion>) -> Self {
+        let mut count = HashMap::new();
+        for f in questions.into_iter().flat_map(|q| &q.facts) {
+            *count.entry(f.clone()).or_default() += 1;
+        }
+        Self(count)
+    }
+
+    /// Takes `questions` out of the count when every fact they need stays stated by some
+    /// question left in; says whether it did.
+    fn take_out<'a>(&mut self, questions: impl IntoIterator<Item = &'a WorldQuestion>) -> bool {
+        let mut uses: HashMap<&Fact, usize> = HashMap::new();
+        for f in questions.into_iter().flat_map(|q| &q.facts) {
+            *uses.entry(f).or_default() += 1;
+        }
+        if !uses.iter().all(|(f, u)| self.0[*f] > *u) {
+            return false;
+        }
+        for (f, u) in uses {
+            *self.0.get_mut(f).expect("counted") -= u;
+        }
+        true
+    }
 }
 
 /// Moves questions from `all` to two held-out sets of up to `n` each, keeping every fact of a
@@ -214,25 +233,11 @@ fn split(
     all: Vec<WorldQuestion>,
     n: usize,
 ) -> (Vec<WorldQuestion>, Vec<WorldQuestion>, Vec<WorldQuestion>) {
-    let mut count: HashMap<Fact, usize> = HashMap::new();
-    for q in &all {
-        for f in &q.facts {
-            *count.entry(f.clone()).or_default() += 1;
-        }
-    }
+    let mut counts = FactCounts::of(&all);
     let (mut train, mut held) = (Vec::new(), Vec::<Vec<WorldQuestion>>::new());
     let mut held_questions = 0;
     for group in groups(all) {
-        let mut uses: HashMap<&Fact, usize> = HashMap::new();
-        for f in group.iter().flat_map(|q| &q.facts) {
-            *uses.entry(f).or_default() += 1;
-        }
-        let movable =
-            held_questions + group.len() <= 2 * n && uses.iter().all(|(f, u)| count[*f] > *u);
-        if movable {
-            for (f, u) in &uses {
-                *count.get_mut(*f).expect("counted") -= u;
-            }
+        if held_questions + group.len() <= 2 * n && counts.take_out(&group) {
             held_questions += group.len();
             held.push(group);
         } else {
