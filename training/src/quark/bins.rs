@@ -43,6 +43,34 @@ pub fn quantile_bins(scores: &[Option<f64>], k: usize, seed: u64) -> Vec<Option<
     out
 }
 
+/// Each score minus the mean of the finite scores of its question (`questions[i]` is item
+/// `i`'s question): what [`quantile_bins`] cuts for a reward binned within each question, so
+/// that an item's bin says how it compares with the other outputs for the same question.
+/// Missing and NaN scores stay missing and do not enter the means.
+pub fn centred_by_question<Q: AsRef<str>>(
+    scores: &[Option<f64>],
+    questions: &[Q],
+) -> Vec<Option<f64>> {
+    assert_eq!(scores.len(), questions.len(), "one question per score");
+    let mut sums: std::collections::HashMap<&str, (f64, usize)> = std::collections::HashMap::new();
+    for (s, q) in scores.iter().zip(questions) {
+        if let Some(v) = s.filter(|v| v.is_finite()) {
+            let e = sums.entry(q.as_ref()).or_default();
+            e.0 += v;
+            e.1 += 1;
+        }
+    }
+    scores
+        .iter()
+        .zip(questions)
+        .map(|(s, q)| {
+            let v = s.filter(|v| v.is_finite())?;
+            let (sum, n) = sums[q.as_ref()];
+            Some(v - sum / n as f64)
+        })
+        .collect()
+}
+
 /// The bin of a binary reward: 0 (correct) for a score >= 0.5, 1 (wrong) otherwise.
 pub fn binary_bins(scores: &[Option<f64>]) -> Vec<Option<usize>> {
     scores
@@ -125,6 +153,41 @@ mod tests {
     fn missing_and_nan_scores_get_no_bin() {
         let b = quantile_bins(&[Some(1.0), None, Some(f64::NAN), Some(0.0)], 2, 0);
         assert_eq!(b, vec![Some(0), None, None, Some(1)]);
+    }
+
+    #[test]
+    fn scores_centred_by_question_rank_outputs_against_their_own_question() {
+        // question a: 0.9 and 0.7 (mean 0.8); question b: 0.2, 0.0 and a missing score (mean
+        // 0.1). Over the whole pool both of b's items sit below both of a's; centred, each
+        // question's better output ranks above each question's worse one.
+        let scores = [
+            Some(0.9),
+            Some(0.2),
+            Some(0.7),
+            Some(0.0),
+            None,
+            Some(f64::NAN),
+        ];
+        let questions = ["a", "b", "a", "b", "b", "c"];
+        let c = centred_by_question(&scores, &questions);
+        let want = [0.1, 0.1, -0.1, -0.1];
+        for (got, want) in c[..4].iter().zip(want) {
+            assert!((got.unwrap() - want).abs() < 1e-12, "{c:?}");
+        }
+        assert_eq!(&c[4..], &[None, None]);
+        assert_eq!(
+            quantile_bins(&scores, 2, 0)[..4],
+            [Some(0), Some(1), Some(0), Some(1)]
+        );
+        let b = quantile_bins(&c, 2, 0);
+        assert_eq!(b[0], b[1], "both better outputs share a bin: {b:?}");
+        assert_eq!(b[2], b[3], "both worse outputs share a bin: {b:?}");
+        assert_eq!(b[..2], [Some(0), Some(0)]);
+        // a question whose outputs all score alike is centred at 0
+        assert_eq!(
+            centred_by_question(&[Some(0.4), Some(0.4)], &["q", "q"]),
+            vec![Some(0.0); 2]
+        );
     }
 
     #[test]

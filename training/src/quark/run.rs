@@ -309,6 +309,9 @@ struct MarioLoop<'a> {
     s: &'a MarioSettings,
     paths: RunPaths,
     table: ControlTokens,
+    /// Per reward, whether its bins are cut within each question
+    /// ([`MarioSettings::bins_within_question`]).
+    within_question: Vec<bool>,
     rewards: &'a [Box<dyn Reward>],
     dev_eval: &'a DevEval<'a>,
     /// The pool's silver data: the training split's examples, then any replayed training-only
@@ -518,9 +521,11 @@ impl MarioLoop<'_> {
         resumed: bool,
     ) -> Result<Vec<Seq2SeqExample>> {
         let s = self.s;
-        let bins = self
-            .pool
-            .bins(&self.table, s.seed.wrapping_add(u64::from(round)));
+        let bins = self.pool.bins(
+            &self.table,
+            s.seed.wrapping_add(u64::from(round)),
+            &self.within_question,
+        );
         if !resumed {
             let line = MarioRecord::Bins(BinsRecord {
                 round,
@@ -892,6 +897,7 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<MarioOutcome> {
     let paths = RunPaths::new(&run.out);
     std::fs::create_dir_all(&paths.out)?;
     let table = control_table(s);
+    let within_question = s.within_question_mask()?;
     let rewards = build_rewards(&s.rewards, &run.reward_models, run.device)?;
     let reference = Checkpoint::load(&run.sft, DType::F32, run.device)
         .with_context(|| format!("loading the SFT reference {}", run.sft.display()))?;
@@ -976,6 +982,7 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<MarioOutcome> {
         s,
         paths,
         table,
+        within_question,
         rewards: &rewards,
         dev_eval: &dev_eval,
         silver: &silver,

@@ -48,6 +48,14 @@ pub struct MarioSettings {
     /// them): QUARK's pool then covers the whole training split, not only its silver part, and
     /// the accuracy reward sees questions the SFT model has not memorised.
     pub sample_unsolved: bool,
+    /// Quantile rewards binned within each question: an item's score minus the mean score of
+    /// its question's pool items is what the bins cut, so an output is ranked against other
+    /// outputs for the same question (not the released code's rule, which ranks the raw
+    /// scores of the whole pool). For a reward whose scores differ mostly between questions
+    /// (consistency, `P_IR2O(gold) - P_I2O(gold)`, is bounded by how sure I2O already is), the
+    /// global bins sort questions, not rationales, and the control token learns nothing the
+    /// caller can steer with. Empty (default) = every reward binned over the whole pool.
+    pub bins_within_question: Vec<RewardName>,
     /// Nucleus sampling mass (paper: 0.7).
     pub top_p: f64,
     /// Sampling temperature.
@@ -126,6 +134,7 @@ impl Default for MarioSettings {
             rollouts: 1,
             replay_examples: 0,
             sample_unsolved: false,
+            bins_within_question: Vec::new(),
             top_p: 0.7,
             temperature: 1.0,
             max_new_tokens: None,
@@ -156,6 +165,31 @@ impl Default for MarioSettings {
 }
 
 impl MarioSettings {
+    /// Per reward (in `rewards` order), whether it is binned within each question; refuses a
+    /// listed reward that is not in `rewards` or that is binary (its two bins are fixed).
+    pub fn within_question_mask(&self) -> anyhow::Result<Vec<bool>> {
+        for n in &self.bins_within_question {
+            if !self.rewards.contains(n) {
+                anyhow::bail!(
+                    "[mario] bins_within_question lists `{n}`, which is not in [mario] rewards \
+                     ({:?})",
+                    self.rewards.iter().map(|r| r.as_str()).collect::<Vec<_>>()
+                );
+            }
+            if n.kind() == mario::control::RewardKind::Binary {
+                anyhow::bail!(
+                    "[mario] bins_within_question lists `{n}`, a binary reward (its bins are \
+                     correct and wrong); only quantile rewards can be binned within a question"
+                );
+            }
+        }
+        Ok(self
+            .rewards
+            .iter()
+            .map(|r| self.bins_within_question.contains(r))
+            .collect())
+    }
+
     /// The optimizer these settings ask for.
     pub fn optimizer(&self) -> AdamWConfig {
         AdamWConfig {
@@ -164,5 +198,36 @@ impl MarioSettings {
             eps: self.eps,
             weight_decay: self.weight_decay,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bins_within_question_takes_quantile_rewards_of_the_run_only() {
+        let s: MarioSettings = toml::from_str("bins_within_question = [\"consistency\"]").unwrap();
+        // default order: consistency, accuracy, plausibility, diversity
+        assert_eq!(
+            s.within_question_mask().unwrap(),
+            vec![true, false, false, false]
+        );
+        assert_eq!(
+            MarioSettings::default().within_question_mask().unwrap(),
+            vec![false; 4]
+        );
+        let s: MarioSettings = toml::from_str("bins_within_question = [\"accuracy\"]").unwrap();
+        let e = s.within_question_mask().unwrap_err().to_string();
+        assert!(e.contains("accuracy") && e.contains("binary"), "{e}");
+        let s: MarioSettings =
+            toml::from_str("rewards = [\"diversity\"]\nbins_within_question = [\"plausibility\"]")
+                .unwrap();
+        let e = s.within_question_mask().unwrap_err().to_string();
+        assert!(
+            e.contains("plausibility") && e.contains("not in [mario] rewards"),
+            "{e}"
+        );
+        assert!(toml::from_str::<MarioSettings>("bins_within_question = [\"fluency\"]").is_err());
     }
 }
