@@ -7,9 +7,12 @@ use anyhow::{anyhow, Result};
 
 use super::markdown_table;
 use super::paired::PairedDiff;
+use crate::consistency::AnswerMode;
 use crate::metrics_log::{self, EvaluatedModel, MarioEvalRecord, MarioRecord};
 use crate::quark::dev_scores::{dev_scores_path, paired, read_dev_scores, DevScore};
 use crate::quark::run::MarioState;
+use crate::report::plausibility::{read_aucs, AUCS_FILE};
+use crate::stages::answer_models;
 use crate::stages::sweep::SWEEP_PARTIAL_FILE;
 use crate::stages::test_split::TEST_DIR;
 
@@ -71,6 +74,14 @@ pub fn write_comparison(mario_dir: &Path, sweep_dir: &Path, out: &Path) -> Resul
         markdown_table(&COLUMNS, &table_rows),
         sweep_md.replace("](sweep.png)", "](sweep/sweep.png)")
     );
+    let md = match reward_models_section(out)? {
+        Some(section) => md.replacen(
+            "\n![rewards per round]",
+            &format!("{section}\n![rewards per round]"),
+            1,
+        ),
+        None => md,
+    };
     let md = match test_section(out)? {
         Some(section) => md.replacen(
             "\n![rewards per round]",
@@ -135,13 +146,102 @@ fn test_section(out: &Path) -> Result<Option<String>> {
     if !(sft.is_file() && mario.is_file()) {
         return Ok(None);
     }
-    let rows = paired_rows(&read_dev_scores(&sft)?, &read_dev_scores(&mario)?)?;
-    let n = read_dev_scores(&sft)?.len();
+    let sft = read_dev_scores(&sft)?;
+    let rows = paired_rows(&sft, &read_dev_scores(&mario)?)?;
+    let n = sft.len();
+    let majority = match majority_answer(&sft) {
+        Some((label, share)) => format!(
+            " The most common gold answer, `{label}`, is {:.1} % of them (always answering it \
+             scores that).",
+            100.0 * share
+        ),
+        None => String::new(),
+    };
     Ok(Some(format!(
         "\n## Test split\n\nThe SFT model and the best MaRio round (best control tokens) \
          on all {n} test questions, decoded like the dev evaluations; intervals paired \
-         question by question (`{TEST_DIR}/*.jsonl`).\n\n{}",
+         question by question (`{TEST_DIR}/*.jsonl`).{majority}\n\n{}",
         markdown_table(&COLUMNS, &rows)
+    )))
+}
+
+/// The most common gold answer and its share of the questions (ties: the first label in
+/// sorted order); `None` for no questions.
+fn majority_answer(rows: &[DevScore]) -> Option<(String, f64)> {
+    let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for r in rows {
+        *counts.entry(r.gold.as_str()).or_default() += 1;
+    }
+    let (label, n) =
+        counts
+            .into_iter()
+            .fold(None, |best: Option<(&str, usize)>, (l, n)| match best {
+                Some((_, m)) if m >= n => best,
+                _ => Some((l, n)),
+            })?;
+    Some((label.to_string(), n as f64 / rows.len() as f64))
+}
+
+/// The `## Reward models` section (starting with a newline): each answer model's best dev
+/// choice accuracy (its run's `metrics.jsonl`) and the plausibility scorer's held-out AUCs
+/// (`plausibility/aucs.json`), for the models this pipeline trained; `None` when it trained
+/// neither.
+fn reward_models_section(out: &Path) -> Result<Option<String>> {
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for mode in [AnswerMode::I2o, AnswerMode::Ir2o] {
+        let log = answer_models::run_dir(mode, &out.join("reward-models")).metrics();
+        if !log.is_file() {
+            continue;
+        }
+        let records: Vec<serde_json::Value> = crate::jsonl::read(&log)?;
+        let best = records
+            .iter()
+            .filter_map(|r| {
+                r.get("dev_choice_accuracy")
+                    .and_then(serde_json::Value::as_f64)
+            })
+            .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+        if let Some(v) = best {
+            rows.push(vec![
+                answer_models::folder_name(mode).to_string(),
+                "dev choice accuracy (best evaluation)".into(),
+                format!("{v:.4}"),
+            ]);
+        }
+    }
+    let plausibility = out.join("plausibility");
+    if let Some(aucs) = read_aucs(&plausibility)? {
+        for (k, v) in aucs {
+            rows.push(vec![
+                "plausibility".into(),
+                match k.strip_prefix("auc_") {
+                    Some(kind) => {
+                        format!("held-out AUC against {} negatives", kind.replace('_', " "))
+                    }
+                    None if k == "held_out_auc" => "held-out AUC against every negative".into(),
+                    None => k.replace('_', " "),
+                },
+                format!("{v:.4}"),
+            ]);
+        }
+    } else if plausibility.join("report.md").is_file() {
+        rows.push(vec![
+            "plausibility".into(),
+            "held-out AUCs".into(),
+            format!(
+                "in `plausibility/report.md` (no `plausibility/{AUCS_FILE}`: trained before \
+                 it was written)"
+            ),
+        ]);
+    }
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "\n## Reward models\n\nHow well the learned rewards' models do their own task on \
+         held-out data (answer models: choosing the gold label on dev; plausibility: AUC of \
+         the teacher's positives against each kind of negative).\n\n{}",
+        markdown_table(&["model", "measure", "value"], &rows)
     )))
 }
 
@@ -208,6 +308,78 @@ fn comparison_row(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn scored(gold: &str) -> DevScore {
+        DevScore {
+            question: format!("q {gold}"),
+            gold: gold.into(),
+            output: String::new(),
+            scores: Default::default(),
+        }
+    }
+
+    #[test]
+    fn the_majority_answer_and_its_share() {
+        let rows: Vec<DevScore> = ["no", "yes", "no", "(A)", "no"].map(scored).into();
+        assert_eq!(majority_answer(&rows), Some(("no".into(), 0.6)));
+        // a tie goes to the first label in sorted order
+        let rows: Vec<DevScore> = ["yes", "no"].map(scored).into();
+        assert_eq!(majority_answer(&rows), Some(("no".into(), 0.5)));
+        assert_eq!(majority_answer(&[]), None);
+    }
+
+    #[test]
+    fn the_reward_models_section_reads_each_models_own_measures() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(reward_models_section(dir.path()).unwrap(), None);
+        let run = answer_models::run_dir(AnswerMode::Ir2o, &dir.path().join("reward-models"));
+        std::fs::create_dir_all(&run.0).unwrap();
+        std::fs::write(
+            run.metrics(),
+            "{\"kind\":\"train\",\"loss\":0.5,\"step\":10}\n\
+             {\"dev_choice_accuracy\":0.875,\"kind\":\"eval\",\"step\":10}\n\
+             {\"dev_choice_accuracy\":0.8125,\"kind\":\"eval\",\"step\":20}\n",
+        )
+        .unwrap();
+        let plausibility = dir.path().join("plausibility");
+        std::fs::create_dir_all(&plausibility).unwrap();
+        std::fs::write(plausibility.join("report.md"), "# Plausibility scorer\n").unwrap();
+        let s = reward_models_section(dir.path()).unwrap().unwrap();
+        assert!(
+            s.contains("| consistency-ir2o | dev choice accuracy (best evaluation) | 0.8750 |"),
+            "{s}"
+        );
+        assert!(!s.contains("consistency-i2o"), "no I2O run: {s}");
+        assert!(s.contains("no `plausibility/aucs.json`"), "{s}");
+        // the scorer's stage writes its AUCs beside its report
+        let aucs: crate::train::Metrics = vec![
+            ("held_out_auc".into(), 0.99),
+            ("auc_false_fact".into(), 0.985),
+        ];
+        crate::report::plausibility::write_plausibility_report(
+            &plausibility.join("report.md"),
+            &crate::report::plausibility::PlausibilityReport {
+                model: Path::new("sft"),
+                teacher_files: &[],
+                trained_on: 10,
+                built: 12,
+                held_out: 4,
+                negatives_per_positive: 1.0,
+                made: crate::report::plausibility::ScorerMade::FineTuned { best_step: 5 },
+                aucs: &aucs,
+            },
+        )
+        .unwrap();
+        let s = reward_models_section(dir.path()).unwrap().unwrap();
+        assert!(
+            s.contains("| plausibility | held-out AUC against false fact negatives | 0.9850 |"),
+            "{s}"
+        );
+        assert!(
+            s.contains("| plausibility | held-out AUC against every negative | 0.9900 |"),
+            "{s}"
+        );
+    }
 
     #[test]
     fn an_interval_over_fewer_questions_than_decoded_says_so() {
