@@ -46,6 +46,7 @@ use super::dev_scores::dev_scores_dir;
 use super::loss::quark_loss;
 use super::pool::{DataPool, PoolBins, PoolItem, Source};
 use super::schedule::{on_policy_share, round_steps, PoolPlan};
+use super::selection::RoundRank;
 use crate::data::{load_examples, Example};
 use crate::decoding::Decoding;
 use crate::report::plot::{save_charts, Chart, Series};
@@ -79,12 +80,39 @@ pub struct MarioState {
     /// resumed inside a round logs the same means).
     #[serde(default)]
     pub window: LossWindow,
-    /// Best selection value and its round.
+    /// Best selection value and its round (with `selection_max_accuracy_drop`, the dev
+    /// accuracy instead when `best_within_floor` is false).
     pub best: Option<(f64, u32)>,
+    /// Whether the best round's dev accuracy is within the accuracy floor (true without one,
+    /// and in states written before the floor existed).
+    #[serde(default = "within_floor_by_default")]
+    pub best_within_floor: bool,
     /// Dropout generator state.
     pub dropout: DropoutRngState,
     /// The settings the run was started with.
     pub settings: MarioSettings,
+}
+
+/// The SFT start's dev accuracy, from the run's log (its round -1 evaluation).
+fn sft_dev_accuracy(metrics: &Path) -> Result<f64> {
+    let rows: Vec<MarioRecord> = metrics_log::read(metrics)?;
+    rows.iter()
+        .find_map(|r| match r {
+            MarioRecord::Eval(e) if e.model == EvaluatedModel::Sft => {
+                e.metrics.get("dev_accuracy").copied().flatten()
+            }
+            _ => None,
+        })
+        .ok_or_else(|| {
+            anyhow!(
+                "{}: no SFT dev accuracy logged, which selection_max_accuracy_drop needs",
+                metrics.display()
+            )
+        })
+}
+
+fn within_floor_by_default() -> bool {
+    true
 }
 
 /// Sums of the losses of the updates since the last training line.
@@ -683,7 +711,22 @@ impl MarioLoop<'_> {
             .find(|(k, _)| *k == selection)
             .map(|(_, v)| *v)
             .ok_or_else(|| anyhow!("selection metric `{}` is not among {m:?}", s.selection))?;
-        let better = self.state.best.is_none_or(|(b, _)| value > b);
+        let floor = match s.selection_max_accuracy_drop {
+            Some(drop) => Some(sft_dev_accuracy(&self.paths.metrics)? - drop),
+            None => None,
+        };
+        let accuracy = m
+            .iter()
+            .find(|(k, _)| *k == "dev_accuracy")
+            .map(|(_, v)| *v)
+            .ok_or_else(|| anyhow!("the dev evaluation reports no dev_accuracy: {m:?}"))?;
+        let rank = RoundRank::of(value, accuracy, floor);
+        let better = self.state.best.is_none_or(|(b, _)| {
+            rank.beats(RoundRank {
+                within_floor: self.state.best_within_floor,
+                value: b,
+            })
+        });
         tracing::info!(
             round,
             secs = t_round.elapsed().as_secs_f64(),
@@ -694,7 +737,8 @@ impl MarioLoop<'_> {
         self.state.round_step = 0;
         self.state.window = LossWindow::default();
         if better {
-            self.state.best = Some((value, round));
+            self.state.best = Some((rank.value, round));
+            self.state.best_within_floor = rank.within_floor;
             self.policy.save(&self.paths.best)?;
             self.write_control(&self.paths.best)?;
         }
@@ -848,6 +892,7 @@ fn start_or_resume(
         round_step: 0,
         window: LossWindow::default(),
         best: None,
+        best_within_floor: true,
         dropout: DropoutRngState {
             seed: s.seed,
             word_pos: 0,
@@ -898,6 +943,14 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<MarioOutcome> {
     std::fs::create_dir_all(&paths.out)?;
     let table = control_table(s);
     let within_question = s.within_question_mask()?;
+    if let Some(drop) = s.selection_max_accuracy_drop {
+        if !(0.0..=1.0).contains(&drop) {
+            bail!(
+                "[mario] selection_max_accuracy_drop = {drop}: use a share of the dev questions \
+                 in [0, 1] (0.01 = one point)"
+            );
+        }
+    }
     let rewards = build_rewards(&s.rewards, &run.reward_models, run.device)?;
     let reference = Checkpoint::load(&run.sft, DType::F32, run.device)
         .with_context(|| format!("loading the SFT reference {}", run.sft.display()))?;

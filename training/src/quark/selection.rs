@@ -138,9 +138,76 @@ impl From<SelectionMetric> for String {
     }
 }
 
+/// How a round competes for `best/` (`[mario] selection` and
+/// `selection_max_accuracy_drop`): rounds whose dev accuracy stays within the floor rank
+/// first, by the selection value; rounds below it rank after every one within it, by their
+/// dev accuracy (the least loss first).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RoundRank {
+    /// The round's dev accuracy is at least the floor (always, without a floor).
+    pub within_floor: bool,
+    /// The selection value (within the floor) or the dev accuracy (below it).
+    pub value: f64,
+}
+
+impl RoundRank {
+    /// The rank of a round with this selection value and dev accuracy, against `floor` (the
+    /// SFT start's dev accuracy less the allowed drop; `None`: no floor). A tolerance of 1e-9
+    /// keeps an accuracy equal to the floor within it despite rounding.
+    pub fn of(selection_value: f64, accuracy: f64, floor: Option<f64>) -> Self {
+        match floor {
+            Some(f) if accuracy < f - 1e-9 => Self {
+                within_floor: false,
+                value: accuracy,
+            },
+            _ => Self {
+                within_floor: true,
+                value: selection_value,
+            },
+        }
+    }
+
+    /// Whether this round replaces `other` as `best/` (strictly better: an equal later round
+    /// does not).
+    pub fn beats(self, other: RoundRank) -> bool {
+        match (self.within_floor, other.within_floor) {
+            (true, false) => true,
+            (false, true) => false,
+            _ => self.value > other.value,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rounds_within_the_accuracy_floor_rank_first() {
+        // SFT dev accuracy 0.90, one point allowed: floor 0.89
+        let floor = Some(0.89);
+        let a = RoundRank::of(0.78, 0.889, floor); // loses 1.1 points: below
+        let b = RoundRank::of(0.75, 0.89, floor); // loses exactly 1 point: within
+        let c = RoundRank::of(0.77, 0.92, floor);
+        assert!(!a.within_floor && a.value == 0.889);
+        assert!(b.within_floor && b.value == 0.75);
+        assert!(
+            b.beats(a),
+            "within the floor beats a higher reward below it"
+        );
+        assert!(!a.beats(b));
+        assert!(
+            c.beats(b) && !b.beats(c),
+            "within the floor: the selection value decides"
+        );
+        // below the floor: the smaller accuracy loss wins, whatever the reward
+        let d = RoundRank::of(0.70, 0.88, floor);
+        assert!(a.beats(d) && !d.beats(a));
+        // ties keep the earlier round
+        assert!(!b.beats(b));
+        // without a floor the selection value alone decides
+        assert!(RoundRank::of(0.78, 0.5, None).beats(RoundRank::of(0.77, 0.99, None)));
+    }
 
     #[test]
     fn every_dev_metric_name_reads_back_and_others_are_refused() {

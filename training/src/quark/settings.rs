@@ -111,6 +111,11 @@ pub struct MarioSettings {
     /// `dev_plausibility`, or `dev_reward_mean` (mean of the quantile rewards' dev means); see
     /// [`SelectionMetric`].
     pub selection: SelectionMetric,
+    /// The most dev accuracy a round may lose against the SFT start and still compete for
+    /// `best/` on `selection` (a share: 0.01 = one point); rounds that lose more rank after
+    /// every round within it, by their dev accuracy (see
+    /// [`super::selection::RoundRank`]). `None` (default): `selection` alone picks.
+    pub selection_max_accuracy_drop: Option<f64>,
     /// Dev questions per evaluation (0 = all).
     pub eval_limit: usize,
     /// Seed.
@@ -158,6 +163,7 @@ impl Default for MarioSettings {
             stage_rounds: 1,
             policy_from_sft: true,
             selection: SelectionMetric::ACCURACY,
+            selection_max_accuracy_drop: None,
             eval_limit: 0,
             seed: 1,
         }
