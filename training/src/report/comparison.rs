@@ -221,7 +221,7 @@ fn reward_models_section(out: &Path) -> Result<Option<String>> {
                     None if k == "held_out_auc" => "held-out AUC against every negative".into(),
                     None => k.replace('_', " "),
                 },
-                format!("{v:.4}"),
+                v.map_or_else(|| "- (not a number)".into(), |v| format!("{v:.4}")),
             ]);
         }
     } else if plausibility.join("report.md").is_file() {
@@ -355,6 +355,7 @@ mod tests {
         let aucs: crate::train::Metrics = vec![
             ("held_out_auc".into(), 0.99),
             ("auc_false_fact".into(), 0.985),
+            ("auc_swapped".into(), f64::NAN),
         ];
         crate::report::plausibility::write_plausibility_report(
             &plausibility.join("report.md"),
@@ -377,6 +378,11 @@ mod tests {
         );
         assert!(
             s.contains("| plausibility | held-out AUC against every negative | 0.9900 |"),
+            "{s}"
+        );
+        // an AUC without negatives of its kind is NaN: written as null, shown as such
+        assert!(
+            s.contains("| held-out AUC against swapped negatives | - (not a number) |"),
             "{s}"
         );
     }

@@ -40,19 +40,23 @@ pub enum ScorerMade<'a> {
 }
 
 /// The held-out AUCs as JSON, next to the report (`{"held_out_auc": 0.99, "auc_false_fact":
-/// ...}`): what the pipeline's report reads.
+/// ...}`; `null` for an AUC that is not a number, e.g. no negative of that kind held out): what
+/// the pipeline's report reads.
 pub const AUCS_FILE: &str = "aucs.json";
 
 /// The AUCs a scorer's stage wrote to `<dir>/aucs.json` (`None`: no such file, e.g. a scorer
 /// trained before the file was written).
-pub fn read_aucs(dir: &Path) -> Result<Option<std::collections::BTreeMap<String, f64>>> {
+pub fn read_aucs(dir: &Path) -> Result<Option<std::collections::BTreeMap<String, Option<f64>>>> {
     crate::json_file::read_if_exists(&dir.join(AUCS_FILE), "plausibility AUCs")
 }
 
 /// Writes the report to `path`, and the AUCs to [`AUCS_FILE`] beside it.
 pub fn write_plausibility_report(path: &Path, r: &PlausibilityReport<'_>) -> Result<()> {
-    let aucs: std::collections::BTreeMap<&str, f64> =
-        r.aucs.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    let aucs: std::collections::BTreeMap<&str, Option<f64>> = r
+        .aucs
+        .iter()
+        .map(|(k, v)| (k.as_str(), Some(*v).filter(|v| v.is_finite())))
+        .collect();
     crate::json_file::write_atomic(&path.with_file_name(AUCS_FILE), &aucs)?;
     let table: String = r
         .aucs
