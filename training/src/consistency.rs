@@ -16,6 +16,10 @@ use crate::sft::truncate_input;
 use crate::train::loss::{nll_loss, Seq2SeqBatch, Seq2SeqExample};
 use crate::train::{Metrics, Selection, TrainTask, TrainableModel};
 
+/// An answer model's dev metric (written by each evaluation, selecting its best checkpoint):
+/// the share of dev questions whose gold label it scores highest.
+pub const DEV_CHOICE_ACCURACY: &str = "dev_choice_accuracy";
+
 /// Which answer model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -152,14 +156,14 @@ impl TrainTask for AnswerTask {
 
     fn evaluate(&self, model: &TrainableModel) -> Result<Metrics> {
         Ok(vec![(
-            "dev_choice_accuracy".into(),
+            DEV_CHOICE_ACCURACY.into(),
             choice_accuracy(&model.model, &model.tokenizer, &self.dev)?,
         )])
     }
 
     fn selection(&self) -> Selection {
         Selection {
-            metric: "dev_choice_accuracy".into(),
+            metric: DEV_CHOICE_ACCURACY.into(),
             higher_is_better: true,
         }
     }

@@ -115,6 +115,22 @@ fn within_floor_by_default() -> bool {
     true
 }
 
+impl MarioState {
+    /// How the best round so far ranks (`None`: no round evaluated yet).
+    pub fn best_rank(&self) -> Option<RoundRank> {
+        self.best.map(|(value, _)| RoundRank {
+            within_floor: self.best_within_floor,
+            value,
+        })
+    }
+
+    /// Records `round` as the best round, ranked `rank`.
+    fn set_best(&mut self, rank: RoundRank, round: u32) {
+        self.best = Some((rank.value, round));
+        self.best_within_floor = rank.within_floor;
+    }
+}
+
 /// Sums of the losses of the updates since the last training line.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct LossWindow {
@@ -340,6 +356,9 @@ struct MarioLoop<'a> {
     /// Per reward, whether its bins are cut within each question
     /// ([`MarioSettings::bins_within_question`]).
     within_question: Vec<bool>,
+    /// The dev accuracy a round must keep to compete for `best/` on the selection metric
+    /// ([`MarioSettings::selection_max_accuracy_drop`] below the SFT start's; `None`: no floor).
+    accuracy_floor: Option<f64>,
     rewards: &'a [Box<dyn Reward>],
     dev_eval: &'a DevEval<'a>,
     /// The pool's silver data: the training split's examples, then any replayed training-only
@@ -705,28 +724,18 @@ impl MarioLoop<'_> {
             metrics: metric_values(&m),
         });
         metrics_log::append(&self.paths.metrics, &line)?;
-        let selection = s.selection.to_string();
-        let value = m
-            .iter()
-            .find(|(k, _)| *k == selection)
-            .map(|(_, v)| *v)
-            .ok_or_else(|| anyhow!("selection metric `{}` is not among {m:?}", s.selection))?;
-        let floor = match s.selection_max_accuracy_drop {
-            Some(drop) => Some(sft_dev_accuracy(&self.paths.metrics)? - drop),
-            None => None,
+        let metric = |name: &str| {
+            m.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| *v)
+                .ok_or_else(|| anyhow!("the dev evaluation reports no `{name}`: {m:?}"))
         };
-        let accuracy = m
-            .iter()
-            .find(|(k, _)| *k == "dev_accuracy")
-            .map(|(_, v)| *v)
-            .ok_or_else(|| anyhow!("the dev evaluation reports no dev_accuracy: {m:?}"))?;
-        let rank = RoundRank::of(value, accuracy, floor);
-        let better = self.state.best.is_none_or(|(b, _)| {
-            rank.beats(RoundRank {
-                within_floor: self.state.best_within_floor,
-                value: b,
-            })
-        });
+        let rank = RoundRank::of(
+            metric(&s.selection.to_string())?,
+            metric("dev_accuracy")?,
+            self.accuracy_floor,
+        );
+        let better = self.state.best_rank().is_none_or(|best| rank.beats(best));
         tracing::info!(
             round,
             secs = t_round.elapsed().as_secs_f64(),
@@ -737,8 +746,7 @@ impl MarioLoop<'_> {
         self.state.round_step = 0;
         self.state.window = LossWindow::default();
         if better {
-            self.state.best = Some((rank.value, round));
-            self.state.best_within_floor = rank.within_floor;
+            self.state.set_best(rank, round);
             self.policy.save(&self.paths.best)?;
             self.write_control(&self.paths.best)?;
         }
@@ -943,14 +951,7 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<MarioOutcome> {
     std::fs::create_dir_all(&paths.out)?;
     let table = control_table(s);
     let within_question = s.within_question_mask()?;
-    if let Some(drop) = s.selection_max_accuracy_drop {
-        if !(0.0..=1.0).contains(&drop) {
-            bail!(
-                "[mario] selection_max_accuracy_drop = {drop}: use a share of the dev questions \
-                 in [0, 1] (0.01 = one point)"
-            );
-        }
-    }
+    s.check_selection_max_accuracy_drop()?;
     let rewards = build_rewards(&s.rewards, &run.reward_models, run.device)?;
     let reference = Checkpoint::load(&run.sft, DType::F32, run.device)
         .with_context(|| format!("loading the SFT reference {}", run.sft.display()))?;
@@ -982,6 +983,11 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<MarioOutcome> {
         dir: dev_scores_dir(&paths.out),
     };
     let (policy, state, pool) = start_or_resume(&run, &paths, &table, &reference, &dev_eval)?;
+    // the log holds the SFT start's evaluation now (written by a fresh start, kept by a resume)
+    let accuracy_floor = match s.selection_max_accuracy_drop {
+        Some(drop) => Some(sft_dev_accuracy(&paths.metrics)? - drop),
+        None => None,
+    };
     std::fs::write(
         paths.out.join(CONTROL_FILE),
         serde_json::to_string_pretty(&table)? + "\n",
@@ -1036,6 +1042,7 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<MarioOutcome> {
         paths,
         table,
         within_question,
+        accuracy_floor,
         rewards: &rewards,
         dev_eval: &dev_eval,
         silver: &silver,

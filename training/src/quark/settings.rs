@@ -196,6 +196,17 @@ impl MarioSettings {
             .collect())
     }
 
+    /// Refuses a `selection_max_accuracy_drop` outside [0, 1].
+    pub fn check_selection_max_accuracy_drop(&self) -> anyhow::Result<()> {
+        match self.selection_max_accuracy_drop {
+            Some(drop) if !(0.0..=1.0).contains(&drop) => anyhow::bail!(
+                "[mario] selection_max_accuracy_drop = {drop}: use a share of the dev questions \
+                 in [0, 1] (0.01 = one point)"
+            ),
+            _ => Ok(()),
+        }
+    }
+
     /// The optimizer these settings ask for.
     pub fn optimizer(&self) -> AdamWConfig {
         AdamWConfig {
@@ -235,5 +246,23 @@ mod tests {
             "{e}"
         );
         assert!(toml::from_str::<MarioSettings>("bins_within_question = [\"fluency\"]").is_err());
+    }
+
+    #[test]
+    fn an_accuracy_drop_outside_zero_to_one_is_refused() {
+        let with = |d: f64| MarioSettings {
+            selection_max_accuracy_drop: Some(d),
+            ..Default::default()
+        };
+        assert!(with(0.01).check_selection_max_accuracy_drop().is_ok());
+        assert!(MarioSettings::default()
+            .check_selection_max_accuracy_drop()
+            .is_ok());
+        let e = with(1.5)
+            .check_selection_max_accuracy_drop()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("selection_max_accuracy_drop = 1.5"), "{e}");
+        assert!(with(-0.01).check_selection_max_accuracy_drop().is_err());
     }
 }

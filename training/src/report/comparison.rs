@@ -7,8 +7,10 @@ use anyhow::{anyhow, Result};
 
 use super::markdown_table;
 use super::paired::PairedDiff;
-use crate::consistency::AnswerMode;
-use crate::metrics_log::{self, EvaluatedModel, MarioEvalRecord, MarioRecord};
+use crate::consistency::{AnswerMode, DEV_CHOICE_ACCURACY};
+use crate::metrics_log::{
+    self, CurveRecord, EvaluatedModel, MarioEvalRecord, MarioRecord, TrainRecord,
+};
 use crate::quark::dev_scores::{dev_scores_path, paired, read_dev_scores, DevScore};
 use crate::quark::run::MarioState;
 use crate::report::plausibility::{read_aucs, AUCS_FILE};
@@ -74,22 +76,16 @@ pub fn write_comparison(mario_dir: &Path, sweep_dir: &Path, out: &Path) -> Resul
         markdown_table(&COLUMNS, &table_rows),
         sweep_md.replace("](sweep.png)", "](sweep/sweep.png)")
     );
-    let md = match reward_models_section(out)? {
-        Some(section) => md.replacen(
-            "\n![rewards per round]",
-            &format!("{section}\n![rewards per round]"),
-            1,
-        ),
-        None => md,
-    };
-    let md = match test_section(out)? {
-        Some(section) => md.replacen(
-            "\n![rewards per round]",
-            &format!("{section}\n![rewards per round]"),
-            1,
-        ),
-        None => md,
-    };
+    // the reward models and the test split go between the dev table and the plots
+    let sections: String = [reward_models_section(out)?, test_section(out)?]
+        .into_iter()
+        .flatten()
+        .collect();
+    let md = md.replacen(
+        "\n![rewards per round]",
+        &format!("{sections}\n![rewards per round]"),
+        1,
+    );
     std::fs::write(out.join("report.md"), md)?;
     Ok(())
 }
@@ -172,13 +168,8 @@ fn majority_answer(rows: &[DevScore]) -> Option<(String, f64)> {
     for r in rows {
         *counts.entry(r.gold.as_str()).or_default() += 1;
     }
-    let (label, n) =
-        counts
-            .into_iter()
-            .fold(None, |best: Option<(&str, usize)>, (l, n)| match best {
-                Some((_, m)) if m >= n => best,
-                _ => Some((l, n)),
-            })?;
+    // the largest count; among equal counts the first label (max_by_key keeps the last maximum)
+    let (label, n) = counts.into_iter().rev().max_by_key(|&(_, n)| n)?;
     Some((label.to_string(), n as f64 / rows.len() as f64))
 }
 
@@ -193,14 +184,17 @@ fn reward_models_section(out: &Path) -> Result<Option<String>> {
         if !log.is_file() {
             continue;
         }
-        let records: Vec<serde_json::Value> = crate::jsonl::read(&log)?;
+        let records: Vec<TrainRecord> = metrics_log::read(&log)?;
         let best = records
             .iter()
             .filter_map(|r| {
-                r.get("dev_choice_accuracy")
-                    .and_then(serde_json::Value::as_f64)
+                r.evaluation()?
+                    .1
+                    .get(DEV_CHOICE_ACCURACY)
+                    .copied()
+                    .flatten()
             })
-            .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+            .reduce(f64::max);
         if let Some(v) = best {
             rows.push(vec![
                 answer_models::folder_name(mode).to_string(),
@@ -336,7 +330,8 @@ mod tests {
         std::fs::create_dir_all(&run.0).unwrap();
         std::fs::write(
             run.metrics(),
-            "{\"kind\":\"train\",\"loss\":0.5,\"step\":10}\n\
+            "{\"elapsed_s\":5.0,\"epoch\":0,\"grad_norm\":0.1,\"kind\":\"train\",\"loss\":0.5,\
+             \"lr\":1e-6,\"step\":10,\"tokens_per_s\":2000.0}\n\
              {\"dev_choice_accuracy\":0.875,\"kind\":\"eval\",\"step\":10}\n\
              {\"dev_choice_accuracy\":0.8125,\"kind\":\"eval\",\"step\":20}\n",
         )
