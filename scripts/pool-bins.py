@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""How a MaRio pool's reward scores split between and within questions, and where a world's
+flawed samples land in the quantile bins, cut over the whole pool or within each question
+(training/reports/world/README.md, "Consistency binned within each question").
+
+usage: scripts/pool-bins.py RUN_DIR [ROUND]
+  RUN_DIR  a pipeline run on a generated world (data/world/world.json, mario/pool.jsonl)
+  ROUND    the round whose pool is cut into bins (default 0: the items of round 0)
+Prints (1) for each reward, the share of its score variance over the whole pool (every round)
+that lies within questions; (2) over the pool of rounds 0..ROUND, 5 equal-count bins (best
+first) of consistency for `eats_color` samples that state a fact ("... eats ...") and those that
+do not, and of plausibility for `lives_cold` samples naming the creature's own place and those
+naming another, each cut over the whole pool and on scores minus their question's mean
+(`[mario] bins_within_question`). Ties are ordered by pool position here, where the trainer
+splits them by a seeded shuffle; consistency and plausibility scores rarely tie.
+"""
+import collections
+import json
+import re
+import statistics
+import sys
+
+if len(sys.argv) < 2:
+    sys.exit(__doc__)
+run = sys.argv[1]
+last_round = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+REWARDS = ['consistency', 'accuracy', 'plausibility', 'diversity']  # the configs' order
+world = json.load(open(f'{run}/data/world/world.json'))
+train = {q['question']: q for q in world['train']}
+pool = [json.loads(line) for line in open(f'{run}/mario/pool.jsonl')]
+
+print('share of each reward\'s variance within questions (whole pool):')
+for k, name in enumerate(REWARDS):
+    by_q = collections.defaultdict(list)
+    for r in pool:
+        if r['scores'][k] is not None:
+            by_q[r['question']].append(r['scores'][k])
+    values = [v for vs in by_q.values() for v in vs]
+    within = sum(statistics.pvariance(vs) * len(vs) for vs in by_q.values()) / len(values)
+    print(f'  {name}: {within / statistics.pvariance(values):.2f}')
+
+
+def bins(values, k=5):
+    order = sorted(range(len(values)), key=lambda i: -values[i])
+    out = [0] * len(values)
+    for rank, i in enumerate(order):
+        out[i] = rank * k // len(values)
+    return out
+
+
+def centred(values, questions):
+    by_q = collections.defaultdict(list)
+    for v, q in zip(values, questions):
+        by_q[q].append(v)
+    return [v - statistics.mean(by_q[q]) for v, q in zip(values, questions)]
+
+
+items = [r for r in pool if r['round'] <= last_round]
+questions = [r['question'] for r in items]
+
+
+def own_place(r):
+    place = next(f['value'] for f in train[r['question']]['facts'] if f['relation'] == 'lives_in')
+    m = re.search(r'lives in (\w+)', r['text'])
+    return bool(m) and m.group(1).lower() == place
+
+
+cases = [
+    ('consistency', 'eats_color', 'states a fact', lambda r: ' eats ' in r['text']),
+    ('plausibility', 'lives_cold', 'its own place', own_place),
+]
+print(f'\nitems per bin (best first), pool of rounds 0..{last_round} ({len(items)} items):')
+for name, form, good, is_good in cases:
+    k = REWARDS.index(name)
+    values = [r['scores'][k] for r in items]
+    for how, b in (('whole pool', bins(values)), ('within question', bins(centred(values, questions)))):
+        counts = {True: [0] * 5, False: [0] * 5}
+        for r, bin_ in zip(items, b):
+            q = train.get(r['question'])
+            if q and q['kind'] == form:
+                counts[is_good(r)][bin_] += 1
+        print(f'  {name}, {form}, {how}: {good} {counts[True]}, not {counts[False]}')
