@@ -193,6 +193,7 @@ fn likelihood_scorer_scores_the_least_likely_rationale_token() {
         max_question_tokens: 64,
         max_rationale_tokens: 64,
         prompt: None,
+        knowledge: None,
     };
     std::fs::write(
         dir.path().join(PLAUSIBILITY_FILE),
@@ -277,6 +278,50 @@ fn likelihood_scorer_scores_the_least_likely_rationale_token() {
     let min = lps.iter().copied().fold(f32::INFINITY, f32::min) as f64;
     assert!((a - scoring.score(min)).abs() < 1e-4, "{a}");
     assert!((a - batch[0]).abs() > 1e-6, "the question was read: {a}");
+    // with knowledge, the rationale is scored after the statements naming the question's words
+    use mario::rewards::knowledge_context::KnowledgeContext;
+    let knowing = LikelihoodScoring {
+        knowledge: Some(KnowledgeContext {
+            max_statements_per_word: 1,
+            statements: vec!["A pear is a fruit.".into(), "Ice is cold.".into()],
+        }),
+        ..scoring.clone()
+    };
+    std::fs::write(
+        dir.path().join(PLAUSIBILITY_FILE),
+        PlausibilitySpec::Likelihood(knowing).to_json(),
+    )
+    .unwrap();
+    let scorer = PlausibilityScorer::load(dir.path(), DType::F32, &Device::Cpu).unwrap();
+    let got: Vec<f64> = scorer
+        .score(&items)
+        .unwrap()
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
+    let read = [
+        "A pear is a fruit. Is a pear heavier than water?",
+        "Can pigs fly?",
+        "Ice is cold. Is ice hot?",
+    ];
+    for (i, (input, (_, r))) in read.iter().zip(&cases).enumerate() {
+        let lps = stepwise_log_probs(&ck, input, r);
+        let min = lps.iter().copied().fold(f32::INFINITY, f32::min) as f64;
+        assert!(
+            (got[i] - scoring.score(min)).abs() < 1e-4,
+            "item {i}: {}",
+            got[i]
+        );
+    }
+    assert!(
+        (got[0] - batch[0]).abs() > 1e-6,
+        "no statement was read: {}",
+        got[0]
+    );
+    assert!(
+        (got[1] - batch[1]).abs() < 1e-5,
+        "a question with no statement changed"
+    );
     // a broken calibration is refused, naming the file
     let bad = LikelihoodScoring {
         temperature: 0.0,

@@ -17,11 +17,14 @@ use serde::{Deserialize, Serialize};
 use crate::model::{pad_rows, EncoderInput, Mode, T5Model};
 use crate::tokenize::TextTokenizer;
 
+use super::knowledge_context::KnowledgeContext;
+
 /// How the per-token log-probabilities of a rationale become one number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenPooling {
     /// The least likely token (one false name decides).
+    #[default]
     Min,
     /// The mean over tokens.
     Mean,
@@ -60,6 +63,11 @@ pub struct LikelihoodScoring {
     /// invites (a habit the model has for a kind of question no longer raises its score).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
+    /// When set, the encoder reads the knowledge corpus's statements about the question's
+    /// entities before the question (see [`KnowledgeContext`]): a rationale is judged against
+    /// what the corpus says, not against the model's habits for that kind of question.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub knowledge: Option<KnowledgeContext>,
 }
 
 impl LikelihoodScoring {
@@ -70,25 +78,30 @@ impl LikelihoodScoring {
 
     /// The pooled log-probability of each `(question, rationale)` pair under `model` (`None`
     /// for an empty rationale), uncalibrated; with a [`Self::prompt`] the questions are not
-    /// read.
+    /// read, with [`Self::knowledge`] each is read after its entities' statements.
     pub fn pooled_log_probs(
         &self,
         model: &T5Model,
         tokenizer: &TextTokenizer,
         pairs: &[(&str, &str)],
     ) -> candle_core::Result<Vec<Option<f64>>> {
-        let prompted: Vec<(&str, &str)>;
-        let pairs = match &self.prompt {
-            Some(p) => {
-                prompted = pairs.iter().map(|&(_, r)| (p.as_str(), r)).collect();
-                &prompted[..]
+        let inputs: Vec<String> = match (&self.prompt, &self.knowledge) {
+            (Some(p), _) => pairs.iter().map(|_| p.clone()).collect(),
+            (None, Some(k)) => {
+                let index = k.index();
+                pairs.iter().map(|(q, _)| index.context(q)).collect()
             }
-            None => pairs,
+            (None, None) => pairs.iter().map(|(q, _)| q.to_string()).collect(),
         };
+        let read: Vec<(&str, &str)> = inputs
+            .iter()
+            .zip(pairs)
+            .map(|(q, (_, r))| (q.as_str(), *r))
+            .collect();
         let lps = rationale_log_probs(
             model,
             tokenizer,
-            pairs,
+            &read,
             self.max_question_tokens,
             self.max_rationale_tokens,
         )?;
@@ -108,6 +121,16 @@ impl LikelihoodScoring {
         }
         if self.max_question_tokens == 0 || self.max_rationale_tokens == 0 {
             return Err("`max_question_tokens` and `max_rationale_tokens` must be > 0".into());
+        }
+        if let Some(k) = &self.knowledge {
+            if self.prompt.is_some() {
+                return Err(
+                    "`prompt` and `knowledge` cannot both be set (a prompt replaces the question \
+                     the knowledge is retrieved for)"
+                        .into(),
+                );
+            }
+            k.validate()?;
         }
         Ok(())
     }
@@ -268,6 +291,7 @@ mod tests {
             max_question_tokens: 8,
             max_rationale_tokens: 8,
             prompt: None,
+            knowledge: None,
         };
         assert!(s.score(0.0) > 0.9 && s.score(-10.0) < 0.1);
         // overlapping classes still fit, with a positive slope

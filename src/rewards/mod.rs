@@ -13,6 +13,7 @@
 
 pub mod consistency;
 mod diversity;
+pub mod knowledge_context;
 pub mod likelihood;
 pub mod plausibility;
 

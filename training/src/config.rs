@@ -162,6 +162,15 @@ pub struct PlausibilityDataSection {
     /// own. A yes/no question such as "Is it true?": the fine-tuning rows answer it yes (every
     /// positive is a believed statement). Unset: the question.
     pub statement_prompt: Option<String>,
+    /// A likelihood scorer reads, before each question, the statements of the generated
+    /// world's training-only knowledge records (`knowledge.jsonl` beside the teacher file) that
+    /// contain a word of the question found in at most this many statements: what the corpus
+    /// says about the question's entities (`mario::rewards::knowledge_context`). 0: off. Not
+    /// with `statement_prompt`.
+    pub knowledge_context: usize,
+    /// How a likelihood scorer pools a rationale's token log-probabilities (`min`: the least
+    /// likely token; `mean`).
+    pub pooling: mario::rewards::likelihood::TokenPooling,
 }
 
 /// `[plausibility_data] scorer`: how plausibility is scored.

@@ -12,6 +12,7 @@
 use anyhow::{bail, Result};
 use candle_core::{Device, Tensor, D};
 use mario::model::{EncoderInput, Mode, T5Model};
+use mario::rewards::knowledge_context::KnowledgeContext;
 use mario::rewards::likelihood::{fit_calibration, LikelihoodScoring, TokenPooling};
 use mario::rewards::plausibility::{last_token_states, PlausibilityHead, PlausibilityInput};
 use rand::seq::SliceRandom;
@@ -415,8 +416,20 @@ pub struct LikelihoodFit {
 /// this; two parameters need far fewer).
 pub const MAX_CALIBRATION_EXAMPLES: usize = 4000;
 
-/// Makes a likelihood scorer of `model`: pools each example's token log-probabilities with
-/// their minimum (each rationale read after `prompt` instead of its question when given),
+/// What a likelihood scorer reads and how it pools: everything of a [`LikelihoodScoring`] but
+/// its calibration.
+#[derive(Debug, Clone, Default)]
+pub struct ScorerReading {
+    /// Read instead of each question (see [`LikelihoodScoring::prompt`]).
+    pub prompt: Option<String>,
+    /// Statements read before each question (see [`LikelihoodScoring::knowledge`]).
+    pub knowledge: Option<KnowledgeContext>,
+    /// How the token log-probabilities are pooled.
+    pub pooling: TokenPooling,
+}
+
+/// Makes a likelihood scorer of `model`: pools each example's token log-probabilities as
+/// `reading` says (each rationale read after its question, or what `reading` puts instead),
 /// fits the calibration on (at most [`MAX_CALIBRATION_EXAMPLES`] of) `train` and reports the
 /// AUCs on `test`.
 pub fn fit_likelihood_scorer(
@@ -425,19 +438,23 @@ pub fn fit_likelihood_scorer(
     train: &[Labelled],
     test: &[Labelled],
     seed: u64,
-    prompt: Option<&str>,
+    reading: ScorerReading,
 ) -> Result<LikelihoodFit> {
     if train.is_empty() || test.is_empty() {
         bail!("no plausibility examples (is the teacher file empty?)");
     }
     let mut scoring = LikelihoodScoring {
-        pooling: TokenPooling::Min,
+        pooling: reading.pooling,
         bias: 0.0,
         temperature: 1.0,
         max_question_tokens: MAX_TOKENS,
         max_rationale_tokens: MAX_TOKENS,
-        prompt: prompt.map(str::to_string),
+        prompt: reading.prompt,
+        knowledge: reading.knowledge,
     };
+    scoring
+        .validate()
+        .map_err(|e| anyhow::anyhow!("likelihood scorer: {e}"))?;
     // the pooling and token limits (the calibration is set below)
     let reader = scoring.clone();
     let pooled = |v: &[&Labelled]| -> Result<Vec<f64>> {

@@ -99,10 +99,17 @@ pub fn write_plausibility_report(path: &Path, r: &PlausibilityReport<'_>) -> Res
                      regression on those examples; {}; {}",
                     c.bias,
                     c.temperature,
-                    match &c.prompt {
-                        Some(p) =>
+                    match (&c.prompt, &c.knowledge) {
+                        (Some(p), _) =>
                             format!("each rationale read after the prompt {p:?}, not its question"),
-                        None => "each rationale read after its question".to_string(),
+                        (None, Some(k)) => format!(
+                            "each rationale read after its question, itself after the knowledge \
+                             records' statements that contain a word of it found in at most {} \
+                             of the {} statements",
+                            k.max_statements_per_word,
+                            k.statements.len()
+                        ),
+                        (None, None) => "each rationale read after its question".to_string(),
                     },
                     match finetuned_from {
                         Some(from) => format!(

@@ -5,20 +5,22 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{bail, Result};
+use mario::rewards::knowledge_context::KnowledgeContext;
 use mario::rewards::plausibility::{PlausibilitySpec, PLAUSIBILITY_FILE};
 
 use super::{copy_dir, StageOptions, StageOutcome, StoppedEarly};
 use crate::config::{PlausibilityDataSection, ScorerKind};
-use crate::data::load_teacher;
+use crate::data::{load_examples, load_teacher};
 use crate::plausibility::{
     balance, build_examples, finetune_pairs, fit_likelihood_scorer, Labelled, PlausibilityTask,
+    ScorerReading,
 };
 use crate::report::plausibility::{write_plausibility_report, PlausibilityReport, ScorerMade};
 use crate::sft::SftSettings;
 use crate::sft::SftTask;
 use crate::train::{train, RunDir, TrainableModel};
-use crate::world::World;
+use crate::world::{World, KNOWLEDGE_FILE};
 
 /// The run folder under the stage's output folder.
 pub fn run_dir(out: &Path) -> RunDir {
@@ -36,6 +38,8 @@ pub fn train_plausibility(
     out: &Path,
     o: &StageOptions,
 ) -> Result<StageOutcome<(PathBuf, f64)>> {
+    // checked before any work
+    let knowledge = knowledge_context(teacher_files, data)?;
     let mut records = Vec::new();
     for f in teacher_files {
         records.extend(load_teacher(f)?);
@@ -66,13 +70,19 @@ pub fn train_plausibility(
             train: &train_ex,
             test: &test_ex,
             built,
+            teacher_files,
+        };
+        let reading = ScorerReading {
+            prompt: data.statement_prompt.clone(),
+            knowledge,
+            pooling: data.pooling,
         };
         let finetuned_from = data.finetune.then_some(model);
         return likelihood_scorer(
             &scorer_model,
             finetuned_from,
-            teacher_files,
             data,
+            reading,
             out,
             o,
             &examples,
@@ -189,6 +199,46 @@ fn lm_rows(
         .collect()
 }
 
+/// The knowledge a likelihood scorer reads before each question when `[plausibility_data]
+/// knowledge_context` is set: every statement of the knowledge records beside the teacher
+/// files (`knowledge.jsonl`), each once, sorted. An error names the settings it conflicts
+/// with or the file it did not find.
+fn knowledge_context(
+    teacher_files: &[PathBuf],
+    data: &PlausibilityDataSection,
+) -> Result<Option<KnowledgeContext>> {
+    if data.knowledge_context == 0 {
+        return Ok(None);
+    }
+    if data.scorer != ScorerKind::Likelihood || data.statement_prompt.is_some() {
+        bail!(
+            "[plausibility_data] knowledge_context needs scorer = \"likelihood\" and no \
+             statement_prompt (the statements are read before each question)"
+        );
+    }
+    let mut statements = std::collections::BTreeSet::new();
+    for f in teacher_files {
+        let path = f.parent().unwrap_or(Path::new(".")).join(KNOWLEDGE_FILE);
+        if !path.is_file() {
+            bail!(
+                "[plausibility_data] knowledge_context: no {} beside the teacher file {} (a \
+                 generated world with knowledge_repeats > 0 writes it)",
+                path.display(),
+                f.display()
+            );
+        }
+        statements.extend(
+            load_examples(&path)?
+                .into_iter()
+                .filter_map(|e| e.rationale),
+        );
+    }
+    Ok(Some(KnowledgeContext {
+        max_statements_per_word: data.knowledge_context,
+        statements: statements.into_iter().collect(),
+    }))
+}
+
 /// A plausibility scorer's examples.
 struct ScorerExamples<'a> {
     /// The training split, after balancing.
@@ -197,6 +247,8 @@ struct ScorerExamples<'a> {
     test: &'a [Labelled],
     /// Training examples built before balancing.
     built: usize,
+    /// The teacher files they were built from.
+    teacher_files: &'a [PathBuf],
 }
 
 /// The likelihood scorer: `model` (fine-tuned from `finetuned_from`, when set) with
@@ -205,13 +257,18 @@ struct ScorerExamples<'a> {
 fn likelihood_scorer(
     model: &Path,
     finetuned_from: Option<&Path>,
-    teacher_files: &[PathBuf],
     data: &PlausibilityDataSection,
+    reading: ScorerReading,
     out: &Path,
     o: &StageOptions,
     examples: &ScorerExamples<'_>,
 ) -> Result<(PathBuf, f64)> {
-    let ScorerExamples { train, test, built } = *examples;
+    let ScorerExamples {
+        train,
+        test,
+        built,
+        teacher_files,
+    } = *examples;
     let m = TrainableModel::load(model, &o.device)?;
     tracing::info!(
         train = train.len(),
@@ -219,8 +276,7 @@ fn likelihood_scorer(
         held_out = test.len(),
         "plausibility data (likelihood scorer)"
     );
-    let prompt = data.statement_prompt.as_deref();
-    let fit = fit_likelihood_scorer(&m.model, &m.tokenizer, train, test, 0, prompt)?;
+    let fit = fit_likelihood_scorer(&m.model, &m.tokenizer, train, test, 0, reading)?;
     let dest = out.join("scorer");
     copy_dir(model, &dest)?;
     std::fs::write(
@@ -271,5 +327,43 @@ mod tests {
                 serde_json::json!({"question": "Is it true?", "rationale": "X is so.", "answer": "yes"})
             ]
         );
+    }
+
+    #[test]
+    fn knowledge_context_needs_a_question_reading_likelihood_scorer_and_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let teacher = [dir.path().join("teacher_gpt3_train.jsonl")];
+        let mut data = PlausibilityDataSection {
+            scorer: ScorerKind::Likelihood,
+            ..Default::default()
+        };
+        // off: nothing read, nothing needed
+        assert!(knowledge_context(&teacher, &data).unwrap().is_none());
+        data.knowledge_context = 3;
+        let err = knowledge_context(&teacher, &data).unwrap_err();
+        assert!(err.to_string().contains("knowledge.jsonl"), "{err}");
+        let record = |r: &str| {
+            format!(
+            "{{\"question\": \"Where? (A) p (B) q\", \"rationale\": \"{r}\", \"answer\": \"(A)\"}}\n"
+        )
+        };
+        let lines = [record("B is b."), record("A is a."), record("B is b.")].concat();
+        std::fs::write(dir.path().join(KNOWLEDGE_FILE), lines).unwrap();
+        let k = knowledge_context(&teacher, &data).unwrap().unwrap();
+        assert_eq!(k.max_statements_per_word, 3);
+        assert_eq!(k.statements, ["A is a.", "B is b."]);
+        for broken in [
+            PlausibilityDataSection {
+                statement_prompt: Some("Is it true?".into()),
+                ..data.clone()
+            },
+            PlausibilityDataSection {
+                scorer: ScorerKind::Classifier,
+                ..data.clone()
+            },
+        ] {
+            let err = knowledge_context(&teacher, &broken).unwrap_err();
+            assert!(err.to_string().contains("statement_prompt"), "{err}");
+        }
     }
 }
