@@ -33,6 +33,10 @@ mario = [json.loads(l) for l in open(f'{run}/test/mario.jsonl')]
 
 for d in scorers:
     cal = json.load(open(f'{d}/plausibility.json'))
+    if cal.get('knowledge') or cal.get('pooling', 'min') != 'min':
+        sys.exit(f'{d}: this script scores the question (or prompt) with min pooling; '
+                 'for a scorer with knowledge statements or mean pooling use '
+                 'scripts/stereotype-probe.py')
     tok = Tokenizer.from_file(f'{d}/tokenizer.json')
     model = T5ForConditionalGeneration.from_pretrained(d)
     model.eval()

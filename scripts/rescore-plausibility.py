@@ -16,6 +16,10 @@ from transformers import T5ForConditionalGeneration
 torch.set_num_threads(1)
 d = sys.argv[1]
 cal = json.load(open(f'{d}/plausibility.json'))
+if cal.get('knowledge') or cal.get('pooling', 'min') != 'min':
+    sys.exit(f'{d}: this script scores the question (or prompt) with min pooling; '
+             'for a scorer with knowledge statements or mean pooling use '
+             'scripts/stereotype-probe.py')
 tok = Tokenizer.from_file(f'{d}/tokenizer.json'); m = T5ForConditionalGeneration.from_pretrained(d); m.eval()
 def score(q, out):
     q = cal.get('prompt') or q  # a statement scorer reads its prompt, not the question

@@ -5,7 +5,9 @@
 usage: scripts/stereotype-probe.py [--retrieve N] WORLD_DIR SCORER_DIR [SCORER_DIR ...]
   --retrieve N  put before each question the statements of the world's knowledge records
               (knowledge.jsonl) that share a word with it, for every word found in at most N
-              distinct statements (the entities' names), as the retrieval-reading scorer does
+              distinct statements (the entities' names), as `knowledge_context = N` does; a
+              scorer whose plausibility.json has `knowledge` reads its own statements and N
+              without this flag
   WORLD_DIR   a generated world (world.json)
   SCORER_DIR  a likelihood scorer folder (config.json, model.safetensors, tokenizer.json,
               plausibility.json with `pooling`, and `prompt` when it reads one)
@@ -29,9 +31,10 @@ from transformers import T5ForConditionalGeneration
 
 torch.set_num_threads(1)
 args = sys.argv[1:]
-retrieve = 0
+flag_retrieve = 0
 if args[:1] == ['--retrieve']:
-    retrieve, args = int(args[1]), args[2:]
+    flag_retrieve, args = int(args[1]), args[2:]
+retrieve = flag_retrieve
 world_dir, scorers = args[0], args[1:]
 if not scorers:
     sys.exit(__doc__)
@@ -40,12 +43,16 @@ climate = {f['subject']: f['value'] for f in world['kb']['facts'] if f['relation
 places = world['kb']['places']
 
 
-statements = sorted({json.loads(l)['rationale'] for l in open(f'{world_dir}/knowledge.jsonl')}) \
+corpus = sorted({json.loads(l)['rationale'] for l in open(f'{world_dir}/knowledge.jsonl')}) \
     if retrieve else []
 by_word = collections.defaultdict(list)
-for st in statements:
-    for w in set(re.findall(r"[a-z]+", st.lower())):
-        by_word[w].append(st)
+
+
+def index(statements):
+    by_word.clear()
+    for st in statements:
+        for w in set(re.findall(r"[a-z]+", st.lower())):
+            by_word[w].append(st)
 
 
 def context(question):
@@ -67,6 +74,12 @@ for d in scorers:
     cal = json.load(open(f'{d}/plausibility.json'))
     cal = cal.get('likelihood', cal)
     pooling = cal.get('pooling', 'min')
+    if cal.get('knowledge'):
+        retrieve = cal['knowledge']['max_statements_per_word']
+        index(cal['knowledge']['statements'])
+    else:
+        retrieve = flag_retrieve
+        index(corpus)
     tok = Tokenizer.from_file(f'{d}/tokenizer.json')
     model = T5ForConditionalGeneration.from_pretrained(d)
     model.eval()
@@ -103,8 +116,10 @@ for d in scorers:
                     w[2] += win
                     w[3] += 1
     reads = 'the prompt ' + repr(cal['prompt']) if cal.get('prompt') else 'the question'
-    if retrieve and not cal.get('prompt'):
+    if retrieve and not cal.get('prompt') and not cal.get('knowledge'):
         reads += f' after the knowledge statements of its words in <= {retrieve} statements'
+    if cal.get('knowledge'):
+        reads += f' after its own knowledge statements of the words in <= {retrieve} of them'
     print(f"{d} (reads {reads}, pooling {pooling})")
     print('| split | form | pairs | true > false place | true > stereotype place |')
     print('|---|---|---:|---:|---:|')

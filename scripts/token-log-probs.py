@@ -22,6 +22,10 @@ if len(sys.argv) < 4:
 scorer, run, form = sys.argv[1:4]
 n = int(sys.argv[4]) if len(sys.argv) > 4 else 4
 cal = json.load(open(f'{scorer}/plausibility.json'))
+if cal.get('knowledge') or cal.get('pooling', 'min') != 'min':
+    sys.exit(f'{scorer}: this script scores the question (or prompt) with min pooling; '
+             'for a scorer with knowledge statements or mean pooling use '
+             'scripts/stereotype-probe.py')
 tok = Tokenizer.from_file(f'{scorer}/tokenizer.json')
 model = T5ForConditionalGeneration.from_pretrained(scorer)
 model.eval()

@@ -68,10 +68,9 @@ pub struct KnowledgeIndex<'a> {
 }
 
 impl KnowledgeIndex<'_> {
-    /// The statements naming `question`'s entities (each once, in the order their words
-    /// appear in the question, then in the corpus's order), then the question, joined by
-    /// spaces; the question alone when none is found.
-    pub fn context(&self, question: &str) -> String {
+    /// The statements naming `question`'s entities: each once, in the order their words
+    /// appear in the question, then in the corpus's order.
+    pub fn statements(&self, question: &str) -> Vec<&str> {
         let mut found: Vec<&str> = Vec::new();
         for w in words(question) {
             match self.by_word.get(&w) {
@@ -85,8 +84,31 @@ impl KnowledgeIndex<'_> {
                 _ => {}
             }
         }
-        found.push(question);
-        found.join(" ")
+        found
+    }
+
+    /// [`Self::statements`], then the question, joined by spaces; the question alone when none
+    /// is found.
+    pub fn context(&self, question: &str) -> String {
+        self.context_within(question, |_| true)
+    }
+
+    /// [`Self::context`] with the last statements dropped until `fits` accepts it (the question
+    /// is kept whole: the encoder input is cut at its end, and it must not lose the question).
+    pub fn context_within(&self, question: &str, fits: impl Fn(&str) -> bool) -> String {
+        let mut found = self.statements(question);
+        loop {
+            let text = found
+                .iter()
+                .copied()
+                .chain(std::iter::once(question))
+                .collect::<Vec<_>>()
+                .join(" ");
+            if found.is_empty() || fits(&text) {
+                return text;
+            }
+            found.pop();
+        }
     }
 }
 
@@ -135,6 +157,20 @@ mod tests {
         );
         // nothing known: the question alone
         assert_eq!(idx.context("Is zubo red?"), "Is zubo red?");
+    }
+
+    #[test]
+    fn statements_are_dropped_from_the_end_until_the_input_fits_and_the_question_stays() {
+        let c = corpus();
+        let idx = c.index();
+        let q = "Does a rifa live somewhere cold?";
+        let short = |t: &str| t.len() <= 60;
+        assert_eq!(
+            idx.context_within(q, short),
+            "A rifa lives in lusu. Does a rifa live somewhere cold?"
+        );
+        // nothing fits: the question alone, whatever its length
+        assert_eq!(idx.context_within(q, |_| false), q);
     }
 
     #[test]

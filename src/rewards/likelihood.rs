@@ -54,7 +54,8 @@ pub struct LikelihoodScoring {
     pub bias: f64,
     /// Calibration: the scale of the logistic map (positive).
     pub temperature: f64,
-    /// The question is cut to this many tokens.
+    /// The question is cut to this many tokens (with [`Self::knowledge`], statements are
+    /// dropped first: the question is cut only when it is this long alone).
     pub max_question_tokens: usize,
     /// The rationale is cut to this many tokens.
     pub max_rationale_tokens: usize,
@@ -89,7 +90,17 @@ impl LikelihoodScoring {
             (Some(p), _) => pairs.iter().map(|_| p.clone()).collect(),
             (None, Some(k)) => {
                 let index = k.index();
-                pairs.iter().map(|(q, _)| index.context(q)).collect()
+                // statements are dropped, never the question, to fit the encoder's budget
+                let fits = |t: &str| {
+                    tokenizer
+                        .encode(t)
+                        .map(|ids| ids.len() <= self.max_question_tokens)
+                        .unwrap_or(true)
+                };
+                pairs
+                    .iter()
+                    .map(|(q, _)| index.context_within(q, fits))
+                    .collect()
             }
             (None, None) => pairs.iter().map(|(q, _)| q.to_string()).collect(),
         };
@@ -264,6 +275,36 @@ pub fn fit_calibration(xs: &[f64], labels: &[bool]) -> Option<(f64, f64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_prompt_and_knowledge_together_are_refused() {
+        let s = LikelihoodScoring {
+            pooling: TokenPooling::Min,
+            bias: -5.0,
+            temperature: 1.0,
+            max_question_tokens: 8,
+            max_rationale_tokens: 8,
+            prompt: Some("Is it true?".into()),
+            knowledge: Some(KnowledgeContext {
+                max_statements_per_word: 3,
+                statements: vec!["A is a.".into()],
+            }),
+        };
+        assert!(s.validate().unwrap_err().contains("`knowledge`"));
+        let knowing = LikelihoodScoring {
+            prompt: None,
+            ..s.clone()
+        };
+        assert!(knowing.validate().is_ok());
+        let empty = LikelihoodScoring {
+            knowledge: Some(KnowledgeContext {
+                max_statements_per_word: 3,
+                statements: vec![],
+            }),
+            ..knowing
+        };
+        assert!(empty.validate().unwrap_err().contains("statements"));
+    }
 
     #[test]
     fn pooling_takes_the_least_likely_token_or_the_mean() {

@@ -165,11 +165,13 @@ pub struct PlausibilityDataSection {
     /// A likelihood scorer reads, before each question, the statements of the generated
     /// world's training-only knowledge records (`knowledge.jsonl` beside the teacher file) that
     /// contain a word of the question found in at most this many statements: what the corpus
-    /// says about the question's entities (`mario::rewards::knowledge_context`). 0: off. Not
-    /// with `statement_prompt`.
+    /// says about the question's entities (`mario::rewards::knowledge_context`), in its scoring
+    /// and calibration; its fine-tuning (`finetune`) still reads the question alone, since the
+    /// teacher's positives include false facts that contradict the statements. 0: off. Not with
+    /// `statement_prompt`.
     pub knowledge_context: usize,
     /// How a likelihood scorer pools a rationale's token log-probabilities (`min`: the least
-    /// likely token; `mean`).
+    /// likely token; `mean`). Only with `scorer = "likelihood"`.
     pub pooling: mario::rewards::likelihood::TokenPooling,
 }
 

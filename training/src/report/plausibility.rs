@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
+use mario::rewards::likelihood::TokenPooling;
 
 use crate::train::Metrics;
 
@@ -71,10 +72,14 @@ pub fn write_plausibility_report(path: &Path, r: &PlausibilityReport<'_>) -> Res
              overall and of the positives against each kind of negative:\n\n| metric | AUC |\n\
              |---|---|\n{table}",
             match r.made {
-                ScorerMade::FineTuned { .. } => "Trained from",
-                ScorerMade::Calibrated { .. } => {
-                    "Likelihood scorer (the least likely rationale token) from"
-                }
+                ScorerMade::FineTuned { .. } => "Trained from".to_string(),
+                ScorerMade::Calibrated { scoring: c, .. } => format!(
+                    "Likelihood scorer ({}) from",
+                    match c.pooling {
+                        TokenPooling::Min => "the least likely rationale token",
+                        TokenPooling::Mean => "the mean rationale token log-probability",
+                    }
+                ),
             },
             r.model.display(),
             r.trained_on,
@@ -95,8 +100,12 @@ pub fn write_plausibility_report(path: &Path, r: &PlausibilityReport<'_>) -> Res
                     scoring: c,
                     finetuned_from,
                 } => format!(
-                    "score = sigmoid((min log p - ({:.4})) / {:.4}), calibrated by logistic \
+                    "score = sigmoid(({} log p - ({:.4})) / {:.4}), calibrated by logistic \
                      regression on those examples; {}; {}",
+                    match c.pooling {
+                        TokenPooling::Min => "min",
+                        TokenPooling::Mean => "mean",
+                    },
                     c.bias,
                     c.temperature,
                     match (&c.prompt, &c.knowledge) {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use mario::rewards::knowledge_context::KnowledgeContext;
+use mario::rewards::likelihood::TokenPooling;
 use mario::rewards::plausibility::{PlausibilitySpec, PLAUSIBILITY_FILE};
 
 use super::{copy_dir, StageOptions, StageOutcome, StoppedEarly};
@@ -39,6 +40,7 @@ pub fn train_plausibility(
     o: &StageOptions,
 ) -> Result<StageOutcome<(PathBuf, f64)>> {
     // checked before any work
+    check_scorer_settings(data)?;
     let knowledge = knowledge_context(teacher_files, data)?;
     let mut records = Vec::new();
     for f in teacher_files {
@@ -199,22 +201,42 @@ fn lm_rows(
         .collect()
 }
 
+/// Refuses `[plausibility_data]` settings that conflict, naming them (the pipeline checks them
+/// before its first stage).
+pub fn check_scorer_settings(data: &PlausibilityDataSection) -> Result<()> {
+    let likelihood_only = [
+        ("knowledge_context", data.knowledge_context > 0),
+        ("pooling = \"mean\"", data.pooling != TokenPooling::Min),
+        ("statement_prompt", data.statement_prompt.is_some()),
+        ("finetune", data.finetune),
+    ];
+    if data.scorer != ScorerKind::Likelihood {
+        if let Some((name, _)) = likelihood_only.iter().find(|(_, set)| *set) {
+            bail!(
+                "[plausibility_data] {name} needs scorer = \"likelihood\" (scorer = \"classifier\" \
+                 is set or the default)"
+            );
+        }
+    }
+    if data.knowledge_context > 0 && data.statement_prompt.is_some() {
+        bail!(
+            "[plausibility_data] knowledge_context and statement_prompt cannot both be set (the \
+             statements are read before each question, which a prompt replaces)"
+        );
+    }
+    Ok(())
+}
+
 /// The knowledge a likelihood scorer reads before each question when `[plausibility_data]
 /// knowledge_context` is set: every statement of the knowledge records beside the teacher
-/// files (`knowledge.jsonl`), each once, sorted. An error names the settings it conflicts
-/// with or the file it did not find.
+/// files (`knowledge.jsonl`), each once, sorted. An error names the file it did not find or
+/// that states nothing.
 fn knowledge_context(
     teacher_files: &[PathBuf],
     data: &PlausibilityDataSection,
 ) -> Result<Option<KnowledgeContext>> {
     if data.knowledge_context == 0 {
         return Ok(None);
-    }
-    if data.scorer != ScorerKind::Likelihood || data.statement_prompt.is_some() {
-        bail!(
-            "[plausibility_data] knowledge_context needs scorer = \"likelihood\" and no \
-             statement_prompt (the statements are read before each question)"
-        );
     }
     let mut statements = std::collections::BTreeSet::new();
     for f in teacher_files {
@@ -227,16 +249,27 @@ fn knowledge_context(
                 f.display()
             );
         }
+        let before = statements.len();
         statements.extend(
             load_examples(&path)?
                 .into_iter()
-                .filter_map(|e| e.rationale),
+                .filter_map(|e| e.rationale)
+                .filter(|r| !r.trim().is_empty()),
         );
+        if statements.len() == before && before == 0 {
+            bail!(
+                "[plausibility_data] knowledge_context: {} has no rationale to read",
+                path.display()
+            );
+        }
     }
-    Ok(Some(KnowledgeContext {
+    let k = KnowledgeContext {
         max_statements_per_word: data.knowledge_context,
         statements: statements.into_iter().collect(),
-    }))
+    };
+    k.validate()
+        .map_err(|e| anyhow::anyhow!("[plausibility_data] knowledge_context: {e}"))?;
+    Ok(Some(k))
 }
 
 /// A plausibility scorer's examples.
@@ -330,7 +363,7 @@ mod tests {
     }
 
     #[test]
-    fn knowledge_context_needs_a_question_reading_likelihood_scorer_and_the_file() {
+    fn knowledge_context_reads_the_knowledge_file_beside_the_teacher_file() {
         let dir = tempfile::tempdir().unwrap();
         let teacher = [dir.path().join("teacher_gpt3_train.jsonl")];
         let mut data = PlausibilityDataSection {
@@ -344,26 +377,83 @@ mod tests {
         assert!(err.to_string().contains("knowledge.jsonl"), "{err}");
         let record = |r: &str| {
             format!(
-            "{{\"question\": \"Where? (A) p (B) q\", \"rationale\": \"{r}\", \"answer\": \"(A)\"}}\n"
-        )
+                "{{\"question\": \"Where? (A) p (B) q\", \"rationale\": \"{r}\", \"answer\": \"(A)\"}}\n"
+            )
         };
+        let path = dir.path().join(KNOWLEDGE_FILE);
+        std::fs::write(&path, record("")).unwrap();
+        let err = knowledge_context(&teacher, &data).unwrap_err();
+        assert!(err.to_string().contains("no rationale"), "{err}");
         let lines = [record("B is b."), record("A is a."), record("B is b.")].concat();
-        std::fs::write(dir.path().join(KNOWLEDGE_FILE), lines).unwrap();
+        std::fs::write(&path, lines).unwrap();
         let k = knowledge_context(&teacher, &data).unwrap().unwrap();
         assert_eq!(k.max_statements_per_word, 3);
         assert_eq!(k.statements, ["A is a.", "B is b."]);
-        for broken in [
-            PlausibilityDataSection {
-                statement_prompt: Some("Is it true?".into()),
-                ..data.clone()
-            },
-            PlausibilityDataSection {
-                scorer: ScorerKind::Classifier,
-                ..data.clone()
-            },
+    }
+
+    #[test]
+    fn conflicting_scorer_settings_are_refused_by_name() {
+        let likelihood = PlausibilityDataSection {
+            scorer: ScorerKind::Likelihood,
+            knowledge_context: 3,
+            finetune: true,
+            ..Default::default()
+        };
+        assert!(check_scorer_settings(&likelihood).is_ok());
+        assert!(check_scorer_settings(&PlausibilityDataSection::default()).is_ok());
+        let refused =
+            |d: PlausibilityDataSection| check_scorer_settings(&d).unwrap_err().to_string();
+        let both = refused(PlausibilityDataSection {
+            statement_prompt: Some("Is it true?".into()),
+            ..likelihood.clone()
+        });
+        assert!(
+            both.contains("knowledge_context and statement_prompt"),
+            "{both}"
+        );
+        let classifier = PlausibilityDataSection {
+            scorer: ScorerKind::Classifier,
+            ..Default::default()
+        };
+        for (d, name) in [
+            (
+                PlausibilityDataSection {
+                    knowledge_context: 2,
+                    ..classifier.clone()
+                },
+                "knowledge_context",
+            ),
+            (
+                PlausibilityDataSection {
+                    pooling: TokenPooling::Mean,
+                    ..classifier.clone()
+                },
+                "pooling",
+            ),
+            (
+                PlausibilityDataSection {
+                    finetune: true,
+                    ..classifier.clone()
+                },
+                "finetune",
+            ),
         ] {
-            let err = knowledge_context(&teacher, &broken).unwrap_err();
-            assert!(err.to_string().contains("statement_prompt"), "{err}");
+            let msg = refused(d);
+            assert!(msg.contains(name) && msg.contains("scorer"), "{msg}");
         }
+    }
+
+    #[test]
+    fn scorer_settings_parse_from_a_config() {
+        let cfg: crate::config::RunConfig = toml::from_str(
+            "[plausibility_data]\nscorer = \"likelihood\"\nknowledge_context = 3\npooling = \"mean\"\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.plausibility_data.knowledge_context, 3);
+        assert_eq!(cfg.plausibility_data.pooling, TokenPooling::Mean);
+        assert!(toml::from_str::<crate::config::RunConfig>(
+            "[plausibility_data]\npooling = \"median\"\n"
+        )
+        .is_err());
     }
 }
