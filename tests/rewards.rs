@@ -180,6 +180,20 @@ fn stepwise_log_probs(ck: &Checkpoint, question: &str, rationale: &str) -> Vec<f
     out
 }
 
+/// Writes `scoring` as `dir`'s `plausibility.json` and loads the scorer.
+fn load_likelihood(
+    dir: &std::path::Path,
+    scoring: mario::rewards::likelihood::LikelihoodScoring,
+) -> PlausibilityScorer {
+    use mario::rewards::plausibility::PlausibilitySpec;
+    std::fs::write(
+        dir.join(PLAUSIBILITY_FILE),
+        PlausibilitySpec::Likelihood(scoring).to_json(),
+    )
+    .unwrap();
+    PlausibilityScorer::load(dir, DType::F32, &Device::Cpu).unwrap()
+}
+
 #[test]
 fn likelihood_scorer_scores_the_least_likely_rationale_token() {
     use mario::rewards::likelihood::{LikelihoodScoring, TokenPooling};
@@ -195,12 +209,7 @@ fn likelihood_scorer_scores_the_least_likely_rationale_token() {
         prompt: None,
         knowledge: None,
     };
-    std::fs::write(
-        dir.path().join(PLAUSIBILITY_FILE),
-        PlausibilitySpec::Likelihood(scoring.clone()).to_json(),
-    )
-    .unwrap();
-    let scorer = PlausibilityScorer::load(dir.path(), DType::F32, &Device::Cpu).unwrap();
+    let scorer = load_likelihood(dir.path(), scoring.clone());
     let ck = Checkpoint::load(dir.path(), DType::F32, &Device::Cpu).unwrap();
     let cases = [
         ("Is a pear heavier than water?", "Pears float on water."),
@@ -259,12 +268,7 @@ fn likelihood_scorer_scores_the_least_likely_rationale_token() {
         prompt: Some("Is it true?".into()),
         ..scoring.clone()
     };
-    std::fs::write(
-        dir.path().join(PLAUSIBILITY_FILE),
-        PlausibilitySpec::Likelihood(prompted).to_json(),
-    )
-    .unwrap();
-    let scorer = PlausibilityScorer::load(dir.path(), DType::F32, &Device::Cpu).unwrap();
+    let scorer = load_likelihood(dir.path(), prompted);
     let elsewhere = RewardInput {
         question: "Can pigs fly?",
         ..items[0]
@@ -287,12 +291,7 @@ fn likelihood_scorer_scores_the_least_likely_rationale_token() {
         }),
         ..scoring.clone()
     };
-    std::fs::write(
-        dir.path().join(PLAUSIBILITY_FILE),
-        PlausibilitySpec::Likelihood(knowing).to_json(),
-    )
-    .unwrap();
-    let scorer = PlausibilityScorer::load(dir.path(), DType::F32, &Device::Cpu).unwrap();
+    let scorer = load_likelihood(dir.path(), knowing);
     let got: Vec<f64> = scorer
         .score(&items)
         .unwrap()

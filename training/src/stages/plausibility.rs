@@ -249,27 +249,24 @@ fn knowledge_context(
                 f.display()
             );
         }
-        let before = statements.len();
-        statements.extend(
-            load_examples(&path)?
-                .into_iter()
-                .filter_map(|e| e.rationale)
-                .filter(|r| !r.trim().is_empty()),
-        );
-        if statements.len() == before && before == 0 {
+        let read: Vec<String> = load_examples(&path)?
+            .into_iter()
+            .filter_map(|e| e.rationale)
+            .filter(|r| !r.trim().is_empty())
+            .collect();
+        if read.is_empty() {
             bail!(
                 "[plausibility_data] knowledge_context: {} has no rationale to read",
                 path.display()
             );
         }
+        statements.extend(read);
     }
-    let k = KnowledgeContext {
+    // non-empty, and N > 0: valid (`KnowledgeContext::validate`)
+    Ok(Some(KnowledgeContext {
         max_statements_per_word: data.knowledge_context,
         statements: statements.into_iter().collect(),
-    };
-    k.validate()
-        .map_err(|e| anyhow::anyhow!("[plausibility_data] knowledge_context: {e}"))?;
-    Ok(Some(k))
+    }))
 }
 
 /// A plausibility scorer's examples.
