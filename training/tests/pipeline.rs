@@ -279,7 +279,7 @@ fn a_world_pipeline_generates_its_data_and_reports_the_ground_truth() {
          [mario]\nrewards = [\"consistency\", \"accuracy\", \"plausibility\", \"diversity\"]\n\
          bins = 2\nrounds = 1\nsteps_per_round = 3\nrollouts = 1\nmax_new_tokens = 16\n\
          eval_no_repeat_ngram_sizes = [0]\nbatch_size = 4\nlr = 1e-3\nwarmup_steps = 1\n\
-         eval_limit = 6\nsample_unsolved = true\n",
+         eval_limit = 6\nsample_unsolved = true\nteacher_wrong_answers = true\n",
         arch,
         stage(12),
         stage(6),
@@ -335,6 +335,28 @@ fn a_world_pipeline_generates_its_data_and_reports_the_ground_truth() {
     let train_questions = world["train"].as_array().unwrap().len();
     assert!(silver_questions.len() + unsolved.len() <= train_questions);
     assert_eq!(sampled as usize, train_questions, "{metrics}");
+    // the teacher's wrong samples joined the pool at round 0, each scored as a wrong answer
+    let pool = std::fs::read_to_string(out.join("mario/pool.jsonl")).unwrap();
+    let teacher: Vec<serde_json::Value> = pool
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["source"] == "teacher")
+        .collect();
+    let teacher_file = std::fs::read_to_string(world_dir.join("teacher_gpt3_train.jsonl")).unwrap();
+    let teacher_misses = teacher_file
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["predicted_label"] != r["gold_label"])
+        .count();
+    assert!(teacher_misses > 0);
+    assert_eq!(teacher.len(), teacher_misses, "{pool}");
+    // control order: consistency, accuracy, plausibility, diversity
+    assert!(
+        teacher
+            .iter()
+            .all(|r| r["round"] == 0 && r["scores"][1] == 0.0),
+        "{teacher:?}"
+    );
     // every MaRio dev line carries the ground truth next to the rewards
     let dev_scores = std::fs::read_to_string(out.join("mario/dev/round-0.jsonl")).unwrap();
     let first: serde_json::Value =

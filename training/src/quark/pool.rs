@@ -20,6 +20,8 @@ pub enum Source {
     Reference,
     /// Sampled from the policy.
     Policy,
+    /// A teacher sample that reached a wrong answer (`[mario] teacher_wrong_answers`).
+    Teacher,
 }
 
 /// One output in the pool.
@@ -162,7 +164,9 @@ impl DataPool {
                 let v: Vec<f64> = self
                     .items
                     .iter()
-                    .filter(|it| it.round == round && it.source != Source::Silver)
+                    .filter(|it| {
+                        it.round == round && matches!(it.source, Source::Reference | Source::Policy)
+                    })
                     .filter_map(|it| it.scores.get(k).copied().flatten())
                     .collect();
                 (v.iter().sum::<f64>() / v.len().max(1) as f64, v.len())

@@ -332,20 +332,51 @@ fn unsolved_questions(teacher_files: &[PathBuf], train: &[Example]) -> Result<Ve
         .into_iter()
         .filter(|(q, _)| !solved[q] && !known.contains(q.as_str()))
         .enumerate()
-        .map(|(i, (question, gold))| {
-            let answer = crate::data::extract_choices(&question)
-                .labels
-                .into_iter()
-                .find(|l| l.eq_ignore_ascii_case(&gold))
-                .unwrap_or(gold);
-            Example {
-                id: format!("unsolved {}", i + 1),
-                question,
-                rationale: None,
-                answer,
-            }
+        .map(|(i, (question, gold))| Example {
+            id: format!("unsolved {}", i + 1),
+            answer: spelt_as_choice(&question, gold),
+            question,
+            rationale: None,
         })
         .collect())
+}
+
+/// `label` spelt as `question`'s choices spell it (teacher files lower-case labels), or as it
+/// is when no choice matches.
+fn spelt_as_choice(question: &str, label: String) -> String {
+    crate::data::extract_choices(question)
+        .labels
+        .into_iter()
+        .find(|l| l.eq_ignore_ascii_case(&label))
+        .unwrap_or(label)
+}
+
+/// The samples of `teacher_files` that reached a wrong answer on one of `questions`, as pool
+/// texts `(question, output, gold)` in file order ([`MarioSettings::teacher_wrong_answers`]);
+/// the output is the teacher's rationale and label in the training format. Samples without a
+/// parsed label or without a rationale are left out.
+fn teacher_wrong_samples(
+    teacher_files: &[PathBuf],
+    questions: &std::collections::HashSet<&str>,
+) -> Result<Vec<(String, String, String)>> {
+    let mut out = Vec::new();
+    for path in teacher_files {
+        for r in crate::data::load_teacher(path)? {
+            let right = mario::rewards::answers_match(&r.predicted_label, &r.gold_label);
+            if right
+                || r.predicted_label.trim().is_empty()
+                || r.predicted_rationale.trim().is_empty()
+                || !questions.contains(r.question.as_str())
+            {
+                continue;
+            }
+            let answer = spelt_as_choice(&r.question, r.predicted_label);
+            let gold = spelt_as_choice(&r.question, r.gold_label);
+            let text = mario::rationale::build_target(r.predicted_rationale.trim(), &answer);
+            out.push((r.question, text, gold));
+        }
+    }
+    Ok(out)
 }
 
 /// A run in progress: what every step of a round reads and writes.
@@ -364,6 +395,9 @@ struct MarioLoop<'a> {
     /// The pool's silver data: the training split's examples, then any replayed training-only
     /// examples.
     silver: &'a [Example],
+    /// The teacher's wrong samples put into the pool at round 0
+    /// ([`MarioSettings::teacher_wrong_answers`]; empty when off).
+    teacher_wrong: &'a [(String, String, String)],
     /// Unique training questions, in file order.
     questions: Vec<&'a Example>,
     reference: Checkpoint,
@@ -503,6 +537,11 @@ impl MarioLoop<'_> {
                     sources.push(Source::Silver);
                 }
             }
+            items.extend(self.teacher_wrong.iter().cloned());
+            sources.extend(std::iter::repeat_n(
+                Source::Teacher,
+                self.teacher_wrong.len(),
+            ));
         }
         Ok(Sampled {
             requested,
@@ -1003,8 +1042,26 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<MarioOutcome> {
         s.replay_examples,
         s.seed,
     )?;
+    let teacher_wrong = if s.teacher_wrong_answers {
+        if run.teacher_files.is_empty() {
+            bail!(
+                "[mario] teacher_wrong_answers = true, but the data has no teacher file \
+                 (teacher_gpt3_train.jsonl) to take the wrong samples from"
+            );
+        }
+        let asked: std::collections::HashSet<&str> =
+            questions.iter().map(|e| e.question.as_str()).collect();
+        let wrong = teacher_wrong_samples(&run.teacher_files, &asked)?;
+        tracing::info!(
+            teacher_wrong = wrong.len(),
+            "teacher samples with a wrong answer join the pool at round 0"
+        );
+        wrong
+    } else {
+        Vec::new()
+    };
     let plan = PoolPlan {
-        silver: silver.iter().filter(|e| e.rationale.is_some()).count(),
+        silver: silver.iter().filter(|e| e.rationale.is_some()).count() + teacher_wrong.len(),
         questions: questions.len(),
     };
     let steps = round_steps(s, plan);
@@ -1046,6 +1103,7 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<MarioOutcome> {
         rewards: &rewards,
         dev_eval: &dev_eval,
         silver: &silver,
+        teacher_wrong: &teacher_wrong,
         questions,
         reference,
         policy,
@@ -1212,5 +1270,48 @@ mod tests {
         std::fs::write(&file, row("Which? (A) x (B) y", "(b)", "(a)")).unwrap();
         let got = unsolved_questions(std::slice::from_ref(&file), &[]).unwrap();
         assert_eq!(got[0].answer, "(B)");
+    }
+
+    #[test]
+    fn the_teachers_wrong_samples_on_asked_questions_become_pool_texts() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("teacher_gpt3_train.jsonl");
+        let row = |q: &str, gold: &str, pred: &str, r: &str| {
+            serde_json::json!({"question": q, "gold_label": gold, "predicted_label": pred,
+                "predicted_rationale": r})
+            .to_string()
+                + "\n"
+        };
+        let rows = [
+            row("Asked?", "yes", "yes", "Right."),
+            row("Asked?", "yes", "no", " Wrong. "),
+            row("Which? (A) x (B) y", "(b)", "(a)", "X is it."),
+            row("Asked?", "yes", "", "No label."),
+            row("Asked?", "yes", "no", ""),
+            row("Not asked?", "yes", "no", "Elsewhere."),
+        ]
+        .concat();
+        std::fs::write(&file, rows).unwrap();
+        let asked: std::collections::HashSet<&str> =
+            ["Asked?", "Which? (A) x (B) y"].into_iter().collect();
+        let got = teacher_wrong_samples(std::slice::from_ref(&file), &asked).unwrap();
+        let t =
+            |q: &str, text: &str, gold: &str| (q.to_string(), text.to_string(), gold.to_string());
+        assert_eq!(
+            got,
+            [
+                t("Asked?", "Wrong. So the answer is no.", "yes"),
+                t(
+                    "Which? (A) x (B) y",
+                    "X is it. So the answer is (A).",
+                    "(B)"
+                ),
+            ]
+        );
+        // each pool text states the teacher's wrong answer, which the accuracy reward scores 0
+        for (_, text, gold) in &got {
+            let answer = mario::rationale::parse_output(text).answer.unwrap();
+            assert!(!mario::rewards::answers_match(&answer, gold), "{text}");
+        }
     }
 }

@@ -12,7 +12,8 @@ use super::settings::MarioSettings;
 /// The data sizes a run's plan depends on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolPlan {
-    /// Silver training rows added to the pool at round 0.
+    /// Silver training rows (and the teacher's wrong samples, when asked for) added to the pool
+    /// at round 0.
     pub silver: usize,
     /// Unique training questions.
     pub questions: usize,

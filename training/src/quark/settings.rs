@@ -48,6 +48,14 @@ pub struct MarioSettings {
     /// them): QUARK's pool then covers the whole training split, not only its silver part, and
     /// the accuracy reward sees questions the SFT model has not memorised.
     pub sample_unsolved: bool,
+    /// Put the teacher's samples that reached a wrong answer (`teacher_gpt3_train.jsonl`, on
+    /// the questions the loop samples) into the pool at round 0, next to the silver data (not
+    /// the released code's rule, whose expert rollouts are the silver data alone). A student
+    /// that answers most training questions right samples few wrong answers, so the accuracy
+    /// reward's wrong-answer token has little to learn from; the teacher's misses give it
+    /// wrong answers reached the ways a teacher reaches them (a false fact, an answer that does
+    /// not follow, a guess).
+    pub teacher_wrong_answers: bool,
     /// Quantile rewards binned within each question: an item's score minus the mean score of
     /// its question's pool items is what the bins cut, so an output is ranked against other
     /// outputs for the same question (not the released code's rule, which ranks the raw
@@ -139,6 +147,7 @@ impl Default for MarioSettings {
             rollouts: 1,
             replay_examples: 0,
             sample_unsolved: false,
+            teacher_wrong_answers: false,
             bins_within_question: Vec::new(),
             top_p: 0.7,
             temperature: 1.0,
