@@ -10,6 +10,35 @@
 //! sampling round and evaluation asks for, with nothing to train on. With N < K the items
 //! spread over the bins in order (the best in bin 0) and some bins stay empty. Missing and
 //! NaN scores get no bin.
+//!
+//! [`TiedScores::BestBin`] keeps each tie group together in the best bin any of its items
+//! reaches: the best bin is never empty (it holds the top group), every item's bin depends on
+//! its score alone, and bins below a large group stay empty. When 83 % of a pool shares the top
+//! diversity score, the worst bin then holds only the repeating outputs instead of 17 % of them
+//! topped up with unrepeated ones, so its control token means "repeat".
+
+/// How [`quantile_bins`] bins items with equal scores.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TiedScores {
+    /// Ties ordered by a seeded shuffle and cut like distinct scores (the released code's
+    /// rule): every bin holds N/K items.
+    #[default]
+    Split,
+    /// A tie group takes the best bin its first-ranked item reaches.
+    BestBin,
+}
+
+/// How a run cuts each quantile reward's scores into bins (one entry per reward, in control
+/// table order; a shorter `within_question` leaves the rest unset).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Binning {
+    /// Per reward, whether it is binned on each score minus its question's mean
+    /// ([`centred_by_question`]).
+    pub within_question: Vec<bool>,
+    /// How equal scores are binned.
+    pub ties: TiedScores,
+}
 
 /// A stable pseudo-random key of an item for breaking ties (SplitMix64 of seed and index).
 fn tie_key(seed: u64, i: usize) -> u64 {
@@ -21,8 +50,13 @@ fn tie_key(seed: u64, i: usize) -> u64 {
 }
 
 /// The bin (0 = best) of each score among `scores`, with `k` bins; ties are ordered by
-/// `seed`.
-pub fn quantile_bins(scores: &[Option<f64>], k: usize, seed: u64) -> Vec<Option<usize>> {
+/// `seed` and binned by `ties`.
+pub fn quantile_bins(
+    scores: &[Option<f64>],
+    k: usize,
+    seed: u64,
+    ties: TiedScores,
+) -> Vec<Option<usize>> {
     assert!(k >= 1, "at least one bin");
     let mut order: Vec<usize> = (0..scores.len())
         .filter(|&i| scores[i].is_some_and(f64::is_finite))
@@ -37,8 +71,14 @@ pub fn quantile_bins(scores: &[Option<f64>], k: usize, seed: u64) -> Vec<Option<
             .then(tie_key(seed, a).cmp(&tie_key(seed, b)))
             .then(a.cmp(&b))
     });
+    let bin_of_rank = |rank: usize| (rank * k / n).min(k - 1);
+    let mut group_bin = 0;
     for (rank, &i) in order.iter().enumerate() {
-        out[i] = Some((rank * k / n).min(k - 1));
+        let tied_with_previous = rank > 0 && score(order[rank - 1]) == score(i);
+        if ties == TiedScores::Split || !tied_with_previous {
+            group_bin = bin_of_rank(rank);
+        }
+        out[i] = Some(group_bin);
     }
     out
 }
@@ -85,7 +125,7 @@ mod tests {
 
     fn bins(scores: &[f64], k: usize) -> Vec<usize> {
         let s: Vec<Option<f64>> = scores.iter().map(|&x| Some(x)).collect();
-        quantile_bins(&s, k, 0)
+        quantile_bins(&s, k, 0, TiedScores::Split)
             .into_iter()
             .map(Option::unwrap)
             .collect()
@@ -133,9 +173,13 @@ mod tests {
     #[test]
     fn ties_are_split_by_the_seed_not_by_arrival_order() {
         let s: Vec<Option<f64>> = vec![Some(1.0); 100];
-        let a = quantile_bins(&s, 2, 1);
-        let b = quantile_bins(&s, 2, 2);
-        assert_eq!(a, quantile_bins(&s, 2, 1), "deterministic for a seed");
+        let a = quantile_bins(&s, 2, 1, TiedScores::Split);
+        let b = quantile_bins(&s, 2, 2, TiedScores::Split);
+        assert_eq!(
+            a,
+            quantile_bins(&s, 2, 1, TiedScores::Split),
+            "deterministic for a seed"
+        );
         assert_ne!(a, b, "another seed, another split");
         // not simply the first half in bin 0
         let first_half_best = a[..50].iter().filter(|x| **x == Some(0)).count();
@@ -146,12 +190,17 @@ mod tests {
     fn fewer_items_than_bins_spread_in_order() {
         assert_eq!(bins(&[3.0, 1.0, 2.0], 5), vec![0, 3, 1]);
         assert_eq!(bins(&[9.0], 5), vec![0]);
-        assert!(quantile_bins(&[], 5, 0).is_empty());
+        assert!(quantile_bins(&[], 5, 0, TiedScores::Split).is_empty());
     }
 
     #[test]
     fn missing_and_nan_scores_get_no_bin() {
-        let b = quantile_bins(&[Some(1.0), None, Some(f64::NAN), Some(0.0)], 2, 0);
+        let b = quantile_bins(
+            &[Some(1.0), None, Some(f64::NAN), Some(0.0)],
+            2,
+            0,
+            TiedScores::Split,
+        );
         assert_eq!(b, vec![Some(0), None, None, Some(1)]);
     }
 
@@ -176,10 +225,10 @@ mod tests {
         }
         assert_eq!(&c[4..], &[None, None]);
         assert_eq!(
-            quantile_bins(&scores, 2, 0)[..4],
+            quantile_bins(&scores, 2, 0, TiedScores::Split)[..4],
             [Some(0), Some(1), Some(0), Some(1)]
         );
-        let b = quantile_bins(&c, 2, 0);
+        let b = quantile_bins(&c, 2, 0, TiedScores::Split);
         assert_eq!(b[0], b[1], "both better outputs share a bin: {b:?}");
         assert_eq!(b[2], b[3], "both worse outputs share a bin: {b:?}");
         assert_eq!(b[..2], [Some(0), Some(0)]);
@@ -187,6 +236,42 @@ mod tests {
         assert_eq!(
             centred_by_question(&[Some(0.4), Some(0.4)], &["q", "q"]),
             vec![Some(0.0); 2]
+        );
+    }
+
+    #[test]
+    fn best_bin_keeps_a_tie_group_in_the_best_bin_it_reaches() {
+        let best_bin = |scores: &[f64], k: usize, seed: u64| -> Vec<usize> {
+            let s: Vec<Option<f64>> = scores.iter().map(|&x| Some(x)).collect();
+            quantile_bins(&s, k, seed, TiedScores::BestBin)
+                .into_iter()
+                .map(Option::unwrap)
+                .collect()
+        };
+        // six of ten tied at the top: all in bin 0, the rest where their rank cuts them
+        let s = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.5, 0.4, 0.3, 0.2];
+        let b = best_bin(&s, 5, 0);
+        assert_eq!(b, vec![0, 0, 0, 0, 0, 0, 3, 3, 4, 4]);
+        assert_eq!(counts(&b, 5), vec![6, 0, 0, 2, 2]);
+        // the same for every seed: a bin depends on the score alone
+        assert_eq!(best_bin(&s, 5, 7), b);
+        // a tie group lower down starts at its first item's bin
+        let s = [0.9, 0.8, 0.5, 0.5, 0.5, 0.5, 0.5, 0.1, 0.0, -1.0];
+        assert_eq!(best_bin(&s, 5, 3), vec![0, 0, 1, 1, 1, 1, 1, 3, 4, 4]);
+        // all equal: one group in the best bin
+        assert_eq!(best_bin(&[0.7; 10], 5, 1), vec![0; 10]);
+        // distinct scores: the same bins as the split rule
+        let s: Vec<f64> = (0..10).map(|i| i as f64).collect();
+        assert_eq!(best_bin(&s, 5, 0), bins(&s, 5));
+        // missing and NaN scores still get no bin
+        assert_eq!(
+            quantile_bins(
+                &[Some(1.0), None, Some(f64::NAN), Some(1.0)],
+                2,
+                0,
+                TiedScores::BestBin
+            ),
+            vec![Some(0), None, None, Some(0)]
         );
     }
 

@@ -8,7 +8,7 @@ use anyhow::Result;
 use mario::control::{ControlTokens, RewardKind};
 use serde::{Deserialize, Serialize};
 
-use super::bins::{binary_bins, centred_by_question, quantile_bins};
+use super::bins::{binary_bins, centred_by_question, quantile_bins, Binning};
 
 /// Where an item came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,12 +104,12 @@ impl DataPool {
         Ok(())
     }
 
-    /// Each item's bin per reward (over the whole pool; ties split by `seed`), or `None` for
-    /// an item missing a score for any reward (such items are not trained on), with the number
-    /// of trained items in every bin. A quantile reward whose `within_question` flag is set
-    /// (one flag per reward, in table order; shorter = the rest unset) is binned on each
-    /// score minus its question's mean ([`centred_by_question`]).
-    pub fn bins(&self, table: &ControlTokens, seed: u64, within_question: &[bool]) -> PoolBins {
+    /// Each item's bin per reward (over the whole pool; ties ordered by `seed` and binned by
+    /// `binning.ties`), or `None` for an item missing a score for any reward (such items are
+    /// not trained on), with the number of trained items in every bin. A quantile reward whose
+    /// `binning.within_question` flag is set is binned on each score minus its question's mean
+    /// ([`centred_by_question`]).
+    pub fn bins(&self, table: &ControlTokens, seed: u64, binning: &Binning) -> PoolBins {
         let per_reward: Vec<Vec<Option<usize>>> = table
             .rewards
             .iter()
@@ -122,14 +122,15 @@ impl DataPool {
                     .collect();
                 match r.kind {
                     RewardKind::Quantile => {
-                        let scores = if within_question.get(k).copied().unwrap_or(false) {
+                        let within = binning.within_question.get(k).copied().unwrap_or(false);
+                        let scores = if within {
                             let questions: Vec<&str> =
                                 self.items.iter().map(|it| it.question.as_str()).collect();
                             centred_by_question(&scores, &questions)
                         } else {
                             scores
                         };
-                        quantile_bins(&scores, r.bins(), seed.wrapping_add(k as u64))
+                        quantile_bins(&scores, r.bins(), seed.wrapping_add(k as u64), binning.ties)
                     }
                     RewardKind::Binary => binary_bins(&scores),
                 }
@@ -201,7 +202,7 @@ mod tests {
                 item(&[Some(0.5), Some(0.0)]),
             ],
         };
-        let bins = pool.bins(&table, 0, &[]);
+        let bins = pool.bins(&table, 0, &Binning::default());
         let b = &bins.items;
         assert_eq!(b[0], Some(vec![0, 0]));
         assert_eq!(b[1], Some(vec![1, 1]));
@@ -218,7 +219,7 @@ mod tests {
         let table = ControlTokens::quark(&[("diversity", 5)], &[]);
         let mut items: Vec<PoolItem> = (0..66).map(|_| item(&[Some(1.0)])).collect();
         items.extend((0..34).map(|i| item(&[Some(0.5 + f64::from(i) / 100.0)])));
-        let bins = DataPool { items }.bins(&table, 3, &[]);
+        let bins = DataPool { items }.bins(&table, 3, &Binning::default());
         assert_eq!(bins.counts, vec![vec![20; 5]]);
         bins.ensure_no_empty_bin().unwrap();
     }
@@ -230,7 +231,7 @@ mod tests {
         let items: Vec<PoolItem> = (0..3)
             .map(|i| item(&[Some(f64::from(i)), Some(1.0)]))
             .collect();
-        let bins = DataPool { items }.bins(&table, 0, &[]);
+        let bins = DataPool { items }.bins(&table, 0, &Binning::default());
         assert_eq!(bins.counts, vec![vec![1, 1, 0, 1, 0], vec![3, 0]]);
         let msg = bins.ensure_no_empty_bin().unwrap_err().to_string();
         assert!(msg.contains("`plausibility`: bin 2"), "{msg}");
@@ -238,11 +239,11 @@ mod tests {
         let table = ControlTokens::quark(&[], &["accuracy"]);
         let right: Vec<PoolItem> = (0..4).map(|_| item(&[Some(1.0)])).collect();
         DataPool { items: right }
-            .bins(&table, 0, &[])
+            .bins(&table, 0, &Binning::default())
             .ensure_no_empty_bin()
             .unwrap();
         let wrong: Vec<PoolItem> = (0..4).map(|_| item(&[Some(0.0)])).collect();
-        let bins = DataPool { items: wrong }.bins(&table, 0, &[]);
+        let bins = DataPool { items: wrong }.bins(&table, 0, &Binning::default());
         let msg = bins.ensure_no_empty_bin().unwrap_err().to_string();
         assert!(
             msg.contains("`accuracy`: bin 0") && msg.contains("[0, 4]"),

@@ -42,6 +42,7 @@ use crate::metrics_log::{
     MarioTrainRecord, RewardSample, RewardSamples, SampleRecord,
 };
 
+use super::bins::Binning;
 use super::dev_scores::dev_scores_dir;
 use super::loss::quark_loss;
 use super::pool::{DataPool, PoolBins, PoolItem, Source};
@@ -384,9 +385,9 @@ struct MarioLoop<'a> {
     s: &'a MarioSettings,
     paths: RunPaths,
     table: ControlTokens,
-    /// Per reward, whether its bins are cut within each question
-    /// ([`MarioSettings::bins_within_question`]).
-    within_question: Vec<bool>,
+    /// How each reward's scores are cut into bins ([`MarioSettings::bins_within_question`],
+    /// [`MarioSettings::tied_scores`]).
+    binning: Binning,
     /// The dev accuracy a round must keep to compete for `best/` on the selection metric
     /// ([`MarioSettings::selection_max_accuracy_drop`] below the SFT start's; `None`: no floor).
     accuracy_floor: Option<f64>,
@@ -610,7 +611,7 @@ impl MarioLoop<'_> {
         let bins = self.pool.bins(
             &self.table,
             s.seed.wrapping_add(u64::from(round)),
-            &self.within_question,
+            &self.binning,
         );
         if !resumed {
             let line = MarioRecord::Bins(BinsRecord {
@@ -989,7 +990,7 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<MarioOutcome> {
     let paths = RunPaths::new(&run.out);
     std::fs::create_dir_all(&paths.out)?;
     let table = control_table(s);
-    let within_question = s.within_question_mask()?;
+    let binning = s.binning()?;
     s.check_selection_max_accuracy_drop()?;
     let rewards = build_rewards(&s.rewards, &run.reward_models, run.device)?;
     let reference = Checkpoint::load(&run.sft, DType::F32, run.device)
@@ -1098,7 +1099,7 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<MarioOutcome> {
         s,
         paths,
         table,
-        within_question,
+        binning,
         accuracy_floor,
         rewards: &rewards,
         dev_eval: &dev_eval,

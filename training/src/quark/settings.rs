@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::bins::{Binning, TiedScores};
 use super::rewards::RewardName;
 use super::selection::SelectionMetric;
 use crate::train::AdamWConfig;
@@ -64,6 +65,12 @@ pub struct MarioSettings {
     /// global bins sort questions, not rationales, and the control token learns nothing the
     /// caller can steer with. Empty (default) = every reward binned over the whole pool.
     pub bins_within_question: Vec<RewardName>,
+    /// How a quantile reward's equal scores are binned: `split` (default, the released code's
+    /// cut of a sorted list: ties shuffled by the seed and cut like distinct scores, every bin
+    /// N/K items) or `best_bin` (a tie group takes the best bin its first item reaches, so the
+    /// bin depends on the score alone; with most of a pool tied at the top diversity score
+    /// the worst bin then holds only repeating outputs, and the bins between stay empty).
+    pub tied_scores: TiedScores,
     /// Nucleus sampling mass (paper: 0.7).
     pub top_p: f64,
     /// Sampling temperature.
@@ -149,6 +156,7 @@ impl Default for MarioSettings {
             sample_unsolved: false,
             teacher_wrong_answers: false,
             bins_within_question: Vec::new(),
+            tied_scores: TiedScores::Split,
             top_p: 0.7,
             temperature: 1.0,
             max_new_tokens: None,
@@ -205,6 +213,14 @@ impl MarioSettings {
             .collect())
     }
 
+    /// How the run cuts the pool into bins: [`Self::within_question_mask`] and `tied_scores`.
+    pub fn binning(&self) -> anyhow::Result<Binning> {
+        Ok(Binning {
+            within_question: self.within_question_mask()?,
+            ties: self.tied_scores,
+        })
+    }
+
     /// Refuses a `selection_max_accuracy_drop` outside [0, 1].
     pub fn check_selection_max_accuracy_drop(&self) -> anyhow::Result<()> {
         match self.selection_max_accuracy_drop {
@@ -230,6 +246,16 @@ impl MarioSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tied_scores_reads_split_and_best_bin_only() {
+        let s: MarioSettings = toml::from_str("").unwrap();
+        assert_eq!(s.binning().unwrap().ties, TiedScores::Split);
+        let s: MarioSettings = toml::from_str("tied_scores = \"best_bin\"").unwrap();
+        assert_eq!(s.binning().unwrap().ties, TiedScores::BestBin);
+        let err = toml::from_str::<MarioSettings>("tied_scores = \"mean_rank\"").unwrap_err();
+        assert!(err.to_string().contains("best_bin"), "{err}");
+    }
 
     #[test]
     fn bins_within_question_takes_quantile_rewards_of_the_run_only() {
