@@ -8,7 +8,7 @@ use anyhow::Result;
 use mario::control::{ControlTokens, RewardKind};
 use serde::{Deserialize, Serialize};
 
-use super::bins::{binary_bins, centred_by_question, quantile_bins, Binning};
+use super::bins::{binary_bins, centred_by_question, quantile_bins, Binning, TiedScores};
 
 /// Where an item came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,16 +52,21 @@ pub struct PoolBins {
     pub items: Vec<Option<Vec<usize>>>,
     /// Per reward, trained items in each bin (bin 0 = best).
     pub counts: Vec<Vec<usize>>,
+    /// How equal scores were binned ([`Binning::ties`]).
+    pub ties: TiedScores,
 }
 
 impl PoolBins {
     /// Refuses a pool in which a quantile reward has an empty bin, or any reward an empty best
     /// bin: that control token would never be trained, yet sampling and evaluation ask for it.
     /// A binary reward whose worst bin is empty (no wrong answer in the pool: nothing to
-    /// contrast) is only warned about; it is a fact of the data, not of the binning.
+    /// contrast) is only warned about; it is a fact of the data, not of the binning. So is an
+    /// empty bin below the best one of a quantile reward binned with
+    /// [`TiedScores::BestBin`], which empties the bins a tie group spans by design.
     pub fn ensure_no_empty_bin(&self) -> Result<()> {
         for ((name, c), kind) in self.rewards.iter().zip(&self.counts).zip(&self.kinds) {
-            if *kind == RewardKind::Binary && c[0] > 0 {
+            let empty_allowed = *kind == RewardKind::Binary || self.ties == TiedScores::BestBin;
+            if empty_allowed && c[0] > 0 {
                 if let Some(b) = c.iter().position(|&n| n == 0) {
                     tracing::warn!(
                         "reward `{name}`: bin {b} holds no pool item ({c:?}); its token is not \
@@ -155,6 +160,7 @@ impl DataPool {
             kinds: table.rewards.iter().map(|r| r.kind).collect(),
             items,
             counts,
+            ties: binning.ties,
         }
     }
 
@@ -222,6 +228,28 @@ mod tests {
         let bins = DataPool { items }.bins(&table, 3, &Binning::default());
         assert_eq!(bins.counts, vec![vec![20; 5]]);
         bins.ensure_no_empty_bin().unwrap();
+    }
+
+    #[test]
+    fn best_bin_ties_empty_the_bins_a_top_tie_spans_and_are_allowed_to() {
+        // 83 of 100 outputs repeat nothing (diversity 1.0): with best_bin they all train the
+        // best token, the 17 repeating ones the bins their ranks reach, bins 1-3 stay empty
+        let table = ControlTokens::quark(&[("diversity", 5)], &[]);
+        let mut items: Vec<PoolItem> = (0..83).map(|_| item(&[Some(1.0)])).collect();
+        items.extend((0..17).map(|i| item(&[Some(0.5 + f64::from(i) / 100.0)])));
+        let binning = Binning {
+            within_question: Vec::new(),
+            ties: TiedScores::BestBin,
+        };
+        let bins = DataPool { items }.bins(&table, 3, &binning);
+        assert_eq!(bins.counts, vec![vec![83, 0, 0, 0, 17]]);
+        assert!(bins.items[83..].iter().all(|b| b == &Some(vec![4])));
+        bins.ensure_no_empty_bin().unwrap();
+        // the split rule on the same pool fills every bin, the worst with 3 unrepeated outputs
+        let mut items: Vec<PoolItem> = (0..83).map(|_| item(&[Some(1.0)])).collect();
+        items.extend((0..17).map(|i| item(&[Some(0.5 + f64::from(i) / 100.0)])));
+        let bins = DataPool { items }.bins(&table, 3, &Binning::default());
+        assert_eq!(bins.counts, vec![vec![20; 5]]);
     }
 
     #[test]
