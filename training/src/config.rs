@@ -173,6 +173,11 @@ pub struct PlausibilityDataSection {
     /// How a likelihood scorer pools a rationale's token log-probabilities (`min`: the least
     /// likely token; `mean`). Only with `scorer = "likelihood"`.
     pub pooling: mario::rewards::likelihood::TokenPooling,
+    /// In a generated world, what a teacher sample that reached the gold answer while stating
+    /// no fact (a vague guess) is to the scorer: `negative` (default) or `positive` (a vague
+    /// rationale states nothing false; the consistency reward is then the only one that ranks
+    /// it low).
+    pub teacher_vague: crate::plausibility::VagueLabel,
 }
 
 /// `[plausibility_data] scorer`: how plausibility is scored.

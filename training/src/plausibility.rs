@@ -41,17 +41,33 @@ pub struct Labelled {
     pub kind: &'static str,
 }
 
+/// `[plausibility_data] teacher_vague`: how [`build_examples`] labels a generated world's
+/// teacher sample that reached the gold answer while stating no fact.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VagueLabel {
+    /// A `teacher_vague` negative: the issue aims the vague flaw at plausibility as well as
+    /// consistency.
+    #[default]
+    Negative,
+    /// A positive, like any sample that reached the gold answer through true statements: it
+    /// states nothing false. The plausibility and consistency rewards then no longer both rank
+    /// vague outputs worst, so the two control tokens do not compete for the one behaviour.
+    Positive,
+}
+
 /// Builds positives and negatives from teacher records; returns (train, held-out). With a
 /// generated `world` (the records' `world.json`), every positive of a world question also gets
 /// a `false_fact` negative: the question's rationale with one fact made false, as the teacher's
 /// false-fact flaw writes it (the kind of error the issue asks the scorer to catch); and a
 /// teacher sample that reached the gold answer but states a false fact is a
 /// `teacher_false_fact` negative, not a positive, and one that states no fact at all a
-/// `teacher_vague` negative.
+/// `teacher_vague` negative (or a positive, with `vague` = [`VagueLabel::Positive`]).
 pub fn build_examples(
     records: &[TeacherRecord],
     seed: u64,
     world: Option<&crate::world::World>,
+    vague: VagueLabel,
 ) -> (Vec<Labelled>, Vec<Labelled>) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut questions: Vec<&str> = records.iter().map(|r| r.question.as_str()).collect();
@@ -88,7 +104,10 @@ pub fn build_examples(
         let right = r.predicted_label == r.gold_label;
         if right && truth_of.is_some_and(|s| s.fact_accuracy.is_some_and(|a| a < 1.0)) {
             dest.push(Labelled::new(&r.question, rat, 0.0, "teacher_false_fact"));
-        } else if right && truth_of.is_some_and(|s| s.fact_accuracy.is_none()) {
+        } else if right
+            && vague == VagueLabel::Negative
+            && truth_of.is_some_and(|s| s.fact_accuracy.is_none())
+        {
             dest.push(Labelled::new(&r.question, rat, 0.0, "teacher_vague"));
         } else if r.predicted_label == r.gold_label {
             dest.push(Labelled::new(&r.question, rat, 1.0, "positive"));
@@ -609,7 +628,7 @@ mod tests {
             ));
             records.push(rec(&format!("Q{i}?"), "yes", "", ""));
         }
-        let (train, test) = build_examples(&records, 3, None);
+        let (train, test) = build_examples(&records, 3, None, VagueLabel::Negative);
         let kinds: std::collections::HashSet<&str> = train.iter().map(|l| l.kind).collect();
         for k in [
             "positive",

@@ -51,7 +51,8 @@ pub fn train_plausibility(
         Some(dir) => World::load(dir)?,
         None => None,
     };
-    let (train_ex, test_ex) = build_examples(&records, settings.seed, world.as_ref());
+    let (train_ex, test_ex) =
+        build_examples(&records, settings.seed, world.as_ref(), data.teacher_vague);
     let built = train_ex.len();
     let train_ex = balance(train_ex, data.negatives_per_positive, settings.seed);
     if data.scorer == ScorerKind::Likelihood {

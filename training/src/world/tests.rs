@@ -4,6 +4,7 @@ use super::kb::Relation;
 use super::questions::{implied_answer, QuestionKind};
 use super::teacher::{sample, Flaw, Habit};
 use super::*;
+use crate::plausibility::VagueLabel;
 
 fn small() -> WorldSettings {
     WorldSettings {
@@ -471,7 +472,8 @@ fn the_plausibility_data_of_a_world_has_false_fact_and_vague_negatives() {
     .unwrap();
     w.write(dir.path()).unwrap();
     let records = crate::data::load_teacher(&dir.path().join("teacher_gpt3_train.jsonl")).unwrap();
-    let (train, test) = crate::plausibility::build_examples(&records, 3, Some(&w));
+    let (train, test) =
+        crate::plausibility::build_examples(&records, 3, Some(&w), VagueLabel::Negative);
     let false_facts: Vec<&crate::plausibility::Labelled> = train
         .iter()
         .chain(&test)
@@ -517,8 +519,36 @@ fn the_plausibility_data_of_a_world_has_false_fact_and_vague_negatives() {
     }
     assert!(teacher_false > 10, "{teacher_false}");
     assert!(teacher_vague > 10, "{teacher_vague}");
+    // with teacher_vague = "positive" the same samples are positives, the rest unchanged
+    let (train_p, test_p) =
+        crate::plausibility::build_examples(&records, 3, Some(&w), VagueLabel::Positive);
+    let kinds = |v: &[crate::plausibility::Labelled], kind: &str| {
+        v.iter().filter(|l| l.kind == kind).count()
+    };
+    let all_n: Vec<_> = train.iter().chain(&test).cloned().collect();
+    let all_p: Vec<_> = train_p.iter().chain(&test_p).cloned().collect();
+    assert_eq!(kinds(&all_p, "teacher_vague"), 0);
+    assert_eq!(
+        kinds(&all_p, "teacher_false_fact"),
+        kinds(&all_n, "teacher_false_fact")
+    );
+    let vague_positives = all_p
+        .iter()
+        .filter(|l| l.kind == "positive" && l.label == 1.0)
+        .filter(|l| {
+            w.train
+                .iter()
+                .find(|q| q.question == l.question)
+                .is_some_and(|q| {
+                    super::truth::score(&w.kb, q, &l.rationale, None)
+                        .fact_accuracy
+                        .is_none()
+                })
+        })
+        .count();
+    assert_eq!(vague_positives, teacher_vague);
     // without a world, no such kinds
-    let (plain, _) = crate::plausibility::build_examples(&records, 3, None);
+    let (plain, _) = crate::plausibility::build_examples(&records, 3, None, VagueLabel::Negative);
     assert!(plain.iter().all(|l| !matches!(
         l.kind,
         "false_fact" | "teacher_false_fact" | "teacher_vague"
