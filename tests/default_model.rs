@@ -1,7 +1,7 @@
-//! The shipped default model loads in the engine, carries its MaRio control tokens, and answers
-//! each of its three tasks in the trained format when decoded with the best control tokens.
-
-mod common;
+//! The shipped default model (the proving ground's MaRio model, `models/default/README.md`)
+//! loads in the engine, carries its MaRio control tokens, answers every example question its
+//! card lists with the gold answer under the best control tokens, and the worst control tokens
+//! change what it writes.
 
 use candle_core::{DType, Device};
 use mario::checkpoint::Checkpoint;
@@ -9,16 +9,38 @@ use mario::control::ControlChoice;
 use mario::generate::{generate, GenerationParams, GenerationRequest};
 use mario::rationale::parse_output;
 
-/// NumerSense's twelve choices, as its questions list them.
-const NUMBER_CHOICES: &str =
-    "\n (A) no (B) zero (C) one (D) two (E) three (F) four (G) five (H) six \
-     (I) seven (J) eight (K) nine (L) ten";
+/// Greedy outputs of every example question under one control choice.
+fn decode_examples(ckpt: &Checkpoint, choice: &ControlChoice) -> Vec<String> {
+    let control = ckpt.control.as_ref().expect("mario.json");
+    let bins = control.resolve(choice).unwrap();
+    let prefix = control.prefix_ids(&bins, &ckpt.tokenizer);
+    assert_eq!(prefix.len(), 4, "one control token per reward");
+    let reqs: Vec<GenerationRequest> = ckpt
+        .examples
+        .iter()
+        .map(|e| GenerationRequest {
+            input_ids: ckpt.tokenizer.encode(&e.question).unwrap(),
+            prefix: prefix.clone(),
+            params: GenerationParams {
+                max_new_tokens: 48,
+                no_repeat_ngram_size: ckpt.generation.no_repeat_ngram_size.unwrap_or(0),
+                ..Default::default()
+            },
+        })
+        .collect();
+    generate(&ckpt.model, &ckpt.tokenizer, &reqs)
+        .unwrap()
+        .into_iter()
+        .map(|o| o.text.trim().to_string())
+        .collect()
+}
 
 #[test]
-fn default_model_answers_its_three_tasks_in_format_with_the_best_control_tokens() {
+fn default_model_answers_its_examples_with_the_best_tokens_and_the_worst_tokens_change_it() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default");
     let ckpt = Checkpoint::load(&dir, DType::F32, &Device::Cpu).expect("models/default loads");
-    assert_eq!(ckpt.generation.no_repeat_ngram_size, Some(3));
+    // trained and evaluated with plain greedy decoding
+    assert_eq!(ckpt.generation.no_repeat_ngram_size, Some(0));
     let control = ckpt
         .control
         .as_ref()
@@ -28,62 +50,54 @@ fn default_model_answers_its_three_tasks_in_format_with_the_best_control_tokens(
         ["consistency", "accuracy", "plausibility", "diversity"],
         "the rewards the default model was trained with, in prefix order"
     );
-    let best = control.resolve(&ControlChoice::Best).unwrap();
-    let prefix = control.prefix_ids(&best, &ckpt.tokenizer);
-    assert_eq!(prefix.len(), 4);
+    assert!(
+        ckpt.examples.len() >= 6,
+        "the card promises example questions"
+    );
 
-    let yes_no: &[&str] = &["yes", "no"];
-    let a_b: &[&str] = &["(A)", "(B)"];
-    let letters: Vec<String> = ('A'..='L').map(|c| format!("({c})")).collect();
-    let letters: Vec<&str> = letters.iter().map(String::as_str).collect();
-    // (question, the answers its task allows), written in the style of each task's dev split.
-    let questions: Vec<(String, &[&str])> =
-        vec![
-        ("Is Poseidon similar to the god Vulcan?".into(), yes_no),
-        ("Can furniture be made of hair?".into(), yes_no),
-        (
-            "A toy car rolls farther on the kitchen tile than on the carpet because the _____ \
-             has more friction. (A) tile (B) carpet"
-                .into(),
-            a_b,
-        ),
-        (
-            "Mike's sled goes faster on ice than on snow. Which surface makes the sled heat up \
-             more? (A) ice (B) snow"
-                .into(),
-            a_b,
-        ),
-        (format!("A square has <mask> sides. {NUMBER_CHOICES}"), &letters),
-        (format!("Most birds have <mask> wings. {NUMBER_CHOICES}"), &letters),
-    ];
-    let reqs: Vec<GenerationRequest> = questions
-        .iter()
-        .map(|(q, _)| GenerationRequest {
-            input_ids: ckpt.tokenizer.encode(q).unwrap(),
-            prefix: prefix.clone(),
-            params: GenerationParams {
-                max_new_tokens: 128,
-                no_repeat_ngram_size: 3,
-                ..Default::default()
-            },
-        })
-        .collect();
-    let outs = generate(&ckpt.model, &ckpt.tokenizer, &reqs).unwrap();
-    let texts: Vec<&str> = outs.iter().map(|o| o.text.trim()).collect();
-    // Every task's pair: at least one output of the pair ends in one of that task's answers.
-    for (pair, chunk) in questions.chunks(2).zip(texts.chunks(2)) {
-        let allowed = pair[0].1;
-        let answered = chunk
-            .iter()
-            .filter(|t| {
-                let p = parse_output(t);
-                !p.rationale.is_empty() && p.answer.as_deref().is_ok_and(|a| allowed.contains(&a))
-            })
-            .count();
+    let best = decode_examples(&ckpt, &ControlChoice::Best);
+    for (e, text) in ckpt.examples.iter().zip(&best) {
+        let gold = e
+            .gold
+            .as_deref()
+            .expect("every example has its gold answer");
+        let parsed = parse_output(text);
+        assert_eq!(
+            parsed.answer.as_deref().ok(),
+            Some(gold),
+            "{:?} -> {text:?}",
+            e.question
+        );
+        // the rationale states a fact about the question's entity (its name is the word
+        // after "a" / "the food a"), not a vague sentence
+        let entity = e
+            .question
+            .split_whitespace()
+            .skip_while(|w| *w != "a")
+            .nth(1)
+            .expect("every example names an entity after \"a\"")
+            .trim_end_matches('?');
         assert!(
-            answered >= 1,
-            "no answer among {allowed:?} in the outputs {chunk:?} of {:?}",
-            pair.iter().map(|(q, _)| q).collect::<Vec<_>>()
+            parsed.rationale.to_lowercase().contains(entity),
+            "{entity:?} not in the rationale of {text:?}"
         );
     }
+
+    let worst = decode_examples(&ckpt, &ControlChoice::Worst);
+    let changed = best.iter().zip(&worst).filter(|(b, w)| b != w).count();
+    assert!(
+        changed * 2 >= best.len(),
+        "the worst tokens changed only {changed} of {} outputs: {worst:?}",
+        best.len()
+    );
+    let wrong = ckpt
+        .examples
+        .iter()
+        .zip(&worst)
+        .filter(|(e, w)| parse_output(w).answer.as_deref().ok() != e.gold.as_deref())
+        .count();
+    assert!(
+        wrong >= 1,
+        "the worst accuracy token never gave a wrong answer: {worst:?}"
+    );
 }
