@@ -86,8 +86,12 @@ pub struct MarioState {
     pub best: Option<(f64, u32)>,
     /// Whether the best round's dev accuracy is within the accuracy floor (true without one,
     /// and in states written before the floor existed).
-    #[serde(default = "within_floor_by_default")]
+    #[serde(default = "true_in_older_states")]
     pub best_within_floor: bool,
+    /// Whether the best round trained every reward's tokens (false for an additive round that
+    /// had not switched every reward on; true in states written before this field existed).
+    #[serde(default = "true_in_older_states")]
+    pub best_all_rewards: bool,
     /// Dropout generator state.
     pub dropout: DropoutRngState,
     /// The settings the run was started with.
@@ -112,7 +116,7 @@ fn sft_dev_accuracy(metrics: &Path) -> Result<f64> {
         })
 }
 
-fn within_floor_by_default() -> bool {
+fn true_in_older_states() -> bool {
     true
 }
 
@@ -120,6 +124,7 @@ impl MarioState {
     /// How the best round so far ranks (`None`: no round evaluated yet).
     pub fn best_rank(&self) -> Option<RoundRank> {
         self.best.map(|(value, _)| RoundRank {
+            all_rewards: self.best_all_rewards,
             within_floor: self.best_within_floor,
             value,
         })
@@ -129,6 +134,7 @@ impl MarioState {
     fn set_best(&mut self, rank: RoundRank, round: u32) {
         self.best = Some((rank.value, round));
         self.best_within_floor = rank.within_floor;
+        self.best_all_rewards = rank.all_rewards;
     }
 }
 
@@ -774,7 +780,8 @@ impl MarioLoop<'_> {
             metric(&s.selection.to_string())?,
             metric("dev_accuracy")?,
             self.accuracy_floor,
-        );
+        )
+        .with_all_rewards(active == self.table.rewards.len());
         let better = self.state.best_rank().is_none_or(|best| rank.beats(best));
         tracing::info!(
             round,
@@ -941,6 +948,7 @@ fn start_or_resume(
         window: LossWindow::default(),
         best: None,
         best_within_floor: true,
+        best_all_rewards: true,
         dropout: DropoutRngState {
             seed: s.seed,
             word_pos: 0,

@@ -139,11 +139,15 @@ impl From<SelectionMetric> for String {
 }
 
 /// How a round competes for `best/` (`[mario] selection` and
-/// `selection_max_accuracy_drop`): rounds whose dev accuracy stays within the floor rank
-/// first, by the selection value; rounds below it rank after every one within it, by their
-/// dev accuracy (the least loss first).
+/// `selection_max_accuracy_drop`): a round that trained every reward's control tokens ranks
+/// before one that did not (the additive variant's early rounds, whose later rewards' tokens
+/// are untrained: their sweep rows would say nothing); then rounds whose dev accuracy stays
+/// within the floor rank first, by the selection value; rounds below it rank after every one
+/// within it, by their dev accuracy (the least loss first).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RoundRank {
+    /// Every reward's tokens were in the round's prefix (always for the canonical variant).
+    pub all_rewards: bool,
     /// The round's dev accuracy is at least the floor (always, without a floor).
     pub within_floor: bool,
     /// The selection value (within the floor) or the dev accuracy (below it).
@@ -157,19 +161,32 @@ impl RoundRank {
     pub fn of(selection_value: f64, accuracy: f64, floor: Option<f64>) -> Self {
         match floor {
             Some(f) if accuracy < f - 1e-9 => Self {
+                all_rewards: true,
                 within_floor: false,
                 value: accuracy,
             },
             _ => Self {
+                all_rewards: true,
                 within_floor: true,
                 value: selection_value,
             },
         }
     }
 
+    /// This rank, for a round whose prefix held only some rewards' tokens when `all` is false.
+    pub fn with_all_rewards(self, all: bool) -> Self {
+        Self {
+            all_rewards: all,
+            ..self
+        }
+    }
+
     /// Whether this round replaces `other` as `best/` (strictly better: an equal later round
     /// does not).
     pub fn beats(self, other: RoundRank) -> bool {
+        if self.all_rewards != other.all_rewards {
+            return self.all_rewards;
+        }
         match (self.within_floor, other.within_floor) {
             (true, false) => true,
             (false, true) => false,
@@ -207,6 +224,18 @@ mod tests {
         assert!(!b.beats(b));
         // without a floor the selection value alone decides
         assert!(RoundRank::of(0.78, 0.5, None).beats(RoundRank::of(0.77, 0.99, None)));
+    }
+
+    #[test]
+    fn a_round_that_trained_every_reward_beats_one_that_did_not() {
+        // additive variant: round 2 trained 3 of 4 rewards, round 3 all of them
+        let floor = Some(0.755);
+        let partial = RoundRank::of(0.70, 0.80, floor).with_all_rewards(false);
+        let all_below_floor = RoundRank::of(0.60, 0.70, floor);
+        assert!(all_below_floor.beats(partial) && !partial.beats(all_below_floor));
+        // among partial rounds the usual order holds
+        let partial_lower = RoundRank::of(0.65, 0.80, floor).with_all_rewards(false);
+        assert!(partial.beats(partial_lower) && !partial_lower.beats(partial));
     }
 
     #[test]
