@@ -144,6 +144,12 @@ pub fn active_rewards(s: &MarioSettings, round: u32) -> usize {
     }
 }
 
+/// Whether every reward's tokens are in the prefix at `round` (always for CANONICAL; for
+/// ADDITIVE from the round that switches the last reward on).
+pub fn trains_every_reward(s: &MarioSettings, round: u32) -> bool {
+    active_rewards(s, round) == s.rewards.len()
+}
+
 /// Scores outputs with every reward: `out[i][k]`.
 pub fn score_all<R: std::ops::Deref<Target = dyn Reward>>(
     rewards: &[R],
@@ -170,6 +176,24 @@ pub fn score_all<R: std::ops::Deref<Target = dyn Reward>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_additive_variant_trains_every_reward_from_the_round_that_switches_the_last_on() {
+        let canonical = MarioSettings::default();
+        assert!((0..4).all(|r| trains_every_reward(&canonical, r)));
+        let additive = MarioSettings {
+            variant: Variant::Additive,
+            stage_rounds: 1,
+            ..MarioSettings::default()
+        };
+        // four rewards, one more each round: rounds 0-2 hold 1-3 of them
+        assert_eq!(
+            (0..5)
+                .map(|r| trains_every_reward(&additive, r))
+                .collect::<Vec<_>>(),
+            [false, false, false, true, true]
+        );
+    }
 
     #[test]
     fn reward_names_parse_from_configs_and_refuse_unknown_ones() {

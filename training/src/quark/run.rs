@@ -57,7 +57,8 @@ use crate::train::{ensure_finite, save_checkpoint, LinearSchedule, TrainableMode
 
 pub use super::dev_eval::DevEval;
 pub use super::rewards::{
-    active_rewards, build_rewards, control_table, score_all, RewardModels, RewardName,
+    active_rewards, build_rewards, control_table, score_all, trains_every_reward, RewardModels,
+    RewardName,
 };
 pub use super::settings::{MarioSettings, Variant};
 
@@ -86,12 +87,8 @@ pub struct MarioState {
     pub best: Option<(f64, u32)>,
     /// Whether the best round's dev accuracy is within the accuracy floor (true without one,
     /// and in states written before the floor existed).
-    #[serde(default = "true_in_older_states")]
+    #[serde(default = "within_floor_by_default")]
     pub best_within_floor: bool,
-    /// Whether the best round trained every reward's tokens (false for an additive round that
-    /// had not switched every reward on; true in states written before this field existed).
-    #[serde(default = "true_in_older_states")]
-    pub best_all_rewards: bool,
     /// Dropout generator state.
     pub dropout: DropoutRngState,
     /// The settings the run was started with.
@@ -116,15 +113,15 @@ fn sft_dev_accuracy(metrics: &Path) -> Result<f64> {
         })
 }
 
-fn true_in_older_states() -> bool {
+fn within_floor_by_default() -> bool {
     true
 }
 
 impl MarioState {
     /// How the best round so far ranks (`None`: no round evaluated yet).
     pub fn best_rank(&self) -> Option<RoundRank> {
-        self.best.map(|(value, _)| RoundRank {
-            all_rewards: self.best_all_rewards,
+        self.best.map(|(value, round)| RoundRank {
+            all_rewards: trains_every_reward(&self.settings, round),
             within_floor: self.best_within_floor,
             value,
         })
@@ -134,7 +131,6 @@ impl MarioState {
     fn set_best(&mut self, rank: RoundRank, round: u32) {
         self.best = Some((rank.value, round));
         self.best_within_floor = rank.within_floor;
-        self.best_all_rewards = rank.all_rewards;
     }
 }
 
@@ -780,8 +776,8 @@ impl MarioLoop<'_> {
             metric(&s.selection.to_string())?,
             metric("dev_accuracy")?,
             self.accuracy_floor,
-        )
-        .with_all_rewards(active == self.table.rewards.len());
+            trains_every_reward(s, round),
+        );
         let better = self.state.best_rank().is_none_or(|best| rank.beats(best));
         tracing::info!(
             round,
@@ -948,7 +944,6 @@ fn start_or_resume(
         window: LossWindow::default(),
         best: None,
         best_within_floor: true,
-        best_all_rewards: true,
         dropout: DropoutRngState {
             seed: s.seed,
             word_pos: 0,

@@ -158,26 +158,17 @@ impl RoundRank {
     /// The rank of a round with this selection value and dev accuracy, against `floor` (the
     /// SFT start's dev accuracy less the allowed drop; `None`: no floor). A tolerance of 1e-9
     /// keeps an accuracy equal to the floor within it despite rounding.
-    pub fn of(selection_value: f64, accuracy: f64, floor: Option<f64>) -> Self {
-        match floor {
-            Some(f) if accuracy < f - 1e-9 => Self {
-                all_rewards: true,
-                within_floor: false,
-                value: accuracy,
-            },
-            _ => Self {
-                all_rewards: true,
-                within_floor: true,
-                value: selection_value,
-            },
-        }
-    }
-
-    /// This rank, for a round whose prefix held only some rewards' tokens when `all` is false.
-    pub fn with_all_rewards(self, all: bool) -> Self {
+    /// `all_rewards`: the round's prefix held every reward's tokens.
+    pub fn of(selection_value: f64, accuracy: f64, floor: Option<f64>, all_rewards: bool) -> Self {
+        let within_floor = !matches!(floor, Some(f) if accuracy < f - 1e-9);
         Self {
-            all_rewards: all,
-            ..self
+            all_rewards,
+            within_floor,
+            value: if within_floor {
+                selection_value
+            } else {
+                accuracy
+            },
         }
     }
 
@@ -203,9 +194,9 @@ mod tests {
     fn rounds_within_the_accuracy_floor_rank_first() {
         // SFT dev accuracy 0.90, one point allowed: floor 0.89
         let floor = Some(0.89);
-        let a = RoundRank::of(0.78, 0.889, floor); // loses 1.1 points: below
-        let b = RoundRank::of(0.75, 0.89, floor); // loses exactly 1 point: within
-        let c = RoundRank::of(0.77, 0.92, floor);
+        let a = RoundRank::of(0.78, 0.889, floor, true); // loses 1.1 points: below
+        let b = RoundRank::of(0.75, 0.89, floor, true); // loses exactly 1 point: within
+        let c = RoundRank::of(0.77, 0.92, floor, true);
         assert!(!a.within_floor && a.value == 0.889);
         assert!(b.within_floor && b.value == 0.75);
         assert!(
@@ -218,23 +209,23 @@ mod tests {
             "within the floor: the selection value decides"
         );
         // below the floor: the smaller accuracy loss wins, whatever the reward
-        let d = RoundRank::of(0.70, 0.88, floor);
+        let d = RoundRank::of(0.70, 0.88, floor, true);
         assert!(a.beats(d) && !d.beats(a));
         // ties keep the earlier round
         assert!(!b.beats(b));
         // without a floor the selection value alone decides
-        assert!(RoundRank::of(0.78, 0.5, None).beats(RoundRank::of(0.77, 0.99, None)));
+        assert!(RoundRank::of(0.78, 0.5, None, true).beats(RoundRank::of(0.77, 0.99, None, true)));
     }
 
     #[test]
     fn a_round_that_trained_every_reward_beats_one_that_did_not() {
         // additive variant: round 2 trained 3 of 4 rewards, round 3 all of them
         let floor = Some(0.755);
-        let partial = RoundRank::of(0.70, 0.80, floor).with_all_rewards(false);
-        let all_below_floor = RoundRank::of(0.60, 0.70, floor);
+        let partial = RoundRank::of(0.70, 0.80, floor, false);
+        let all_below_floor = RoundRank::of(0.60, 0.70, floor, true);
         assert!(all_below_floor.beats(partial) && !partial.beats(all_below_floor));
         // among partial rounds the usual order holds
-        let partial_lower = RoundRank::of(0.65, 0.80, floor).with_all_rewards(false);
+        let partial_lower = RoundRank::of(0.65, 0.80, floor, false);
         assert!(partial.beats(partial_lower) && !partial_lower.beats(partial));
     }
 
