@@ -3,16 +3,20 @@
 flawed samples land in the quantile bins, cut over the whole pool or within each question
 (training/reports/world/README.md, "Consistency binned within each question").
 
-usage: scripts/pool-bins.py RUN_DIR [ROUND]
+usage: scripts/pool-bins.py RUN_DIR [ROUND] [STEP]
   RUN_DIR  a pipeline run on a generated world (data/world/world.json, mario/pool.jsonl)
   ROUND    the round whose pool is cut into bins (default 0: the items of round 0)
+  STEP     for (3): the `[mario] score_steps` step of consistency (default 0.05)
 Prints (1) for each reward, the share of its score variance over the whole pool (every round)
 that lies within questions; (2) over the pool of rounds 0..ROUND, 5 equal-count bins (best
 first) of consistency for `eats_color` samples that state a fact ("... eats ...") and those that
 do not, and of plausibility for `lives_cold` samples naming the creature's own place and those
 naming another, each cut over the whole pool and on scores minus their question's mean
 (`[mario] bins_within_question`). Ties are ordered by pool position here, where the trainer
-splits them by a seeded shuffle; consistency and plausibility scores rarely tie.
+splits them by a seeded shuffle; consistency and plausibility scores rarely tie. (3) over the
+same items, what each consistency bin holds (wrong answers, right answers whose rationale
+states no fact, other right answers), cut within question as the trainer does with
+`tied_scores = "best_bin"`, without and with the centred scores rounded to STEP.
 """
 import collections
 import json
@@ -24,6 +28,7 @@ if len(sys.argv) < 2:
     sys.exit(__doc__)
 run = sys.argv[1]
 last_round = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+step = float(sys.argv[3]) if len(sys.argv) > 3 else 0.05
 REWARDS = ['consistency', 'accuracy', 'plausibility', 'diversity']  # the configs' order
 world = json.load(open(f'{run}/data/world/world.json'))
 train = {q['question']: q for q in world['train']}
@@ -80,3 +85,43 @@ for name, form, good, is_good in cases:
             if q and q['kind'] == form:
                 counts[is_good(r)][bin_] += 1
         print(f'  {name}, {form}, {how}: {good} {counts[True]}, not {counts[False]}')
+
+
+def bins_best_bin(values, k=5):
+    """The trainer's `tied_scores = "best_bin"`: a tie group takes the best bin it reaches."""
+    order = sorted(range(len(values)), key=lambda i: -values[i])
+    out, group = [0] * len(values), 0
+    for rank, i in enumerate(order):
+        if rank == 0 or values[order[rank - 1]] != values[i]:
+            group = min(rank * k // len(values), k - 1)
+        out[i] = group
+    return out
+
+
+FACT = [re.compile(p) for p in (r'^A [a-z]+ (is made of|lives in|eats) [a-z]+$',
+                                r'^[A-Z][a-z]+ (floats on water|sinks in water)$',
+                                r'^[A-Z][a-z]+ is [a-z]+$')]
+
+
+def kind(r):
+    if r['scores'][REWARDS.index('accuracy')] < 0.5:
+        return 'wrong'
+    rationale = r['text'].split('So the answer is')[0]
+    sents = [x.strip() for x in rationale.split('.') if x.strip()]
+    return 'right, states a fact' if any(p.match(x) for x in sents for p in FACT) else 'right, no fact'
+
+
+k = REWARDS.index('consistency')
+centred_scores = centred([r['scores'][k] for r in items], questions)
+kinds = [kind(r) for r in items]
+print(f'\nconsistency bins within question, best_bin ties, pool of rounds 0..{last_round}:')
+for how, values in (('scores as they are', centred_scores),
+                    (f'rounded to {step}', [round(v / step) * step for v in centred_scores])):
+    b = bins_best_bin(values)
+    print(f'  {how}:')
+    for bin_ in range(5):
+        members = [kd for kd, x in zip(kinds, b) if x == bin_]
+        if members:
+            shares = ', '.join(f'{kd} {members.count(kd) / len(members):.0%}'
+                               for kd in ('wrong', 'right, no fact', 'right, states a fact'))
+            print(f'    bin {bin_}: {len(members)} items: {shares}')

@@ -85,7 +85,7 @@ impl Files {
 pub fn run_pipeline(cfg: &RunConfig, out: &Path, o: &StageOptions) -> Result<PipelineOutcome> {
     std::fs::create_dir_all(out)?;
     // settings that would stop a later stage are refused before the first
-    cfg.mario.within_question_mask()?;
+    cfg.mario.binning()?;
     cfg.mario.check_selection_max_accuracy_drop()?;
     crate::stages::plausibility::check_scorer_settings(&cfg.plausibility_data)?;
     // 0. the data: a generated world, or the configured datasets

@@ -38,6 +38,10 @@ pub struct Binning {
     pub within_question: Vec<bool>,
     /// How equal scores are binned.
     pub ties: TiedScores,
+    /// Per reward, the step its scores (centred ones when binned within each question) are
+    /// rounded to before they are cut ([`rounded_to_step`]); a shorter list or `None` leaves
+    /// them as they are.
+    pub steps: Vec<Option<f64>>,
 }
 
 /// A stable pseudo-random key of an item for breaking ties (SplitMix64 of seed and index).
@@ -108,6 +112,20 @@ pub fn centred_by_question<Q: AsRef<str>>(
             let (sum, n) = sums[q.as_ref()];
             Some(v - sum / n as f64)
         })
+        .collect()
+}
+
+/// Each score rounded to the nearest multiple of `step`: scores closer than the reward's
+/// noise become equal, so that [`TiedScores::BestBin`] keeps them in one bin instead of
+/// ranking them by that noise. Binned within each question, half a pool's consistency scores
+/// lie within 0.005 of their question's mean (outputs as good as the others for the same
+/// question); cut as distinct scores they filled half the worst bin, and the worst token was
+/// trained on them as much as on the outputs that state no fact.
+pub fn rounded_to_step(scores: &[Option<f64>], step: f64) -> Vec<Option<f64>> {
+    assert!(step.is_finite() && step > 0.0, "a positive step");
+    scores
+        .iter()
+        .map(|s| s.map(|v| (v / step).round() * step))
         .collect()
 }
 
@@ -237,6 +255,19 @@ mod tests {
             centred_by_question(&[Some(0.4), Some(0.4)], &["q", "q"]),
             vec![Some(0.0); 2]
         );
+    }
+
+    #[test]
+    fn scores_rounded_to_a_step_tie_within_half_a_step() {
+        let s = [Some(0.001), Some(-0.0049), Some(0.03), Some(-0.12), None];
+        let r = rounded_to_step(&s, 0.05);
+        let want = [0.0, 0.0, 0.05, -0.1];
+        for (got, want) in r[..4].iter().zip(want) {
+            assert!((got.unwrap() - want).abs() < 1e-12, "{r:?}");
+        }
+        assert_eq!(r[4], None);
+        let b = quantile_bins(&r, 2, 0, TiedScores::BestBin);
+        assert_eq!(b[0], b[1], "{b:?}");
     }
 
     #[test]

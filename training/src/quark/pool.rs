@@ -8,7 +8,9 @@ use anyhow::Result;
 use mario::control::{ControlTokens, RewardKind};
 use serde::{Deserialize, Serialize};
 
-use super::bins::{binary_bins, centred_by_question, quantile_bins, Binning, TiedScores};
+use super::bins::{
+    binary_bins, centred_by_question, quantile_bins, rounded_to_step, Binning, TiedScores,
+};
 
 /// Where an item came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,6 +137,10 @@ impl DataPool {
                         } else {
                             scores
                         };
+                        let scores = match binning.steps.get(k).copied().flatten() {
+                            Some(step) => rounded_to_step(&scores, step),
+                            None => scores,
+                        };
                         quantile_bins(&scores, r.bins(), seed.wrapping_add(k as u64), binning.ties)
                     }
                     RewardKind::Binary => binary_bins(&scores),
@@ -220,6 +226,56 @@ mod tests {
     }
 
     #[test]
+    fn a_score_step_keeps_outputs_as_good_as_their_siblings_out_of_the_worst_bin() {
+        // 20 questions: 16 whose outputs score alike up to noise (< 0.001), 4 with three good
+        // outputs (0.5) and one that states no fact (0.2). Centred, the noise decides which
+        // alike outputs fill the worst bin; rounded to 0.05, they tie at 0 and the worst bin
+        // holds the four outputs that are worse than their siblings.
+        let table = ControlTokens::quark(&[("consistency", 5)], &[]);
+        let mut items = Vec::new();
+        for q in 0..20 {
+            for j in 0..4 {
+                let score = if q < 16 {
+                    0.4 + f64::from(q * 4 + j) * 1e-5 * if j % 2 == 0 { 1.0 } else { -1.0 }
+                } else if j == 3 {
+                    0.2
+                } else {
+                    0.5
+                };
+                let mut it = item(&[Some(score)]);
+                it.question = format!("q{q}");
+                items.push(it);
+            }
+        }
+        let pool = DataPool { items };
+        let vague = |b: &PoolBins| -> Vec<usize> {
+            (0..80)
+                .filter(|&i| i >= 64 && i % 4 == 3)
+                .map(|i| b.items[i].as_ref().unwrap()[0])
+                .collect()
+        };
+        let mut binning = Binning {
+            within_question: vec![true],
+            ties: TiedScores::BestBin,
+            steps: Vec::new(),
+        };
+        let noisy = pool.bins(&table, 0, &binning);
+        assert_eq!(noisy.counts[0][4], 16, "{:?}", noisy.counts);
+        assert_eq!(vague(&noisy), vec![4; 4]);
+        binning.steps = vec![Some(0.05)];
+        let stepped = pool.bins(&table, 0, &binning);
+        // the 12 good outputs of the mixed questions (+0.075) in bin 0, the 64 alike ones
+        // tied at 0 from bin 0's end, the 4 that state no fact alone in the worst bin
+        assert_eq!(
+            stepped.counts,
+            vec![vec![76, 0, 0, 0, 4]],
+            "{:?}",
+            stepped.counts
+        );
+        assert_eq!(vague(&stepped), vec![4; 4]);
+    }
+
+    #[test]
     fn a_pool_whose_top_scores_tie_trains_every_bin() {
         // diversity 1.0 for most items (as for 66 % of StrategyQA's silver rationales)
         let table = ControlTokens::quark(&[("diversity", 5)], &[]);
@@ -238,8 +294,8 @@ mod tests {
         let mut items: Vec<PoolItem> = (0..83).map(|_| item(&[Some(1.0)])).collect();
         items.extend((0..17).map(|i| item(&[Some(0.5 + f64::from(i) / 100.0)])));
         let binning = Binning {
-            within_question: Vec::new(),
             ties: TiedScores::BestBin,
+            ..Binning::default()
         };
         let bins = DataPool { items }.bins(&table, 3, &binning);
         assert_eq!(bins.counts, vec![vec![83, 0, 0, 0, 17]]);

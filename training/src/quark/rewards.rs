@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::settings::{MarioSettings, Variant};
 
 /// A reward MaRio can train with (`[mario] rewards`, in control-prefix order).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RewardName {
     /// The answer models' gain from reading the rationale (I2O vs IR2O).

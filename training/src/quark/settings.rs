@@ -1,5 +1,7 @@
 //! The settings of the MaRio stage: the `[mario]` table of a config file.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::bins::{Binning, TiedScores};
@@ -71,6 +73,11 @@ pub struct MarioSettings {
     /// bin depends on the score alone; with most of a pool tied at the top diversity score
     /// the worst bin then holds only repeating outputs, and the bins between stay empty).
     pub tied_scores: TiedScores,
+    /// Per quantile reward, a step its scores (centred ones when binned within each question)
+    /// are rounded to before binning, e.g. `{ consistency = 0.05 }`: scores closer than the
+    /// step tie, and with `tied_scores = "best_bin"` share a bin instead of being ranked by
+    /// noise. Empty (default) = every score as it is.
+    pub score_steps: BTreeMap<RewardName, f64>,
     /// Nucleus sampling mass (paper: 0.7).
     pub top_p: f64,
     /// Sampling temperature.
@@ -157,6 +164,7 @@ impl Default for MarioSettings {
             teacher_wrong_answers: false,
             bins_within_question: Vec::new(),
             tied_scores: TiedScores::Split,
+            score_steps: BTreeMap::new(),
             top_p: 0.7,
             temperature: 1.0,
             max_new_tokens: None,
@@ -213,11 +221,41 @@ impl MarioSettings {
             .collect())
     }
 
-    /// How the run cuts the pool into bins: [`Self::within_question_mask`] and `tied_scores`.
+    /// Per reward (in `rewards` order), the step its scores are rounded to before binning;
+    /// refuses a step that is not a positive number or names a reward that is not a quantile
+    /// reward of the run.
+    pub fn score_step_list(&self) -> anyhow::Result<Vec<Option<f64>>> {
+        for (n, &step) in &self.score_steps {
+            if !self.rewards.contains(n) {
+                anyhow::bail!(
+                    "[mario] score_steps lists `{n}`, which is not in [mario] rewards ({:?})",
+                    self.rewards.iter().map(|r| r.as_str()).collect::<Vec<_>>()
+                );
+            }
+            if n.kind() == mario::control::RewardKind::Binary {
+                anyhow::bail!(
+                    "[mario] score_steps lists `{n}`, a binary reward (its bins are correct and \
+                     wrong); only quantile rewards have a step"
+                );
+            }
+            if !(step.is_finite() && step > 0.0) {
+                anyhow::bail!("[mario] score_steps: `{n}` = {step}; use a positive number");
+            }
+        }
+        Ok(self
+            .rewards
+            .iter()
+            .map(|r| self.score_steps.get(r).copied())
+            .collect())
+    }
+
+    /// How the run cuts the pool into bins: [`Self::within_question_mask`], `tied_scores` and
+    /// [`Self::score_step_list`].
     pub fn binning(&self) -> anyhow::Result<Binning> {
         Ok(Binning {
             within_question: self.within_question_mask()?,
             ties: self.tied_scores,
+            steps: self.score_step_list()?,
         })
     }
 
@@ -281,6 +319,36 @@ mod tests {
             "{e}"
         );
         assert!(toml::from_str::<MarioSettings>("bins_within_question = [\"fluency\"]").is_err());
+    }
+
+    #[test]
+    fn score_steps_take_positive_steps_of_the_runs_quantile_rewards() {
+        let s: MarioSettings = toml::from_str("score_steps = { consistency = 0.05 }").unwrap();
+        assert_eq!(
+            s.binning().unwrap().steps,
+            vec![Some(0.05), None, None, None]
+        );
+        assert_eq!(
+            MarioSettings::default().binning().unwrap().steps,
+            vec![None; 4]
+        );
+        for (toml, words) in [
+            ("score_steps = { accuracy = 0.1 }", "binary"),
+            ("score_steps = { consistency = 0.0 }", "positive"),
+            ("score_steps = { consistency = -0.1 }", "positive"),
+            (
+                "rewards = [\"diversity\"]\nscore_steps = { plausibility = 0.1 }",
+                "not in [mario] rewards",
+            ),
+        ] {
+            let s: MarioSettings = toml::from_str(toml).unwrap();
+            let e = s.binning().unwrap_err().to_string();
+            assert!(
+                e.contains("score_steps") && e.contains(words),
+                "{toml}: {e}"
+            );
+        }
+        assert!(toml::from_str::<MarioSettings>("score_steps = { fluency = 0.1 }").is_err());
     }
 
     #[test]
