@@ -16,7 +16,9 @@ naming another, each cut over the whole pool and on scores minus their question'
 splits them by a seeded shuffle; consistency and plausibility scores rarely tie. (3) over the
 same items, what each consistency bin holds (wrong answers, right answers whose rationale
 states no fact, other right answers), cut within question as the trainer does with
-`tied_scores = "best_bin"`, without and with the centred scores rounded to STEP.
+`tied_scores = "best_bin"`, without and with the centred scores rounded to STEP; (4) the same
+cut on the right answers only (`[mario] bins_on_right_answers`); (5) those right answers'
+consistency bins against their plausibility bins.
 """
 import collections
 import json
@@ -125,3 +127,36 @@ for how, values in (('scores as they are', centred_scores),
             shares = ', '.join(f'{kd} {members.count(kd) / len(members):.0%}'
                                for kd in ('wrong', 'right, no fact', 'right, states a fact'))
             print(f'    bin {bin_}: {len(members)} items: {shares}')
+
+# `[mario] bins_on_right_answers = ["consistency"]`: the cut (and the question means) over the
+# right answers only; each wrong answer takes a bin drawn in the right answers' proportions, so
+# every bin holds the same share of wrong answers (its expected count is printed)
+right = [i for i, kd in enumerate(kinds) if kd != 'wrong']
+n_wrong = len(items) - len(right)
+right_centred = centred([items[i]['scores'][k] for i in right], [questions[i] for i in right])
+print(f'\nconsistency bins cut on the right answers only ({len(right)} items; '
+      f'{n_wrong} wrong answers spread in proportion):')
+for how, values in (('scores as they are', right_centred),
+                    (f'rounded to {step}', [round(v / step) * step for v in right_centred])):
+    b = bins_best_bin(values)
+    print(f'  {how}:')
+    for bin_ in range(5):
+        members = [kinds[i] for i, x in zip(right, b) if x == bin_]
+        if members:
+            no_fact = members.count('right, no fact') / len(members)
+            print(f'    bin {bin_}: {len(members)} right answers (no fact {no_fact:.0%}) '
+                  f'+ about {n_wrong * len(members) / len(right):.0f} wrong')
+
+# (5) the same right answers' consistency bins (cut on the right answers, rounded to STEP)
+# against their plausibility bins (the whole pool, within question, best_bin ties): how often
+# the worst consistency token comes with a good plausibility token
+p = REWARDS.index('plausibility')
+cons_bins = bins_best_bin([round(v / step) * step for v in right_centred])
+plaus_bins = bins_best_bin(centred([r['scores'][p] for r in items], questions))
+cross = collections.Counter((cons_bins[j], plaus_bins[i]) for j, i in enumerate(right))
+print(f'\nright answers, consistency bin (rows; cut on right answers, rounded to {step}) by '
+      'plausibility bin (columns, best first):')
+for c in range(5):
+    row = [cross[(c, b)] for b in range(5)]
+    if sum(row):
+        print(f'  consistency bin {c}: {row}')

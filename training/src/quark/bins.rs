@@ -42,6 +42,10 @@ pub struct Binning {
     /// rounded to before they are cut ([`rounded_to_step`]); a shorter list or `None` leaves
     /// them as they are.
     pub steps: Vec<Option<f64>>,
+    /// Per reward, whether it is cut on the right answers only, each wrong answer then taking
+    /// a bin drawn in the right answers' proportions ([`spread_in_proportion`]); a shorter
+    /// list leaves the rest unset.
+    pub right_answers_only: Vec<bool>,
 }
 
 /// A stable pseudo-random key of an item for breaking ties (SplitMix64 of seed and index).
@@ -127,6 +131,43 @@ pub fn rounded_to_step(scores: &[Option<f64>], step: f64) -> Vec<Option<f64>> {
         .iter()
         .map(|s| s.map(|v| (v / step).round() * step))
         .collect()
+}
+
+/// Bins for `n` items drawn in the proportions of `counts` (items per bin, best first): the
+/// items are ordered by a seeded shuffle and the j-th takes the bin in which the point
+/// `(j + 0.5) / n` of the cumulative shares falls, so every bin gets its share of the `n`
+/// items up to rounding and a bin with no count gets none. With every count 0 the items are
+/// spread evenly over the bins. A reward cut on the right answers only gives its wrong
+/// answers these bins, so that its control token says nothing about whether the answer is
+/// right (the accuracy token's job): cut over the whole pool, consistency's worst bin was
+/// half wrong answers, and a student that reads its token as "wrong answer" is overruled by
+/// the accuracy token at its best bin.
+pub fn spread_in_proportion(n: usize, counts: &[usize], seed: u64) -> Vec<usize> {
+    assert!(!counts.is_empty(), "at least one bin");
+    let total: usize = counts.iter().sum();
+    let weights: Vec<f64> = if total == 0 {
+        vec![1.0; counts.len()]
+    } else {
+        counts.iter().map(|&c| c as f64).collect()
+    };
+    let sum: f64 = weights.iter().sum();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| (tie_key(seed, i), i));
+    let mut out = vec![0; n];
+    for (j, &i) in order.iter().enumerate() {
+        let point = (j as f64 + 0.5) / n as f64 * sum;
+        let mut acc = 0.0;
+        let mut bin = weights.len() - 1;
+        for (b, w) in weights.iter().enumerate() {
+            acc += w;
+            if point < acc {
+                bin = b;
+                break;
+            }
+        }
+        out[i] = bin;
+    }
+    out
 }
 
 /// The bin of a binary reward: 0 (correct) for a score >= 0.5, 1 (wrong) otherwise.
@@ -304,6 +345,30 @@ mod tests {
             ),
             vec![Some(0), None, None, Some(0)]
         );
+    }
+
+    #[test]
+    fn spread_in_proportion_follows_the_counts_and_the_seed() {
+        let b = spread_in_proportion(100, &[60, 0, 0, 20, 20], 3);
+        let c = counts(&b, 5);
+        assert_eq!(c, vec![60, 0, 0, 20, 20]);
+        // shares, not counts: 10 items over bins holding 300, 100 and 100
+        assert_eq!(
+            counts(&spread_in_proportion(10, &[300, 100, 100], 0), 3),
+            vec![6, 2, 2]
+        );
+        // deterministic for a seed; another seed puts other items in the bins
+        assert_eq!(
+            spread_in_proportion(50, &[1, 1], 7),
+            spread_in_proportion(50, &[1, 1], 7)
+        );
+        assert_ne!(
+            spread_in_proportion(50, &[1, 1], 7),
+            spread_in_proportion(50, &[1, 1], 8)
+        );
+        // no counts at all: evenly
+        assert_eq!(counts(&spread_in_proportion(10, &[0; 5], 1), 5), vec![2; 5]);
+        assert!(spread_in_proportion(0, &[3, 1], 1).is_empty());
     }
 
     #[test]

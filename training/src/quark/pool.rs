@@ -9,7 +9,8 @@ use mario::control::{ControlTokens, RewardKind};
 use serde::{Deserialize, Serialize};
 
 use super::bins::{
-    binary_bins, centred_by_question, quantile_bins, rounded_to_step, Binning, TiedScores,
+    binary_bins, centred_by_question, quantile_bins, rounded_to_step, spread_in_proportion,
+    Binning, TiedScores,
 };
 
 /// Where an item came from.
@@ -115,33 +116,65 @@ impl DataPool {
     /// `binning.ties`), or `None` for an item missing a score for any reward (such items are
     /// not trained on), with the number of trained items in every bin. A quantile reward whose
     /// `binning.within_question` flag is set is binned on each score minus its question's mean
-    /// ([`centred_by_question`]).
+    /// ([`centred_by_question`]); one whose `binning.right_answers_only` flag is set is cut on
+    /// the items the `accuracy` reward scores right, and its wrong answers are spread over its
+    /// bins in the right answers' proportions ([`spread_in_proportion`]).
     pub fn bins(&self, table: &ControlTokens, seed: u64, binning: &Binning) -> PoolBins {
+        let scores_of = |k: usize| -> Vec<Option<f64>> {
+            self.items
+                .iter()
+                .map(|it| it.scores.get(k).copied().flatten())
+                .collect()
+        };
+        // per item, whether its answer is right (None: no accuracy reward or no score)
+        let right: Vec<Option<bool>> = match table.rewards.iter().position(|r| r.name == "accuracy")
+        {
+            Some(a) => scores_of(a)
+                .iter()
+                .map(|s| s.filter(|v| v.is_finite()).map(|v| v >= 0.5))
+                .collect(),
+            None => vec![None; self.items.len()],
+        };
         let per_reward: Vec<Vec<Option<usize>>> = table
             .rewards
             .iter()
             .enumerate()
             .map(|(k, r)| {
-                let scores: Vec<Option<f64>> = self
-                    .items
-                    .iter()
-                    .map(|it| it.scores.get(k).copied().flatten())
-                    .collect();
+                let scores = scores_of(k);
                 match r.kind {
                     RewardKind::Quantile => {
-                        let within = binning.within_question.get(k).copied().unwrap_or(false);
-                        let scores = if within {
-                            let questions: Vec<&str> =
-                                self.items.iter().map(|it| it.question.as_str()).collect();
-                            centred_by_question(&scores, &questions)
-                        } else {
+                        let right_only =
+                            binning.right_answers_only.get(k).copied().unwrap_or(false);
+                        let cut = if right_only {
                             scores
+                                .iter()
+                                .zip(&right)
+                                .map(|(s, r)| s.filter(|_| *r == Some(true)))
+                                .collect()
+                        } else {
+                            scores.clone()
                         };
-                        let scores = match binning.steps.get(k).copied().flatten() {
-                            Some(step) => rounded_to_step(&scores, step),
-                            None => scores,
-                        };
-                        quantile_bins(&scores, r.bins(), seed.wrapping_add(k as u64), binning.ties)
+                        let mut bins = self.quantile_bins_of(cut, k, r.bins(), seed, binning);
+                        if right_only {
+                            let wrong: Vec<usize> = (0..self.items.len())
+                                .filter(|&i| {
+                                    right[i] == Some(false) && scores[i].is_some_and(f64::is_finite)
+                                })
+                                .collect();
+                            let mut counts = vec![0; r.bins()];
+                            for b in bins.iter().flatten() {
+                                counts[*b] += 1;
+                            }
+                            let spread = spread_in_proportion(
+                                wrong.len(),
+                                &counts,
+                                seed.wrapping_add(1000 + k as u64),
+                            );
+                            for (&i, b) in wrong.iter().zip(spread) {
+                                bins[i] = Some(b);
+                            }
+                        }
+                        bins
                     }
                     RewardKind::Binary => binary_bins(&scores),
                 }
@@ -168,6 +201,29 @@ impl DataPool {
             counts,
             ties: binning.ties,
         }
+    }
+
+    /// The quantile bins of reward `k`'s `scores` (centred by question and rounded to a step
+    /// as `binning` says for it).
+    fn quantile_bins_of(
+        &self,
+        scores: Vec<Option<f64>>,
+        k: usize,
+        n_bins: usize,
+        seed: u64,
+        binning: &Binning,
+    ) -> Vec<Option<usize>> {
+        let scores = if binning.within_question.get(k).copied().unwrap_or(false) {
+            let questions: Vec<&str> = self.items.iter().map(|it| it.question.as_str()).collect();
+            centred_by_question(&scores, &questions)
+        } else {
+            scores
+        };
+        let scores = match binning.steps.get(k).copied().flatten() {
+            Some(step) => rounded_to_step(&scores, step),
+            None => scores,
+        };
+        quantile_bins(&scores, n_bins, seed.wrapping_add(k as u64), binning.ties)
     }
 
     /// Mean and count of each reward's scores over the items of one round.
@@ -257,7 +313,7 @@ mod tests {
         let mut binning = Binning {
             within_question: vec![true],
             ties: TiedScores::BestBin,
-            steps: Vec::new(),
+            ..Binning::default()
         };
         let noisy = pool.bins(&table, 0, &binning);
         assert_eq!(noisy.counts[0][4], 16, "{:?}", noisy.counts);
@@ -273,6 +329,38 @@ mod tests {
             stepped.counts
         );
         assert_eq!(vague(&stepped), vec![4; 4]);
+    }
+
+    #[test]
+    fn a_reward_cut_on_right_answers_spreads_wrong_answers_over_its_bins() {
+        // 40 right answers with consistency 0.0..0.39 and 10 wrong ones scoring below all of
+        // them. Cut over the whole pool the worst of 5 bins (10 items) is every wrong answer;
+        // cut on the right answers, each bin holds 8 right answers and 2 wrong ones.
+        let table = ControlTokens::quark(&[("consistency", 5)], &["accuracy"]);
+        let mut items: Vec<PoolItem> = (0..40)
+            .map(|i| item(&[Some(f64::from(i) / 100.0), Some(1.0)]))
+            .collect();
+        items.extend((0..10).map(|i| item(&[Some(-1.0 - f64::from(i)), Some(0.0)])));
+        items.push(item(&[None, Some(0.0)]));
+        let pool = DataPool { items };
+        let whole = pool.bins(&table, 0, &Binning::default());
+        assert!(whole.items[40..50]
+            .iter()
+            .all(|b| b.as_ref().unwrap()[0] == 4));
+        let binning = Binning {
+            right_answers_only: vec![true],
+            ..Binning::default()
+        };
+        let right_only = pool.bins(&table, 0, &binning);
+        assert_eq!(right_only.counts, vec![vec![10; 5], vec![40, 10]]);
+        let right_bin = |i: usize| right_only.items[i].as_ref().unwrap()[0];
+        // the right answers ranked among themselves: the best 8 in bin 0, the worst 8 in bin 4
+        assert!((32..40).all(|i| right_bin(i) == 0) && (0..8).all(|i| right_bin(i) == 4));
+        let mut wrong: Vec<usize> = (40..50).map(right_bin).collect();
+        wrong.sort_unstable();
+        assert_eq!(wrong, vec![0, 0, 1, 1, 2, 2, 3, 3, 4, 4]);
+        // an item missing its score still gets no bin
+        assert_eq!(right_only.items[50], None);
     }
 
     #[test]

@@ -78,6 +78,13 @@ pub struct MarioSettings {
     /// step tie, and with `tied_scores = "best_bin"` share a bin instead of being ranked by
     /// noise. Empty (default) = every score as it is.
     pub score_steps: BTreeMap<RewardName, f64>,
+    /// Quantile rewards cut on the right answers only (needs `accuracy` in `rewards`): the
+    /// bins (and the question means of `bins_within_question`) are computed over the outputs
+    /// whose answer is right, and each wrong answer takes a bin drawn in the proportions of
+    /// those bins, so the reward's control token carries nothing about accuracy. Cut over the
+    /// whole pool, consistency's worst bin is mostly wrong answers, and at inference the
+    /// accuracy token (at its best bin) overrules it. Empty (default) = every item cut.
+    pub bins_on_right_answers: Vec<RewardName>,
     /// Nucleus sampling mass (paper: 0.7).
     pub top_p: f64,
     /// Sampling temperature.
@@ -165,6 +172,7 @@ impl Default for MarioSettings {
             bins_within_question: Vec::new(),
             tied_scores: TiedScores::Split,
             score_steps: BTreeMap::new(),
+            bins_on_right_answers: Vec::new(),
             top_p: 0.7,
             temperature: 1.0,
             max_new_tokens: None,
@@ -249,13 +257,45 @@ impl MarioSettings {
             .collect())
     }
 
-    /// How the run cuts the pool into bins: [`Self::within_question_mask`], `tied_scores` and
-    /// [`Self::score_step_list`].
+    /// Per reward (in `rewards` order), whether it is cut on the right answers only; refuses a
+    /// listed reward that is not a quantile reward of the run, or a run without `accuracy`.
+    pub fn right_answers_only_mask(&self) -> anyhow::Result<Vec<bool>> {
+        for n in &self.bins_on_right_answers {
+            if !self.rewards.contains(n) {
+                anyhow::bail!(
+                    "[mario] bins_on_right_answers lists `{n}`, which is not in [mario] rewards \
+                     ({:?})",
+                    self.rewards.iter().map(|r| r.as_str()).collect::<Vec<_>>()
+                );
+            }
+            if n.kind() == mario::control::RewardKind::Binary {
+                anyhow::bail!(
+                    "[mario] bins_on_right_answers lists `{n}`, a binary reward; only quantile \
+                     rewards are cut"
+                );
+            }
+            if !self.rewards.contains(&RewardName::Accuracy) {
+                anyhow::bail!(
+                    "[mario] bins_on_right_answers needs `accuracy` in [mario] rewards: it is \
+                     what says which answers are right"
+                );
+            }
+        }
+        Ok(self
+            .rewards
+            .iter()
+            .map(|r| self.bins_on_right_answers.contains(r))
+            .collect())
+    }
+
+    /// How the run cuts the pool into bins: [`Self::within_question_mask`], `tied_scores`,
+    /// [`Self::score_step_list`] and [`Self::right_answers_only_mask`].
     pub fn binning(&self) -> anyhow::Result<Binning> {
         Ok(Binning {
             within_question: self.within_question_mask()?,
             ties: self.tied_scores,
             steps: self.score_step_list()?,
+            right_answers_only: self.right_answers_only_mask()?,
         })
     }
 
@@ -349,6 +389,33 @@ mod tests {
             );
         }
         assert!(toml::from_str::<MarioSettings>("score_steps = { fluency = 0.1 }").is_err());
+    }
+
+    #[test]
+    fn bins_on_right_answers_takes_quantile_rewards_of_a_run_with_accuracy() {
+        let s: MarioSettings = toml::from_str("bins_on_right_answers = [\"consistency\"]").unwrap();
+        assert_eq!(
+            s.binning().unwrap().right_answers_only,
+            vec![true, false, false, false]
+        );
+        for (toml, words) in [
+            ("bins_on_right_answers = [\"accuracy\"]", "binary"),
+            (
+                "rewards = [\"consistency\", \"diversity\"]\nbins_on_right_answers = [\"consistency\"]",
+                "needs `accuracy`",
+            ),
+            (
+                "rewards = [\"accuracy\"]\nbins_on_right_answers = [\"consistency\"]",
+                "not in [mario] rewards",
+            ),
+        ] {
+            let s: MarioSettings = toml::from_str(toml).unwrap();
+            let e = s.binning().unwrap_err().to_string();
+            assert!(
+                e.contains("bins_on_right_answers") && e.contains(words),
+                "{toml}: {e}"
+            );
+        }
     }
 
     #[test]
