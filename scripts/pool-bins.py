@@ -138,7 +138,7 @@ print(f'\nconsistency bins cut on the right answers only ({len(right)} items; '
       f'{n_wrong} wrong answers spread in proportion):')
 for how, values in (('scores as they are', right_centred),
                     (f'rounded to {step}', [round(v / step) * step for v in right_centred])):
-    b = bins_best_bin(values)
+    b = cons_bins = bins_best_bin(values)  # the rounded cut's bins stay for (5)
     print(f'  {how}:')
     for bin_ in range(5):
         members = [kinds[i] for i, x in zip(right, b) if x == bin_]
@@ -151,7 +151,6 @@ for how, values in (('scores as they are', right_centred),
 # against their plausibility bins (the whole pool, within question, best_bin ties): how often
 # the worst consistency token comes with a good plausibility token
 p = REWARDS.index('plausibility')
-cons_bins = bins_best_bin([round(v / step) * step for v in right_centred])
 plaus_bins = bins_best_bin(centred([r['scores'][p] for r in items], questions))
 cross = collections.Counter((cons_bins[j], plaus_bins[i]) for j, i in enumerate(right))
 print(f'\nright answers, consistency bin (rows; cut on right answers, rounded to {step}) by '

@@ -12,6 +12,7 @@ use super::bins::{
     binary_bins, centred_by_question, quantile_bins, rounded_to_step, spread_in_proportion,
     Binning, TiedScores,
 };
+use super::rewards::RewardName;
 
 /// Where an item came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,15 +127,14 @@ impl DataPool {
                 .map(|it| it.scores.get(k).copied().flatten())
                 .collect()
         };
-        // per item, whether its answer is right (None: no accuracy reward or no score)
-        let right: Vec<Option<bool>> = match table.rewards.iter().position(|r| r.name == "accuracy")
-        {
-            Some(a) => scores_of(a)
-                .iter()
-                .map(|s| s.filter(|v| v.is_finite()).map(|v| v >= 0.5))
-                .collect(),
-            None => vec![None; self.items.len()],
-        };
+        // per item, its accuracy bin (Some(0) right, Some(1) wrong; None: no accuracy reward
+        // or no score), read by the rewards cut on the right answers only
+        let accuracy = RewardName::Accuracy.as_str();
+        let answer_bins: Vec<Option<usize>> =
+            match table.rewards.iter().position(|r| r.name == accuracy) {
+                Some(a) => binary_bins(&scores_of(a)),
+                None => vec![None; self.items.len()],
+            };
         let per_reward: Vec<Vec<Option<usize>>> = table
             .rewards
             .iter()
@@ -142,39 +142,20 @@ impl DataPool {
             .map(|(k, r)| {
                 let scores = scores_of(k);
                 match r.kind {
+                    RewardKind::Quantile
+                        if binning.right_answers_only.get(k).copied().unwrap_or(false) =>
+                    {
+                        self.bins_on_right_answers(
+                            &scores,
+                            &answer_bins,
+                            k,
+                            r.bins(),
+                            seed,
+                            binning,
+                        )
+                    }
                     RewardKind::Quantile => {
-                        let right_only =
-                            binning.right_answers_only.get(k).copied().unwrap_or(false);
-                        let cut = if right_only {
-                            scores
-                                .iter()
-                                .zip(&right)
-                                .map(|(s, r)| s.filter(|_| *r == Some(true)))
-                                .collect()
-                        } else {
-                            scores.clone()
-                        };
-                        let mut bins = self.quantile_bins_of(cut, k, r.bins(), seed, binning);
-                        if right_only {
-                            let wrong: Vec<usize> = (0..self.items.len())
-                                .filter(|&i| {
-                                    right[i] == Some(false) && scores[i].is_some_and(f64::is_finite)
-                                })
-                                .collect();
-                            let mut counts = vec![0; r.bins()];
-                            for b in bins.iter().flatten() {
-                                counts[*b] += 1;
-                            }
-                            let spread = spread_in_proportion(
-                                wrong.len(),
-                                &counts,
-                                seed.wrapping_add(1000 + k as u64),
-                            );
-                            for (&i, b) in wrong.iter().zip(spread) {
-                                bins[i] = Some(b);
-                            }
-                        }
-                        bins
+                        self.quantile_bins_of(scores, k, r.bins(), seed, binning)
                     }
                     RewardKind::Binary => binary_bins(&scores),
                 }
@@ -224,6 +205,39 @@ impl DataPool {
             None => scores,
         };
         quantile_bins(&scores, n_bins, seed.wrapping_add(k as u64), binning.ties)
+    }
+
+    /// The bins of reward `k` cut on the right answers only (`answer_bins[i] == Some(0)`): the
+    /// right answers take their [`Self::quantile_bins_of`] bins, every wrong answer with a
+    /// score a bin drawn in the right answers' proportions ([`spread_in_proportion`], seeded
+    /// apart from the tie order).
+    fn bins_on_right_answers(
+        &self,
+        scores: &[Option<f64>],
+        answer_bins: &[Option<usize>],
+        k: usize,
+        n_bins: usize,
+        seed: u64,
+        binning: &Binning,
+    ) -> Vec<Option<usize>> {
+        let right_scores: Vec<Option<f64>> = scores
+            .iter()
+            .zip(answer_bins)
+            .map(|(s, a)| s.filter(|_| *a == Some(0)))
+            .collect();
+        let mut bins = self.quantile_bins_of(right_scores, k, n_bins, seed, binning);
+        let mut counts = vec![0; n_bins];
+        for &b in bins.iter().flatten() {
+            counts[b] += 1;
+        }
+        let wrong: Vec<usize> = (0..scores.len())
+            .filter(|&i| answer_bins[i] == Some(1) && scores[i].is_some_and(f64::is_finite))
+            .collect();
+        let spread = spread_in_proportion(wrong.len(), &counts, seed.wrapping_add(1000 + k as u64));
+        for (i, b) in wrong.into_iter().zip(spread) {
+            bins[i] = Some(b);
+        }
+        bins
     }
 
     /// Mean and count of each reward's scores over the items of one round.

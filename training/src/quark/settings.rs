@@ -204,24 +204,35 @@ impl Default for MarioSettings {
 }
 
 impl MarioSettings {
-    /// Per reward (in `rewards` order), whether it is binned within each question; refuses a
-    /// listed reward that is not in `rewards` or that is binary (its two bins are fixed).
-    pub fn within_question_mask(&self) -> anyhow::Result<Vec<bool>> {
-        for n in &self.bins_within_question {
+    /// Refuses a reward that the `[mario]` option `option` lists but that is not in `rewards`,
+    /// or that is binary (its two bins, correct and wrong, are fixed): the binning options
+    /// apply to the run's quantile rewards only.
+    fn check_quantile_rewards_of_run<'a>(
+        &self,
+        option: &str,
+        listed: impl IntoIterator<Item = &'a RewardName>,
+    ) -> anyhow::Result<()> {
+        for n in listed {
             if !self.rewards.contains(n) {
                 anyhow::bail!(
-                    "[mario] bins_within_question lists `{n}`, which is not in [mario] rewards \
-                     ({:?})",
+                    "[mario] {option} lists `{n}`, which is not in [mario] rewards ({:?})",
                     self.rewards.iter().map(|r| r.as_str()).collect::<Vec<_>>()
                 );
             }
             if n.kind() == mario::control::RewardKind::Binary {
                 anyhow::bail!(
-                    "[mario] bins_within_question lists `{n}`, a binary reward (its bins are \
-                     correct and wrong); only quantile rewards can be binned within a question"
+                    "[mario] {option} lists `{n}`, a binary reward (its bins are correct and \
+                     wrong); only quantile rewards can be listed"
                 );
             }
         }
+        Ok(())
+    }
+
+    /// Per reward (in `rewards` order), whether it is binned within each question; refuses a
+    /// listed reward that is not in `rewards` or that is binary (its two bins are fixed).
+    pub fn within_question_mask(&self) -> anyhow::Result<Vec<bool>> {
+        self.check_quantile_rewards_of_run("bins_within_question", &self.bins_within_question)?;
         Ok(self
             .rewards
             .iter()
@@ -233,19 +244,8 @@ impl MarioSettings {
     /// refuses a step that is not a positive number or names a reward that is not a quantile
     /// reward of the run.
     pub fn score_step_list(&self) -> anyhow::Result<Vec<Option<f64>>> {
+        self.check_quantile_rewards_of_run("score_steps", self.score_steps.keys())?;
         for (n, &step) in &self.score_steps {
-            if !self.rewards.contains(n) {
-                anyhow::bail!(
-                    "[mario] score_steps lists `{n}`, which is not in [mario] rewards ({:?})",
-                    self.rewards.iter().map(|r| r.as_str()).collect::<Vec<_>>()
-                );
-            }
-            if n.kind() == mario::control::RewardKind::Binary {
-                anyhow::bail!(
-                    "[mario] score_steps lists `{n}`, a binary reward (its bins are correct and \
-                     wrong); only quantile rewards have a step"
-                );
-            }
             if !(step.is_finite() && step > 0.0) {
                 anyhow::bail!("[mario] score_steps: `{n}` = {step}; use a positive number");
             }
@@ -260,26 +260,12 @@ impl MarioSettings {
     /// Per reward (in `rewards` order), whether it is cut on the right answers only; refuses a
     /// listed reward that is not a quantile reward of the run, or a run without `accuracy`.
     pub fn right_answers_only_mask(&self) -> anyhow::Result<Vec<bool>> {
-        for n in &self.bins_on_right_answers {
-            if !self.rewards.contains(n) {
-                anyhow::bail!(
-                    "[mario] bins_on_right_answers lists `{n}`, which is not in [mario] rewards \
-                     ({:?})",
-                    self.rewards.iter().map(|r| r.as_str()).collect::<Vec<_>>()
-                );
-            }
-            if n.kind() == mario::control::RewardKind::Binary {
-                anyhow::bail!(
-                    "[mario] bins_on_right_answers lists `{n}`, a binary reward; only quantile \
-                     rewards are cut"
-                );
-            }
-            if !self.rewards.contains(&RewardName::Accuracy) {
-                anyhow::bail!(
-                    "[mario] bins_on_right_answers needs `accuracy` in [mario] rewards: it is \
-                     what says which answers are right"
-                );
-            }
+        self.check_quantile_rewards_of_run("bins_on_right_answers", &self.bins_on_right_answers)?;
+        if !self.bins_on_right_answers.is_empty() && !self.rewards.contains(&RewardName::Accuracy) {
+            anyhow::bail!(
+                "[mario] bins_on_right_answers needs `accuracy` in [mario] rewards: it is what \
+                 says which answers are right"
+            );
         }
         Ok(self
             .rewards
