@@ -229,15 +229,21 @@ impl MarioSettings {
         Ok(())
     }
 
+    /// Per reward (in `rewards` order), whether the `[mario]` option `option` lists it, after
+    /// [`Self::check_quantile_rewards_of_run`].
+    fn quantile_reward_mask(
+        &self,
+        option: &str,
+        listed: &[RewardName],
+    ) -> anyhow::Result<Vec<bool>> {
+        self.check_quantile_rewards_of_run(option, listed)?;
+        Ok(self.rewards.iter().map(|r| listed.contains(r)).collect())
+    }
+
     /// Per reward (in `rewards` order), whether it is binned within each question; refuses a
     /// listed reward that is not in `rewards` or that is binary (its two bins are fixed).
     pub fn within_question_mask(&self) -> anyhow::Result<Vec<bool>> {
-        self.check_quantile_rewards_of_run("bins_within_question", &self.bins_within_question)?;
-        Ok(self
-            .rewards
-            .iter()
-            .map(|r| self.bins_within_question.contains(r))
-            .collect())
+        self.quantile_reward_mask("bins_within_question", &self.bins_within_question)
     }
 
     /// Per reward (in `rewards` order), the step its scores are rounded to before binning;
@@ -260,18 +266,15 @@ impl MarioSettings {
     /// Per reward (in `rewards` order), whether it is cut on the right answers only; refuses a
     /// listed reward that is not a quantile reward of the run, or a run without `accuracy`.
     pub fn right_answers_only_mask(&self) -> anyhow::Result<Vec<bool>> {
-        self.check_quantile_rewards_of_run("bins_on_right_answers", &self.bins_on_right_answers)?;
+        let mask =
+            self.quantile_reward_mask("bins_on_right_answers", &self.bins_on_right_answers)?;
         if !self.bins_on_right_answers.is_empty() && !self.rewards.contains(&RewardName::Accuracy) {
             anyhow::bail!(
                 "[mario] bins_on_right_answers needs `accuracy` in [mario] rewards: it is what \
                  says which answers are right"
             );
         }
-        Ok(self
-            .rewards
-            .iter()
-            .map(|r| self.bins_on_right_answers.contains(r))
-            .collect())
+        Ok(mask)
     }
 
     /// How the run cuts the pool into bins: [`Self::within_question_mask`], `tied_scores`,
@@ -310,6 +313,16 @@ impl MarioSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Asserts that each `(toml, words)` case parses but `binning()` refuses it, with an
+    /// error naming `option` and containing `words`.
+    fn assert_binning_refuses(option: &str, cases: &[(&str, &str)]) {
+        for (toml, words) in cases {
+            let s: MarioSettings = toml::from_str(toml).unwrap();
+            let e = s.binning().unwrap_err().to_string();
+            assert!(e.contains(option) && e.contains(words), "{toml}: {e}");
+        }
+    }
 
     #[test]
     fn tied_scores_reads_split_and_best_bin_only() {
@@ -358,22 +371,18 @@ mod tests {
             MarioSettings::default().binning().unwrap().steps,
             vec![None; 4]
         );
-        for (toml, words) in [
-            ("score_steps = { accuracy = 0.1 }", "binary"),
-            ("score_steps = { consistency = 0.0 }", "positive"),
-            ("score_steps = { consistency = -0.1 }", "positive"),
-            (
-                "rewards = [\"diversity\"]\nscore_steps = { plausibility = 0.1 }",
-                "not in [mario] rewards",
-            ),
-        ] {
-            let s: MarioSettings = toml::from_str(toml).unwrap();
-            let e = s.binning().unwrap_err().to_string();
-            assert!(
-                e.contains("score_steps") && e.contains(words),
-                "{toml}: {e}"
-            );
-        }
+        assert_binning_refuses(
+            "score_steps",
+            &[
+                ("score_steps = { accuracy = 0.1 }", "binary"),
+                ("score_steps = { consistency = 0.0 }", "positive"),
+                ("score_steps = { consistency = -0.1 }", "positive"),
+                (
+                    "rewards = [\"diversity\"]\nscore_steps = { plausibility = 0.1 }",
+                    "not in [mario] rewards",
+                ),
+            ],
+        );
         assert!(toml::from_str::<MarioSettings>("score_steps = { fluency = 0.1 }").is_err());
     }
 
@@ -384,24 +393,20 @@ mod tests {
             s.binning().unwrap().right_answers_only,
             vec![true, false, false, false]
         );
-        for (toml, words) in [
-            ("bins_on_right_answers = [\"accuracy\"]", "binary"),
-            (
-                "rewards = [\"consistency\", \"diversity\"]\nbins_on_right_answers = [\"consistency\"]",
-                "needs `accuracy`",
-            ),
-            (
-                "rewards = [\"accuracy\"]\nbins_on_right_answers = [\"consistency\"]",
-                "not in [mario] rewards",
-            ),
-        ] {
-            let s: MarioSettings = toml::from_str(toml).unwrap();
-            let e = s.binning().unwrap_err().to_string();
-            assert!(
-                e.contains("bins_on_right_answers") && e.contains(words),
-                "{toml}: {e}"
-            );
-        }
+        assert_binning_refuses(
+            "bins_on_right_answers",
+            &[
+                ("bins_on_right_answers = [\"accuracy\"]", "binary"),
+                (
+                    "rewards = [\"consistency\", \"diversity\"]\nbins_on_right_answers = [\"consistency\"]",
+                    "needs `accuracy`",
+                ),
+                (
+                    "rewards = [\"accuracy\"]\nbins_on_right_answers = [\"consistency\"]",
+                    "not in [mario] rewards",
+                ),
+            ],
+        );
     }
 
     #[test]
