@@ -11,3 +11,4 @@ pub mod run;
 pub mod schedule;
 pub mod selection;
 pub mod settings;
+pub mod teacher_data;
