@@ -225,6 +225,15 @@ fn check_fields(
     Ok(obj)
 }
 
+/// Every example of `files`, file after file ([`load_examples`] of each).
+pub fn load_examples_of(files: &[PathBuf]) -> Result<Vec<Example>, DataError> {
+    let mut out = Vec::new();
+    for f in files {
+        out.extend(load_examples(f)?);
+    }
+    Ok(out)
+}
+
 /// Loads a split (`train.jsonl`, `dev.jsonl`): `question`, `rationale`, `answer` per record.
 pub fn load_examples(path: &Path) -> Result<Vec<Example>, DataError> {
     let mut out = Vec::new();

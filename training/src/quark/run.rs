@@ -48,10 +48,8 @@ use super::loss::quark_loss;
 use super::pool::{DataPool, PoolBins, PoolItem, Source};
 use super::schedule::{on_policy_share, round_steps, PoolPlan};
 use super::selection::RoundRank;
-use super::teacher_data::{
-    read_examples, silver_examples, teacher_wrong_samples, unsolved_questions,
-};
-use crate::data::Example;
+use super::teacher_data::{silver_examples, teacher_wrong_samples, unsolved_questions};
+use crate::data::{load_examples_of, Example};
 use crate::decoding::Decoding;
 use crate::report::plot::{save_charts, Chart, Series};
 use crate::sft::truncate_input;
@@ -890,7 +888,7 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<MarioOutcome> {
     let rewards = build_rewards(&s.rewards, &run.reward_models, run.device)?;
     let reference = Checkpoint::load(&run.sft, DType::F32, run.device)
         .with_context(|| format!("loading the SFT reference {}", run.sft.display()))?;
-    let mut train_examples = read_examples(&run.train_files)?;
+    let mut train_examples = load_examples_of(&run.train_files)?;
     if s.sample_unsolved {
         if run.teacher_files.is_empty() {
             bail!(
@@ -905,7 +903,7 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<MarioOutcome> {
         );
         train_examples.extend(unsolved);
     }
-    let dev = read_examples(&run.dev_files)?;
+    let dev = load_examples_of(&run.dev_files)?;
     // the SFT checkpoint's generation_config.json < [mario]
     let decoding = Decoding::resolve(&reference.generation, &s.into(), &Default::default());
     tracing::info!("dev decoding: {}", decoding.describe(1));

@@ -10,7 +10,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::data::{load_examples, Example};
+use crate::data::{load_examples_of, Example};
 
 /// The pool's silver data: `train` and a seeded sample of at most `replay_examples` examples
 /// of the run's training-only files.
@@ -30,7 +30,7 @@ pub(super) fn silver_examples(
              world's reading.jsonl or knowledge.jsonl) to replay"
         );
     }
-    let mut extra: Vec<Example> = read_examples(replay_files)?
+    let mut extra: Vec<Example> = load_examples_of(replay_files)?
         .into_iter()
         .filter(|e| e.rationale.is_some())
         .collect();
@@ -117,18 +117,17 @@ pub(super) fn teacher_wrong_samples(
     Ok(out)
 }
 
-/// Every example of `files`, in order.
-pub(super) fn read_examples(files: &[PathBuf]) -> Result<Vec<Example>> {
-    let mut out = Vec::new();
-    for f in files {
-        out.extend(load_examples(f)?);
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One line of a teacher file (`teacher_gpt3_train.jsonl`).
+    fn teacher_line(q: &str, gold: &str, pred: &str, rationale: &str) -> String {
+        serde_json::json!({"question": q, "gold_label": gold, "predicted_label": pred,
+            "predicted_rationale": rationale})
+        .to_string()
+            + "\n"
+    }
 
     fn example(q: &str) -> Example {
         Example {
@@ -176,12 +175,7 @@ mod tests {
     fn unsolved_questions_are_those_no_teacher_sample_got_right() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("teacher_gpt3_train.jsonl");
-        let row = |q: &str, gold: &str, pred: &str| {
-            serde_json::json!({"question": q, "gold_label": gold, "predicted_label": pred,
-                "predicted_rationale": "It is."})
-            .to_string()
-                + "\n"
-        };
+        let row = |q: &str, gold: &str, pred: &str| teacher_line(q, gold, pred, "It is.");
         let rows = [
             row("Solved once?", "yes", "no"),
             row("Solved once?", "yes", "yes"),
@@ -218,12 +212,7 @@ mod tests {
     fn the_teachers_wrong_samples_on_asked_questions_become_pool_texts() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("teacher_gpt3_train.jsonl");
-        let row = |q: &str, gold: &str, pred: &str, r: &str| {
-            serde_json::json!({"question": q, "gold_label": gold, "predicted_label": pred,
-                "predicted_rationale": r})
-            .to_string()
-                + "\n"
-        };
+        let row = teacher_line;
         let rows = [
             row("Asked?", "yes", "yes", "Right."),
             row("Asked?", "yes", "no", " Wrong. "),

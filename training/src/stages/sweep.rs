@@ -61,10 +61,7 @@ pub fn sweep(
     // every reward scores each decoding, then the ground-truth measures of a generated world
     let mut rewards = build_rewards(&reward_names, reward_models, device)?;
     rewards.extend(crate::world::truth::truth_rewards_for(dev_files)?);
-    let mut dev = Vec::new();
-    for f in dev_files {
-        dev.extend(crate::data::load_examples(f)?);
-    }
+    let dev = crate::data::load_examples_of(dev_files)?;
     std::fs::create_dir_all(out)?;
     let limit = (settings.eval_limit > 0).then_some(settings.eval_limit);
     let questions = limit.map_or(dev.len(), |l| l.min(dev.len()));

@@ -29,10 +29,7 @@ pub fn evaluate_test(
     out: &Path,
     device: &Device,
 ) -> Result<()> {
-    let mut test = Vec::new();
-    for f in test_files {
-        test.extend(crate::data::load_examples(f)?);
-    }
+    let test = crate::data::load_examples_of(test_files)?;
     let mario = Checkpoint::load(mario_best, DType::F32, device)?;
     let table = mario
         .control

@@ -199,16 +199,17 @@ fn is_false(b: &bool) -> bool {
 fn pick_unsolved(train: &[WorldQuestion], share: f64, seed: u64, by_form: bool) -> Vec<String> {
     let n = (train.len() as f64 * share).round() as usize;
     let stratum = |q: &WorldQuestion| (q.kind.form(), q.answer.clone());
-    let mut quota: HashMap<(Form, String), usize> = HashMap::new();
-    if by_form {
+    // with `by_form`: how many more of each (form, answer) may be picked
+    let mut quota: Option<HashMap<(Form, String), usize>> = by_form.then(|| {
         let mut sizes: HashMap<(Form, String), usize> = HashMap::new();
         for q in train {
             *sizes.entry(stratum(q)).or_default() += 1;
         }
-        for (k, size) in sizes {
-            quota.insert(k, (size as f64 * share).round() as usize);
-        }
-    }
+        sizes
+            .into_iter()
+            .map(|(k, size)| (k, (size as f64 * share).round() as usize))
+            .collect()
+    });
     let mut counts = FactCounts::of(train);
     let mut order: Vec<&WorldQuestion> = train.iter().collect();
     order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x00B5_01ED));
@@ -217,15 +218,16 @@ fn pick_unsolved(train: &[WorldQuestion], share: f64, seed: u64, by_form: bool) 
         if out.len() == n {
             break;
         }
-        if by_form && quota[&stratum(q)] == 0 {
+        let left = quota
+            .as_mut()
+            .map(|m| m.get_mut(&stratum(q)).expect("every stratum counted"));
+        if left.as_ref().is_some_and(|l| **l == 0) {
             continue;
         }
         if counts.take_out([q]) {
             out.push(q.question.clone());
-            if by_form {
-                *quota
-                    .get_mut(&stratum(q))
-                    .expect("every stratum has a quota") -= 1;
+            if let Some(l) = left {
+                *l -= 1;
             }
         }
     }

@@ -659,7 +659,7 @@ fn unsolved_questions_have_only_wrong_samples_and_their_facts_stay_in_the_silver
 }
 
 #[test]
-fn unsolved_by_form_picks_each_form_and_answer_in_the_same_share() {
+fn unsolved_by_form_picks_at_most_the_share_of_each_form_and_answer() {
     let settings = WorldSettings {
         unsolved: 0.25,
         ..small()
