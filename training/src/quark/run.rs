@@ -1073,6 +1073,7 @@ fn draw_reward_rounds(metrics: &Path, table: &ControlTokens, out: &Path) -> Resu
             ],
             markers: true,
             y_range: None,
+            whole_x: true,
         });
     }
     save_charts(&charts, 2, out)

@@ -59,6 +59,8 @@ pub struct Chart {
     pub markers: bool,
     /// Fixed y range (e.g. `(0, 1)` for rates); fitted to the data when absent.
     pub y_range: Option<(f64, f64)>,
+    /// The x values are whole numbers (bins, rounds): no tick between two of them.
+    pub whole_x: bool,
 }
 
 /// Registers the embedded font with plotters (once).
@@ -94,6 +96,19 @@ fn ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
     let first = (lo / step).ceil() as i64;
     let last = (hi / step + 1e-9).floor() as i64;
     (first..=last).map(|k| k as f64 * step).collect()
+}
+
+/// Round tick values covering `[lo, hi]`, whole numbers only (for bins and rounds: a chart
+/// over bins 0 and 1 gets ticks 0 and 1, not 0, 0.2, ..., 1).
+fn whole_ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
+    let t = ticks(lo, hi, n);
+    if step_of(&t) >= 1.0 {
+        t
+    } else {
+        (lo.ceil() as i64..=hi.floor() as i64)
+            .map(|k| k as f64)
+            .collect()
+    }
 }
 
 /// A tick label with as many decimals as the tick spacing `step` needs (so that neighbouring
@@ -162,12 +177,13 @@ struct TickAxis {
 }
 
 impl TickAxis {
-    fn new((lo, hi): (f64, f64)) -> Self {
-        Self {
-            lo,
-            hi,
-            ticks: ticks(lo, hi, 6),
-        }
+    fn new((lo, hi): (f64, f64), whole: bool) -> Self {
+        let ticks = if whole {
+            whole_ticks(lo, hi, 6)
+        } else {
+            ticks(lo, hi, 6)
+        };
+        Self { lo, hi, ticks }
     }
 }
 
@@ -214,7 +230,10 @@ fn draw_chart(area: &DrawingArea<BitMapBackend<'_>, Shift>, chart: &Chart) -> Re
             .map_err(drawing)?;
         return Ok(());
     };
-    let (x_axis, y_axis) = (TickAxis::new(x_range), TickAxis::new(y_range));
+    let (x_axis, y_axis) = (
+        TickAxis::new(x_range, chart.whole_x),
+        TickAxis::new(y_range, false),
+    );
     let (x_labels, y_labels) = (x_axis.ticks.clone(), y_axis.ticks.clone());
     let mut cc = ChartBuilder::on(area)
         .caption(&chart.title, text(16, [0, 0, 0]))
@@ -295,6 +314,7 @@ pub fn training_curves<R: CurveRecord + DeserializeOwned>(
         }],
         markers: false,
         y_range: None,
+        whole_x: false,
     };
     let eval_keys: BTreeSet<&String> = evals.iter().flat_map(|(_, m)| m.keys()).collect();
     let mut charts = Vec::new();
@@ -304,6 +324,7 @@ pub fn training_curves<R: CurveRecord + DeserializeOwned>(
         series: Vec::new(),
         markers: true,
         y_range: None,
+        whole_x: false,
     };
     for k in eval_keys {
         let points = (evals.iter())
@@ -362,6 +383,15 @@ mod tests {
         };
         assert!(close(ticks(0.0, 1.0, 5), &[0.0, 0.2, 0.4, 0.6, 0.8, 1.0]));
         assert!(close(ticks(3.2, 9.9, 4), &[4.0, 6.0, 8.0]));
+        assert!(close(whole_ticks(0.0, 1.0, 6), &[0.0, 1.0]));
+        assert!(close(
+            whole_ticks(-1.0, 3.0, 6),
+            &[-1.0, 0.0, 1.0, 2.0, 3.0]
+        ));
+        assert!(close(
+            whole_ticks(0.0, 40.0, 4),
+            &[0.0, 10.0, 20.0, 30.0, 40.0]
+        ));
     }
 
     #[test]
@@ -379,6 +409,7 @@ mod tests {
             }],
             markers: false,
             y_range: None,
+            whole_x: false,
         };
         save_charts(&[chart.clone(), chart], 2, &path).unwrap();
         let decoder =

@@ -26,7 +26,7 @@ pub struct SweepReport<'a> {
 }
 
 /// Writes `<out>/sweep.md` (every row's means, then each reward's best-vs-worst verdict) and
-/// `<out>/sweep.png` (each reward's mean against its bin).
+/// `<out>/sweep.png` (each reward's mean against its bin, with its ground truth's in a world).
 pub fn write_sweep_report(out: &Path, r: &SweepReport<'_>) -> Result<()> {
     let mut header = vec!["varied reward", "bin"];
     header.extend(r.measured.iter().map(String::as_str));
@@ -58,18 +58,15 @@ pub fn write_sweep_report(out: &Path, r: &SweepReport<'_>) -> Result<()> {
     );
     let mut charts = Vec::new();
     for &reward in r.rewards {
-        let (lines, own) = verdicts(r, reward);
+        let (lines, series) = verdicts(r, reward);
         md.push_str(&lines);
-        let name = reward.to_string();
         charts.push(Chart {
-            title: format!("{name}: mean vs its bin"),
+            title: format!("{reward}: means vs its bin"),
             x_label: "bin (0 = best)".into(),
-            series: vec![Series {
-                name,
-                points: own.iter().map(|&(b, m)| (b as f64, m)).collect(),
-            }],
+            series,
             markers: true,
             y_range: None,
+            whole_x: true,
         });
     }
     md.push_str("\n![sweep](sweep.png)\n");
@@ -78,8 +75,8 @@ pub fn write_sweep_report(out: &Path, r: &SweepReport<'_>) -> Result<()> {
 }
 
 /// The verdict lines of one varied reward (the reward itself, then its ground truth when the
-/// world has one) and the reward's mean per bin.
-fn verdicts(r: &SweepReport<'_>, reward: RewardName) -> (String, Vec<(usize, f64)>) {
+/// world has one) and the mean per bin of each judged column, as chart lines.
+fn verdicts(r: &SweepReport<'_>, reward: RewardName) -> (String, Vec<Series>) {
     let name = reward.to_string();
     let own_rows: Vec<&SweepRow> = r.rows.iter().filter(|row| row.reward == name).collect();
     let mut judged = vec![name.clone()];
@@ -89,7 +86,7 @@ fn verdicts(r: &SweepReport<'_>, reward: RewardName) -> (String, Vec<(usize, f64
             .filter(|m| r.measured.contains(m)),
     );
     let mut md = String::new();
-    let mut own = Vec::new();
+    let mut series = Vec::new();
     for (j, column) in judged.iter().enumerate() {
         let k = r
             .measured
@@ -103,12 +100,13 @@ fn verdicts(r: &SweepReport<'_>, reward: RewardName) -> (String, Vec<(usize, f64
                 format!("{name} (ground truth: {column})")
             };
             md.push_str(&format!("| {label} | {line} |\n"));
-            if j == 0 {
-                own = means;
-            }
+            series.push(Series {
+                name: column.clone(),
+                points: means.iter().map(|&(b, m)| (b as f64, m)).collect(),
+            });
         }
     }
-    (md, own)
+    (md, series)
 }
 
 /// The best-vs-worst verdict of one measured column (`k`) over a varied reward's rows (bin 0
