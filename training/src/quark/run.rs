@@ -51,7 +51,7 @@ use super::selection::RoundRank;
 use super::teacher_data::{silver_examples, teacher_wrong_samples, unsolved_questions};
 use crate::data::{load_examples_of, Example};
 use crate::decoding::Decoding;
-use crate::report::plot::{save_charts, Chart, Series};
+use crate::report::rounds::reward_rounds;
 use crate::sft::truncate_input;
 use crate::train::loss::{forward, Seq2SeqBatch, Seq2SeqExample};
 use crate::train::{ensure_finite, save_checkpoint, LinearSchedule, TrainableModel, Updater};
@@ -1028,7 +1028,7 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<MarioOutcome> {
     }
     pb.finish_and_clear();
     let metrics = lp.paths.metrics.clone();
-    if let Err(e) = draw_reward_rounds(&metrics, &lp.table, &lp.paths.out.join("rewards.png")) {
+    if let Err(e) = reward_rounds(&metrics, &lp.table, &lp.paths.out.join("rewards.png")) {
         tracing::warn!("could not draw rewards.png: {e:#}");
     }
     let curves = lp.paths.out.join("curves.png");
@@ -1036,45 +1036,4 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<MarioOutcome> {
         tracing::warn!("could not draw curves.png: {e:#}");
     }
     Ok(MarioOutcome::Finished(metrics))
-}
-
-/// Per-round mean of each reward over the round's samples, and the dev means per round.
-fn draw_reward_rounds(metrics: &Path, table: &ControlTokens, out: &Path) -> Result<()> {
-    let rows: Vec<MarioRecord> = metrics_log::read(metrics)?;
-    let mut charts = Vec::new();
-    for r in &table.rewards {
-        let dev_key = format!("dev_{}", r.name);
-        let sample: Vec<(f64, f64)> = rows
-            .iter()
-            .filter_map(|v| match v {
-                MarioRecord::Sample(x) => Some((f64::from(x.round), x.rewards.mean(&r.name)?)),
-                _ => None,
-            })
-            .collect();
-        let dev: Vec<(f64, f64)> = rows
-            .iter()
-            .filter_map(|v| match v {
-                MarioRecord::Eval(x) => Some((x.round as f64, (*x.metrics.get(&dev_key)?)?)),
-                _ => None,
-            })
-            .collect();
-        charts.push(Chart {
-            title: r.name.clone(),
-            x_label: "round (-1 = SFT)".into(),
-            series: vec![
-                Series {
-                    name: "samples (mean)".into(),
-                    points: sample,
-                },
-                Series {
-                    name: "dev (mean)".into(),
-                    points: dev,
-                },
-            ],
-            markers: true,
-            y_range: None,
-            whole_x: true,
-        });
-    }
-    save_charts(&charts, 2, out)
 }

@@ -1,11 +1,12 @@
 //! Reports: markdown tables and PNG plots, and the markdown every stage writes:
 //! [`sft`] and [`plausibility`] (`report.md` of those runs), [`sweep`] (`sweep.md`,
-//! `sweep.png`) and [`comparison`] (the pipeline's `report.md`); [`paired`] intervals.
+//! `sweep.png`), [`rounds`] (a MaRio run's `rewards.png`) and [`comparison`] (the pipeline's `report.md`); [`paired`] intervals.
 
 pub mod comparison;
 pub mod paired;
 pub mod plausibility;
 pub mod plot;
+pub mod rounds;
 pub mod sft;
 pub mod sweep;
 
