@@ -353,6 +353,23 @@ pub fn training_curves<R: CurveRecord + DeserializeOwned>(
     save_charts(&charts, 2, out)
 }
 
+/// A PNG's (width, height) and its RGB bytes (tests of the charts).
+#[cfg(test)]
+pub(crate) fn read_png(path: &Path) -> ((u32, u32), Vec<u8>) {
+    let file = std::fs::File::open(path).unwrap();
+    let decoder = png::Decoder::new(std::io::BufReader::new(file));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    ((info.width, info.height), buf)
+}
+
+/// How many pixels of RGB bytes `buf` have `color` exactly (tests of the charts).
+#[cfg(test)]
+pub(crate) fn count_color(buf: &[u8], color: Rgb) -> usize {
+    buf.chunks(3).filter(|p| p == &color).count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -412,17 +429,10 @@ mod tests {
             whole_x: false,
         };
         save_charts(&[chart.clone(), chart], 2, &path).unwrap();
-        let decoder =
-            png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap()));
-        let mut reader = decoder.read_info().unwrap();
-        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
-        let info = reader.next_frame(&mut buf).unwrap();
-        assert_eq!((info.width, info.height), (1120, 360));
+        let (size, buf) = read_png(&path);
+        assert_eq!(size, (1120, 360));
         let px: Vec<&[u8]> = buf.chunks(3).collect();
-        let blue = px
-            .iter()
-            .filter(|p| p[0] == 31 && p[1] == 119 && p[2] == 180)
-            .count();
+        let blue = count_color(&buf, PALETTE[0]);
         let dark = px
             .iter()
             .filter(|p| p[0] < 40 && p[1] < 40 && p[2] < 40)

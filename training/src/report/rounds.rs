@@ -54,6 +54,7 @@ pub fn reward_rounds(metrics: &Path, table: &ControlTokens, out: &Path) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::plot::{count_color, read_png};
 
     /// Two rewards give two panels side by side; the sample and dev lines are drawn.
     #[test]
@@ -82,16 +83,10 @@ mod tests {
         let table = ControlTokens::quark(&[("consistency", 5)], &["accuracy"]);
         let out = dir.path().join("rewards.png");
         reward_rounds(&metrics, &table, &out).unwrap();
-        let decoder =
-            png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&out).unwrap()));
-        let mut reader = decoder.read_info().unwrap();
-        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
-        let info = reader.next_frame(&mut buf).unwrap();
-        assert_eq!((info.width, info.height), (1120, 360));
-        let red = buf
-            .chunks(3)
-            .filter(|p| p[0] == 214 && p[1] == 39 && p[2] == 40)
-            .count();
+        let (size, buf) = read_png(&out);
+        assert_eq!(size, (1120, 360));
+        // the second series' colour (the first is the samples' line)
+        let red = count_color(&buf, crate::report::plot::PALETTE[1]);
         assert!(red > 100, "the dev line is drawn ({red} px)");
     }
 }
