@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""world-acceptance.py DIR [DIR ...]: each line of the proving-ground issue's acceptance, read
+from a world pipeline's report.md (DIR: a run folder or a committed report folder), with
+whether it holds. The lines: SFT test accuracy >= 75 % on a test split whose majority answer is
+<= 55 %; the answer models' choice accuracy reported and the plausibility scorer's held-out AUC
+against false-fact negatives >= 0.9; MaRio - SFT on the test split: consistency, plausibility,
+diversity and truth_fact_accuracy with the interval above 0, accuracy not lower by more than 1
+point; the sweep: best bin > worst bin with the interval above 0 for every reward, on the
+learned reward and its ground truth. Exit status 1 when a line fails or cannot be read."""
+import re
+import sys
+
+
+def test_rows(text):
+    """{metric: (sft, mario, change, where)} of the report's test-split table."""
+    part = text.split('## Test split', 1)[1] if '## Test split' in text else ''
+    rows = {}
+    for line in part.splitlines():
+        cells = [c.strip() for c in line.strip().strip('|').split('|')]
+        if len(cells) == 6 and re.fullmatch(r'[+-]?[\d.]+', cells[3]):
+            rows[cells[0]] = (float(cells[1]), float(cells[2]), float(cells[3]), cells[5])
+        if line.startswith('!['):
+            break
+    return rows, part
+
+
+def sweep_rows(text):
+    """[(label, where)] of the sweep's best - worst table."""
+    part = text.split('best - worst [95 %]', 1)[1] if 'best - worst [95 %]' in text else ''
+    rows = []
+    for line in part.splitlines():
+        cells = [c.strip() for c in line.strip().strip('|').split('|')]
+        if len(cells) == 6 and cells[0] and not cells[0].startswith('-'):
+            rows.append((cells[0], cells[5]))
+        elif rows and not line.startswith('|'):
+            break
+    return rows
+
+
+def check(folder):
+    text = open(f'{folder}/report.md').read()
+    lines = []
+    tests, part = test_rows(text)
+    acc = tests.get('accuracy')
+    lines.append(('SFT test accuracy >= 75 %', f'{acc[0]:.1%}' if acc else 'missing',
+                  bool(acc) and acc[0] >= 0.75))
+    m = re.search(r'is ([\d.]+) % of them', part)
+    lines.append(('majority answer <= 55 %', f'{m[1]} %' if m else 'missing',
+                  bool(m) and float(m[1]) <= 55.0))
+    choice = re.findall(r'\| (consistency-i\w*2o) \| dev choice accuracy[^|]*\| ([\d.]+) \|', text)
+    lines.append(('answer models: choice accuracy reported',
+                  ', '.join(f'{n} {v}' for n, v in choice) or 'missing', len(choice) >= 1))
+    auc = re.search(r'held-out AUC against false fact negatives \| ([\d.]+) \|', text)
+    lines.append(('scorer AUC against false facts >= 0.9', auc[1] if auc else 'missing',
+                  bool(auc) and float(auc[1]) >= 0.9))
+    for metric in ('consistency', 'plausibility', 'diversity', 'truth_fact_accuracy'):
+        row = tests.get(metric)
+        lines.append((f'MaRio - SFT {metric} above 0',
+                      f'{row[2]:+.4f} ({row[3]})' if row else 'missing',
+                      bool(row) and row[3] == 'above 0'))
+    lines.append(('MaRio - SFT accuracy >= -1 point',
+                  f'{acc[2] * 100:+.1f} points' if acc else 'missing',
+                  bool(acc) and acc[2] >= -0.01 - 1e-9))
+    sweep = sweep_rows(text)
+    if len(sweep) < 7:
+        lines.append(('sweep: every reward and its ground truth', f'{len(sweep)} lines', False))
+    for label, where in sweep:
+        lines.append((f'sweep best > worst: {label}', where, where == 'above 0'))
+    return lines
+
+
+failed = False
+for folder in sys.argv[1:]:
+    try:
+        lines = check(folder)
+    except (OSError, IndexError, ValueError) as e:
+        print(f'{folder}: cannot read its report: {e}')
+        failed = True
+        continue
+    holds = all(ok for _, _, ok in lines)
+    failed |= not holds
+    print(f'\n{folder}: {"every line holds" if holds else "NOT every line holds"}\n')
+    print('| line | value | holds |\n|---|---|---|')
+    for name, value, ok in lines:
+        print(f'| {name} | {value} | {"yes" if ok else "**no**"} |')
+sys.exit(1 if failed else 0)
