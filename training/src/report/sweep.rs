@@ -102,7 +102,7 @@ fn verdicts(r: &SweepReport<'_>, reward: RewardName) -> (String, Vec<Series>) {
             md.push_str(&format!("| {label} | {line} |\n"));
             series.push(Series {
                 name: column.clone(),
-                points: means.iter().map(|&(b, m)| (b as f64, m)).collect(),
+                points: means,
             });
         }
     }
@@ -110,23 +110,24 @@ fn verdicts(r: &SweepReport<'_>, reward: RewardName) -> (String, Vec<Series>) {
 }
 
 /// The best-vs-worst verdict of one measured column (`k`) over a varied reward's rows (bin 0
-/// first): the table cells after the reward's name, and the column's mean per bin.
+/// first): the table cells after the reward's name, and the column's mean per bin as chart
+/// points (bin, mean).
 fn best_vs_worst(
     own_rows: &[&SweepRow],
     k: usize,
     column: &str,
-) -> Option<(String, Vec<(usize, f64)>)> {
+) -> Option<(String, Vec<(f64, f64)>)> {
     let (best, worst) = (own_rows.first()?, own_rows.last()?);
     let diff = PairedDiff::of(&worst.per_question[k], &best.per_question[k])
         .filter(|_| own_rows.len() > 1);
     let (diff_text, verdict) = diff
         .map(|d| (d.describe(), d.verdict()))
         .unwrap_or_else(|| ("-".into(), "-"));
-    let means: Vec<(usize, f64)> = own_rows
+    let means: Vec<(f64, f64)> = own_rows
         .iter()
         .map(|r| {
             (
-                r.bin,
+                r.bin as f64,
                 r.means
                     .iter()
                     .find(|m| m.0 == column)
