@@ -93,7 +93,7 @@ fn verdicts(r: &SweepReport<'_>, reward: RewardName) -> (String, Vec<Series>) {
             .iter()
             .position(|m| m == column)
             .expect("judged columns are measured");
-        if let Some((line, means)) = best_vs_worst(&own_rows, k, column) {
+        if let Some((line, means)) = best_vs_worst(&own_rows, k) {
             let label = if j == 0 {
                 name.clone()
             } else {
@@ -112,29 +112,17 @@ fn verdicts(r: &SweepReport<'_>, reward: RewardName) -> (String, Vec<Series>) {
 /// The best-vs-worst verdict of one measured column (`k`) over a varied reward's rows (bin 0
 /// first): the table cells after the reward's name, and the column's mean per bin as chart
 /// points (bin, mean).
-fn best_vs_worst(
-    own_rows: &[&SweepRow],
-    k: usize,
-    column: &str,
-) -> Option<(String, Vec<(f64, f64)>)> {
+fn best_vs_worst(own_rows: &[&SweepRow], k: usize) -> Option<(String, Vec<(f64, f64)>)> {
     let (best, worst) = (own_rows.first()?, own_rows.last()?);
     let diff = PairedDiff::of(&worst.per_question[k], &best.per_question[k])
         .filter(|_| own_rows.len() > 1);
     let (diff_text, verdict) = diff
         .map(|d| (d.describe(), d.verdict()))
         .unwrap_or_else(|| ("-".into(), "-"));
+    // a row's means and per-question scores share the measured columns' order (stages::sweep)
     let means: Vec<(f64, f64)> = own_rows
         .iter()
-        .map(|r| {
-            (
-                r.bin as f64,
-                r.means
-                    .iter()
-                    .find(|m| m.0 == column)
-                    .map(|m| m.1)
-                    .unwrap_or(f64::NAN),
-            )
-        })
+        .map(|r| (r.bin as f64, r.means.get(k).map_or(f64::NAN, |m| m.1)))
         .collect();
     let (first, last) = (means.first()?.1, means.last()?.1);
     let line = format!(
