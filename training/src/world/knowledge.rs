@@ -8,6 +8,10 @@
 //! question: a few teacher samples, too few for a from-scratch model to learn the fact or for
 //! the tokenizer to keep the name whole. Stating every fact `knowledge_repeats` times more
 //! removes that chance from the split.
+//!
+//! Colour checks ([`color_checks`], `[world] color_checks`) are records too: every colour fact
+//! asked as a yes/no question ("Is reti red?" -> "Reti is blue." -> `no`), the last step of
+//! `Does a X eat something C?` on a fact the model recalls.
 
 use rand::seq::IndexedRandom;
 use rand::Rng;
@@ -22,7 +26,7 @@ pub struct KnowledgeRecord {
     pub question: String,
     /// The fact's sentence.
     pub rationale: String,
-    /// The letter of the fact's value.
+    /// The letter of the fact's value (`yes` or `no` for a colour check).
     pub answer: String,
 }
 
@@ -37,6 +41,41 @@ pub fn knowledge_records(
     for _ in 0..repeats {
         for f in &kb.facts {
             out.push(record(rng, kb, f));
+        }
+    }
+    out
+}
+
+/// Every colour fact of `kb` asked as a yes/no question, `repeats` times over, the colour asked
+/// being the true one half of the time (else one of the others): "Is reti red?" -> "Reti is
+/// blue." -> `no`. `Does a X eat something C?` ends with this step (compare the colour its
+/// rationale states with the one asked), and the world's teacher mostly answers that form
+/// without stating the colour (a vague habit), so the silver data shows the step too rarely for
+/// the student to learn it; these records show it on every food and material.
+pub fn color_checks(
+    rng: &mut impl Rng,
+    kb: &KnowledgeBase,
+    repeats: usize,
+) -> Vec<KnowledgeRecord> {
+    let colors: Vec<&Fact> = kb
+        .facts
+        .iter()
+        .filter(|f| f.relation == Relation::Color)
+        .collect();
+    let mut out = Vec::with_capacity(colors.len() * repeats);
+    for _ in 0..repeats {
+        for f in &colors {
+            let asked = if rng.random_bool(0.5) {
+                f.value.clone()
+            } else {
+                let others: Vec<&str> = COLORS.iter().copied().filter(|c| *c != f.value).collect();
+                others.choose(rng).expect("four colours").to_string()
+            };
+            out.push(KnowledgeRecord {
+                question: format!("Is {} {asked}?", f.subject),
+                rationale: f.sentence(),
+                answer: if asked == f.value { "yes" } else { "no" }.to_string(),
+            });
         }
     }
     out

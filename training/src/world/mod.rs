@@ -10,8 +10,9 @@
 //! - `train.jsonl`: silver data, the teacher samples that reached the gold answer;
 //! - `reading.jsonl` (when `reading_questions` > 0): training-only reading questions with their
 //!   gold rationales; SFT and the answer models train on them, MaRio does not sample them;
-//! - `knowledge.jsonl` (when `knowledge_repeats` > 0): training-only knowledge records, every
-//!   fact of the knowledge base asked alone ([`knowledge`]) `knowledge_repeats` times; trained
+//! - `knowledge.jsonl` (when `knowledge_repeats` or `color_checks` > 0): training-only knowledge
+//!   records, every fact of the knowledge base asked alone ([`knowledge`]) `knowledge_repeats`
+//!   times, then every colour fact checked as a yes/no question `color_checks` times; trained
 //!   on like the reading questions;
 //! - `teacher_gpt3_train.jsonl`: every teacher sample, with predicted and gold labels
 //!   (lower-cased as in the paper's files); with `unsolved` > 0 some training questions have
@@ -90,6 +91,13 @@ pub struct WorldSettings {
     /// by default, so that the worlds made before it stay the same, byte for byte.
     #[serde(skip_serializing_if = "is_false")]
     pub unsolved_by_form: bool,
+    /// Training-only colour checks per colour fact, written after the knowledge records in
+    /// `knowledge.jsonl` ([`knowledge::color_checks`]: "Is reti red?" -> "Reti is blue." ->
+    /// `no`): the answer step of `Does a X eat something C?`, which a vague teacher habit on
+    /// that form leaves nearly unshown. 0 = none (the default, so that the worlds made before
+    /// it keep their bytes).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub color_checks: usize,
     /// The teacher's flaws.
     pub flaws: FlawRates,
     /// Flaws the teacher makes in most samples of a form (`[[world.habits]]`; default none).
@@ -110,6 +118,7 @@ impl Default for WorldSettings {
             knowledge_repeats: 0,
             unsolved: 0.0,
             unsolved_by_form: false,
+            color_checks: 0,
             flaws: FlawRates::default(),
             habits: Vec::new(),
         }
@@ -190,6 +199,11 @@ fn groups(all: Vec<WorldQuestion>) -> Vec<Vec<WorldQuestion>> {
 /// committed, so that those worlds' `world.json` keeps its bytes).
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+/// Whether a count is 0 (see [`is_false`]).
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// The questions of `train` the teacher never answers right: a seeded `share` of them, each
@@ -450,10 +464,20 @@ impl World {
 }
 
 impl World {
-    /// The knowledge records (see [`knowledge`]), `knowledge_repeats` per fact.
+    /// The knowledge records (see [`knowledge`]), `knowledge_repeats` per fact, then the
+    /// colour checks, `color_checks` per colour fact (their own random stream, so that the
+    /// records before them do not change with it).
     pub fn knowledge(&self) -> Vec<KnowledgeRecord> {
         let mut rng = ChaCha8Rng::seed_from_u64(self.settings.seed ^ 0x4B_0057);
-        knowledge::knowledge_records(&mut rng, &self.kb, self.settings.knowledge_repeats)
+        let mut out =
+            knowledge::knowledge_records(&mut rng, &self.kb, self.settings.knowledge_repeats);
+        let mut rng = ChaCha8Rng::seed_from_u64(self.settings.seed ^ 0xC0_104C);
+        out.extend(knowledge::color_checks(
+            &mut rng,
+            &self.kb,
+            self.settings.color_checks,
+        ));
+        out
     }
 
     /// A rationale for the training question `question` with one of its facts made false (the

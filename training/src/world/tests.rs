@@ -604,6 +604,64 @@ fn knowledge_records_state_every_fact_alone_and_only_for_training() {
 }
 
 #[test]
+fn color_checks_ask_every_colour_fact_yes_and_no_after_the_same_knowledge_records() {
+    let base = WorldSettings {
+        knowledge_repeats: 1,
+        ..small()
+    };
+    let plain = World::generate(&base).unwrap();
+    let w = World::generate(&WorldSettings {
+        color_checks: 6,
+        ..base.clone()
+    })
+    .unwrap();
+    let (records, before) = (w.knowledge(), plain.knowledge());
+    // the knowledge records first, unchanged, then the checks
+    assert_eq!(&records[..before.len()], &before[..]);
+    let checks = &records[before.len()..];
+    let colors: Vec<&super::kb::Fact> =
+        w.kb.facts
+            .iter()
+            .filter(|f| f.relation == super::kb::Relation::Color)
+            .collect();
+    assert_eq!(checks.len(), 6 * colors.len());
+    for (r, f) in checks.iter().zip(colors.iter().cycle()) {
+        // "Is {subject} {colour}?", the fact's sentence, yes exactly when the colour is true
+        assert_eq!(r.rationale, f.sentence());
+        let asked = r
+            .question
+            .strip_prefix(&format!("Is {} ", f.subject))
+            .and_then(|q| q.strip_suffix('?'))
+            .unwrap_or_else(|| panic!("{}", r.question));
+        assert!(super::kb::COLORS.contains(&asked), "{}", r.question);
+        let expected = if asked == f.value { "yes" } else { "no" };
+        assert_eq!(r.answer, expected, "{} -> {}", r.question, r.rationale);
+    }
+    // both answers, about evenly
+    let yes = checks.iter().filter(|r| r.answer == "yes").count();
+    assert!(
+        yes * 3 > checks.len() && yes * 3 < 2 * checks.len(),
+        "{yes} of {}",
+        checks.len()
+    );
+    // the world itself is the same; only knowledge.jsonl grows
+    assert_eq!(
+        (&plain.kb, &plain.train, &plain.dev, &plain.test),
+        (&w.kb, &w.train, &w.dev, &w.test)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    w.write(dir.path()).unwrap();
+    let lines = crate::data::load_examples(&dir.path().join(super::KNOWLEDGE_FILE)).unwrap();
+    assert_eq!(lines.len(), records.len());
+    // and world.json names the setting only when it is used
+    let json = std::fs::read_to_string(dir.path().join(super::WORLD_FILE)).unwrap();
+    assert!(json.contains("\"color_checks\": 6"));
+    plain.write(dir.path()).unwrap();
+    let json = std::fs::read_to_string(dir.path().join(super::WORLD_FILE)).unwrap();
+    assert!(!json.contains("color_checks"));
+}
+
+#[test]
 fn unsolved_questions_have_only_wrong_samples_and_their_facts_stay_in_the_silver_data() {
     let dir = tempfile::tempdir().unwrap();
     let w = World::generate(&WorldSettings {
