@@ -17,7 +17,7 @@ use rand::seq::IndexedRandom;
 use rand::Rng;
 
 use super::kb::{Fact, KnowledgeBase, Relation, COLORS};
-use super::questions::LETTERS;
+use super::questions::{asked_color, yes_no, LETTERS};
 
 /// One knowledge record: a fact asked alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,16 +65,11 @@ pub fn color_checks(
     let mut out = Vec::with_capacity(colors.len() * repeats);
     for _ in 0..repeats {
         for f in &colors {
-            let asked = if rng.random_bool(0.5) {
-                f.value.clone()
-            } else {
-                let others: Vec<&str> = COLORS.iter().copied().filter(|c| *c != f.value).collect();
-                others.choose(rng).expect("four colours").to_string()
-            };
+            let asked = asked_color(rng, &f.value);
             out.push(KnowledgeRecord {
                 question: format!("Is {} {asked}?", f.subject),
                 rationale: f.sentence(),
-                answer: if asked == f.value { "yes" } else { "no" }.to_string(),
+                answer: yes_no(asked == f.value),
             });
         }
     }

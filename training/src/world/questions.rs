@@ -167,8 +167,23 @@ pub fn rationale_of(facts: &[Fact]) -> String {
         .join(" ")
 }
 
-fn yes_no(b: bool) -> String {
+/// `yes` or `no`.
+pub(super) fn yes_no(b: bool) -> String {
     if b { "yes" } else { "no" }.to_string()
+}
+
+/// The colour a yes/no colour question asks about: the true one half of the time, else one of
+/// the other colours.
+pub(super) fn asked_color(rng: &mut impl Rng, true_color: &str) -> String {
+    if rng.random_bool(0.5) {
+        return true_color.to_string();
+    }
+    let others: Vec<&str> = COLORS
+        .iter()
+        .copied()
+        .filter(|x| *x != true_color)
+        .collect();
+    others.choose(rng).expect("non-empty").to_string()
 }
 
 /// The letter of `value` among `options`.
@@ -372,16 +387,7 @@ pub fn all_questions(
         if !has(Form::EatsColor) {
             continue;
         }
-        let color = if rng.random_bool(0.5) {
-            true_color
-        } else {
-            let others: Vec<&str> = COLORS
-                .iter()
-                .copied()
-                .filter(|x| *x != true_color)
-                .collect();
-            others.choose(rng).expect("non-empty").to_string()
-        };
+        let color = asked_color(rng, &true_color);
         out.push(build(
             kb,
             QuestionKind::EatsColor {
