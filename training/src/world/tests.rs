@@ -762,3 +762,91 @@ fn unsolved_by_form_picks_at_most_the_share_of_each_form_and_answer() {
     assert_eq!(one_draw.kb, by_form.kb);
     assert_eq!(one_draw.train, by_form.train);
 }
+
+#[test]
+fn balanced_splits_deal_the_same_held_out_questions_to_dev_and_test_in_the_same_mix() {
+    // the shape of configs/world.toml, where dev taking the first half of the held-out groups
+    // got more water questions than test
+    let settings = WorldSettings {
+        seed: 17,
+        sizes: KbSizes {
+            objects: 120,
+            materials: 12,
+            creatures: 120,
+            places: 12,
+            foods: 12,
+        },
+        forms: settings_forms(),
+        which_hot: 40,
+        held_out: 0.25,
+        ..WorldSettings::default()
+    };
+    let first_half = World::generate(&settings).unwrap();
+    let balanced = World::generate(&WorldSettings {
+        balanced_splits: true,
+        ..settings
+    })
+    .unwrap();
+    // sum over forms of |dev - test| questions
+    let mismatch = |w: &World| {
+        let mut by_form: HashMap<Form, (i64, i64)> = HashMap::new();
+        for q in &w.dev {
+            by_form.entry(q.kind.form()).or_default().0 += 1;
+        }
+        for q in &w.test {
+            by_form.entry(q.kind.form()).or_default().1 += 1;
+        }
+        by_form.values().map(|(d, t)| (d - t).abs()).sum::<i64>()
+    };
+    let (before, after) = (mismatch(&first_half), mismatch(&balanced));
+    assert!(
+        after * 3 < before,
+        "forms' |dev - test| summed: {after} balanced, {before} dev first"
+    );
+    // each form's questions within one group (twins: 2) of each other, and so the sizes
+    for form in settings_forms() {
+        let n = |qs: &[WorldQuestion]| qs.iter().filter(|q| q.kind.form() == form).count();
+        assert!(
+            n(&balanced.dev).abs_diff(n(&balanced.test)) <= 2,
+            "{form:?}: dev {}, test {}",
+            n(&balanced.dev),
+            n(&balanced.test)
+        );
+    }
+    assert!(balanced.dev.len().abs_diff(balanced.test.len()) <= 2 * 8);
+    // the same training questions and the same held-out questions, dealt otherwise
+    assert_eq!(first_half.train, balanced.train);
+    let held = |w: &World| {
+        let mut q: Vec<String> = w
+            .dev
+            .iter()
+            .chain(&w.test)
+            .map(|q| q.question.clone())
+            .collect();
+        q.sort();
+        q
+    };
+    assert_eq!(held(&first_half), held(&balanced));
+    assert_ne!(first_half.dev, balanced.dev);
+    // off by default, and then world.json does not name it
+    assert!(!serde_json::to_string(&first_half.settings)
+        .unwrap()
+        .contains("balanced_splits"));
+    assert!(serde_json::to_string(&balanced.settings)
+        .unwrap()
+        .contains("\"balanced_splits\":true"));
+}
+
+/// Every question form, as configs/world.toml asks them.
+fn settings_forms() -> Vec<Form> {
+    vec![
+        Form::Floats,
+        Form::Sinks,
+        Form::ObjectColor,
+        Form::LivesCold,
+        Form::LivesHot,
+        Form::FoodColor,
+        Form::EatsColor,
+        Form::WhichHot,
+    ]
+}
