@@ -99,14 +99,14 @@ pub struct WorldSettings {
     #[serde(skip_serializing_if = "is_zero")]
     pub color_checks: usize,
     /// Deal the held-out question groups to dev and test in turn, form by form (each group to
-    /// the split with fewer questions of its form), instead of dev taking the first half. The held-out groups are found in a shuffled order
-    /// but not at random: groups are taken while their facts stay stated in training, which
-    /// happens more easily early on, so the first half over-represents some forms (seeds 11-31
-    /// of `configs/world.toml`: dev held 38-52 questions of each water form, test 30-38, and
-    /// fewer eats-colour questions), and dev accuracy misjudged test accuracy by the forms'
-    /// mix. Dealt by form, both splits hold each form's questions within one group of each
-    /// other; the held-out questions are the same ones.
-    /// Off by default, so that the worlds made before it keep their bytes.
+    /// the split with fewer questions of its form), instead of dev taking the first half. The
+    /// held-out groups are found in a shuffled order but not at random: groups are taken while
+    /// their facts stay stated in training, which happens more easily early on, so the first
+    /// half over-represents some forms (seeds 11-31 of `configs/world.toml`: dev held 38-52
+    /// questions of each water form, test 30-38, and fewer eats-colour questions), and dev
+    /// accuracy misjudged test accuracy by the forms' mix. Dealt by form, both splits hold each
+    /// form's questions within one twin pair of each other; the held-out questions are the same
+    /// ones. Off by default, so that the worlds made before it keep their bytes.
     #[serde(skip_serializing_if = "is_false")]
     pub balanced_splits: bool,
     /// The teacher's flaws.
@@ -309,7 +309,9 @@ fn split(
         }
     }
     // dev gets the groups up to half of the held-out questions, test the rest; balanced, each
-    // group goes to the split with fewer questions of its form (then the smaller split, then dev)
+    // group goes to the split with fewer questions of its form (then the smaller split, then
+    // dev). A twin pair counts under its first question's form: both twins go to one split, so
+    // float and sink (cold and hot) questions stay equal in each split either way.
     let (mut dev, mut test) = (Vec::new(), Vec::<WorldQuestion>::new());
     let mut of_form: HashMap<Form, (usize, usize)> = HashMap::new();
     for group in held {
