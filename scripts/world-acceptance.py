@@ -6,19 +6,25 @@ whether it holds. The lines: SFT test accuracy >= 75 % on a test split whose maj
 against false-fact negatives >= 0.9; MaRio - SFT on the test split: consistency, plausibility,
 diversity and truth_fact_accuracy with the interval above 0, accuracy not lower by more than 1
 point; the sweep: best bin > worst bin with the interval above 0 for every reward, on the
-learned reward and its ground truth. Exit status 1 when a line fails or cannot be read."""
+learned reward and its ground truth. Exit status 1 when a line fails or cannot be read.
+
+With --summary first, one markdown row per DIR instead (the world README's status table): SFT
+test accuracy, MaRio - SFT accuracy and true facts with their paired 95 % intervals, and
+whether every line holds (else the lines that fail)."""
 import re
 import sys
 
 
 def test_rows(text):
-    """{metric: (sft, mario, change, where)} of the report's test-split table."""
+    """{metric: (sft, mario, change, where, interval)} of the report's test-split table."""
     part = text.split('## Test split', 1)[1] if '## Test split' in text else ''
     rows = {}
     for line in part.splitlines():
         cells = [c.strip() for c in line.strip().strip('|').split('|')]
         if len(cells) == 6 and re.fullmatch(r'[+-]?[\d.]+', cells[3]):
-            rows[cells[0]] = (float(cells[1]), float(cells[2]), float(cells[3]), cells[5])
+            interval = re.match(r'\[[^\]]*\]', cells[4])
+            rows[cells[0]] = (float(cells[1]), float(cells[2]), float(cells[3]), cells[5],
+                              interval[0] if interval else cells[4])
         if line.startswith('!['):
             break
     return rows, part
@@ -69,8 +75,32 @@ def check(folder):
     return lines
 
 
+def summary_row(folder, lines):
+    """One status-table row: folder, SFT accuracy, accuracy and true-facts changes, verdict."""
+    tests, _ = test_rows(open(f'{folder}/report.md').read())
+    acc, facts = tests.get('accuracy'), tests.get('truth_fact_accuracy')
+    failing = [name for name, _, ok in lines if not ok]
+    verdict = '**yes**' if not failing else 'no: ' + '; '.join(failing)
+    cells = [folder, f'{acc[0] * 100:.2f} %' if acc else 'missing',
+             f'{acc[2] * 100:+.1f} {scale(acc[4], 100, 1)}' if acc else 'missing',
+             f'{facts[2]:+.3f} {scale(facts[4], 1, 3)}' if facts else 'missing', verdict]
+    return '| ' + ' | '.join(cells) + ' |'
+
+
+def scale(interval, factor, digits):
+    """An interval's bounds times factor with that many decimals: [-0.0601, +0.0601] with 100
+    and 1 -> [-6.0, +6.0]."""
+    return re.sub(r'[+-]?[\d.]+', lambda m: f'{float(m[0]) * factor:+.{digits}f}', interval)
+
+
+args = sys.argv[1:]
+summary = bool(args) and args[0] == '--summary'
+if summary:
+    args = args[1:]
+    print('| report | SFT test accuracy | MaRio - SFT accuracy (points) | true facts |'
+          ' every line of the acceptance |\n|---|---:|---:|---|---|')
 failed = False
-for folder in sys.argv[1:]:
+for folder in args:
     try:
         lines = check(folder)
     except (OSError, IndexError, ValueError) as e:
@@ -79,6 +109,9 @@ for folder in sys.argv[1:]:
         continue
     holds = all(ok for _, _, ok in lines)
     failed |= not holds
+    if summary:
+        print(summary_row(folder, lines))
+        continue
     print(f'\n{folder}: {"every line holds" if holds else "NOT every line holds"}\n')
     print('| line | value | holds |\n|---|---|---|')
     for name, value, ok in lines:
