@@ -44,6 +44,7 @@ def sweep_rows(text):
 
 
 def check(folder):
+    """([(line, value, holds)], the test-split rows) of one report."""
     text = open(f'{folder}/report.md').read()
     lines = []
     tests, part = test_rows(text)
@@ -72,12 +73,11 @@ def check(folder):
         lines.append(('sweep: every reward and its ground truth', f'{len(sweep)} lines', False))
     for label, where in sweep:
         lines.append((f'sweep best > worst: {label}', where, where == 'above 0'))
-    return lines
+    return lines, tests
 
 
-def summary_row(folder, lines):
+def summary_row(folder, lines, tests):
     """One status-table row: folder, SFT accuracy, accuracy and true-facts changes, verdict."""
-    tests, _ = test_rows(open(f'{folder}/report.md').read())
     acc, facts = tests.get('accuracy'), tests.get('truth_fact_accuracy')
     failing = [name for name, _, ok in lines if not ok]
     verdict = '**yes**' if not failing else 'no: ' + '; '.join(failing)
@@ -102,7 +102,7 @@ if summary:
 failed = False
 for folder in args:
     try:
-        lines = check(folder)
+        lines, tests = check(folder)
     except (OSError, IndexError, ValueError) as e:
         print(f'{folder}: cannot read its report: {e}')
         failed = True
@@ -110,7 +110,7 @@ for folder in args:
     holds = all(ok for _, _, ok in lines)
     failed |= not holds
     if summary:
-        print(summary_row(folder, lines))
+        print(summary_row(folder, lines, tests))
         continue
     print(f'\n{folder}: {"every line holds" if holds else "NOT every line holds"}\n')
     print('| line | value | holds |\n|---|---|---|')

@@ -36,11 +36,17 @@ def measures(r):
     return r["correct"], r["measures"]
 
 
-def table(forms, path):
+def rows_by_form(forms, path):
+    """{form: [(correct, {measure: value})]} of one outputs file."""
     rows = collections.defaultdict(list)
     for line in open(path):
         r = json.loads(line)
         rows[forms.get(r["question"], "?")].append(measures(r))
+    return rows
+
+
+def table(forms, path):
+    rows = rows_by_form(forms, path)
     keys = ["truth_complete", "truth_entailed", "truth_fact_accuracy", "truth_no_repetition"]
     learned = ["consistency", "plausibility", "diversity"]
     keys += [k for k in learned if any(k in m for rs in rows.values() for _, m in rs)]
@@ -65,14 +71,9 @@ def table(forms, path):
 
 def accuracy_by_form(forms, path):
     """{form: (right, n)} of one outputs file."""
-    out = collections.defaultdict(lambda: [0.0, 0])
-    for line in open(path):
-        r = json.loads(line)
-        correct, _ = measures(r)
-        cell = out[forms.get(r["question"], "?")]
-        cell[0] += float(correct)
-        cell[1] += 1
-    return out
+    rows = rows_by_form(forms, path)
+    return collections.defaultdict(lambda: (0.0, 0), {
+        form: (sum(float(c) for c, _ in rs), len(rs)) for form, rs in rows.items()})
 
 
 def mix(world_dir, outputs):

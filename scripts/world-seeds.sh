@@ -15,5 +15,9 @@ bin=${MARIO_TRAIN:-target/release/mario-train}
 [ -f "$config" ] || { echo "$config: no such config" >&2; exit 1; }
 [ -x "$bin" ] || { echo "$bin: not built (cargo build --release -p mario-training)" >&2; exit 1; }
 export bin config prefix
-printf '%s\n' "$@" | xargs -P "$jobs" -I{} sh -c \
-  '"$bin" --threads 1 --no-progress pipeline --config "$config" --world-seed {} --out "$prefix-s{}" >> "$prefix-s{}.log" 2>&1 && echo "seed {}: done ($prefix-s{}/report.md)" || echo "seed {}: failed, see $prefix-s{}.log"'
+for seed in "$@"; do
+  [[ $seed =~ ^[0-9]+$ ]] || { echo "$seed: a seed is a whole number" >&2; exit 2; }
+done
+# each seed is the script's $1, so the command line is never built from it
+printf '%s\n' "$@" | xargs -P "$jobs" -n 1 sh -c \
+  'out="$prefix-s$1"; "$bin" --threads 1 --no-progress pipeline --config "$config" --world-seed "$1" --out "$out" >> "$out.log" 2>&1 && echo "seed $1: done ($out/report.md)" || echo "seed $1: failed, see $out.log"' sh

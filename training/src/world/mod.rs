@@ -102,11 +102,12 @@ pub struct WorldSettings {
     /// the split with fewer questions of its form), instead of dev taking the first half. The
     /// held-out groups are found in a shuffled order but not at random: groups are taken while
     /// their facts stay stated in training, which happens more easily early on, so the first
-    /// half over-represents some forms (seeds 11-31 of `configs/world.toml`: dev held 38-52
-    /// questions of each water form, test 30-38, and fewer eats-colour questions), and dev
-    /// accuracy misjudged test accuracy by the forms' mix. Dealt by form, both splits hold each
-    /// form's questions within one twin pair of each other; the held-out questions are the same
-    /// ones. Off by default, so that the worlds made before it keep their bytes.
+    /// half over-represents some forms (seeds 11-31 of the world config before it,
+    /// `training/reports/world/hot-stereotype-seed*`: dev held 38-52 questions of each water
+    /// form, test 30-38, and fewer eats-colour questions), and dev accuracy misjudged test
+    /// accuracy by the forms' mix. Dealt by form, both splits hold each form's questions within
+    /// one twin pair of each other; the held-out questions are the same ones. Off by default,
+    /// so that the worlds made before it keep their bytes; `configs/world.toml` turns it on.
     #[serde(skip_serializing_if = "is_false")]
     pub balanced_splits: bool,
     /// The teacher's flaws.
