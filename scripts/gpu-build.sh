@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds what scripts/gpu-check.sh runs on the GPU machine, on a machine without a GPU:
-# mario-server and mario-train with the `cuda` feature, the `parity` and `batch` test
+# mario-server and mario-train with the `cuda` feature, the `parity`, `batch` and `cache` test
 # binaries with it, and the load client (no CUDA needed), stripped and packed into
 # target/gpu/bin.tar.xz; plus the StrategyQA files the training check reads, in
 # target/gpu/data/ (never committed). Uses ../shared/gpu/build_cuda.sh (CUDA 13.0 from PyPI
@@ -14,13 +14,13 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$(pwd)/target/cuda}
 DATA=${MARIO_DATA:-../shared/data/mario}
 
 "$BUILD" . --release --workspace --bins --features mario-training/cuda
-CARGO_CMD=test "$BUILD" . --release --features cuda --no-run --test parity --test batch
+CARGO_CMD=test "$BUILD" . --release --features cuda --no-run --test parity --test batch --test cache
 CARGO_TARGET_DIR=target cargo build --release --example server_load
 
 STAGE=$(mktemp -d)
 trap 'rm -rf "$STAGE"' EXIT
 cp "$CARGO_TARGET_DIR/release/mario-server" "$CARGO_TARGET_DIR/release/mario-train" "$STAGE/"
-for t in parity batch; do
+for t in parity batch cache; do
   exe=$(ls -t "$CARGO_TARGET_DIR"/release/deps/$t-* | grep -v '\.d$' | head -n1)
   cp "$exe" "$STAGE/$t"
 done

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Training throughput: mario vs transformers (PyTorch) on the same weights, batch and lengths,
-# 2 threads each, runs interleaved. Writes bench/train_throughput/results.md.
+# 2 threads each, runs interleaved; SFT updates only (`mario-train bench-train` and
+# torch_train.py also time MaRio updates, and on CUDA: scripts/gpu-check.sh).
+# Writes bench/train_throughput/results.md.
 # Needs the peer venv and models of ../shared/bench/peers/README.md:
 #   python3 -m venv target/peer-venv && target/peer-venv/bin/pip install torch transformers safetensors tokenizers
 #   target/peer-venv/bin/python ../shared/bench/peers/make_models.py --models tiny,t5-small
@@ -10,12 +12,15 @@ MODELS=${MODELS:-"target/peer-models/tiny target/peer-models/t5-small"}
 ROUNDS=${ROUNDS:-3}
 PY=${PY:-target/peer-venv/bin/python}
 OUT=bench/train_throughput/results.jsonl
-cargo build --release -p mario-training --example train_throughput
+cargo build --release -p mario-training --bin mario-train
 : > "$OUT"
 for round in $(seq "$ROUNDS"); do
   for m in $MODELS; do
-    target/release/examples/train_throughput --model "$m" --batch 16 --src 32 --tgt 48 --steps 10 | tee -a "$OUT"
-    "$PY" bench/train_throughput/torch_train.py --model "$m" --batch 16 --src 32 --tgt 48 --steps 10 | tee -a "$OUT"
+    target/release/mario-train --threads 2 --no-progress bench-train --model "$m" --steps sft \
+      --batch-sizes 16 --src 32 --tgt 48 --repeats 10 --json-out "$OUT.part" > /dev/null
+    cat "$OUT.part" >> "$OUT" && rm "$OUT.part"
+    "$PY" bench/train_throughput/torch_train.py --model "$m" --steps sft --batch-sizes 16 \
+      --src 32 --tgt 48 --repeats 10 --threads 2 | tee -a "$OUT"
   done
 done
 python3 - "$OUT" <<'PY' > bench/train_throughput/results.md

@@ -207,6 +207,9 @@ enum Command {
     Pipeline(PipelineArgs),
     /// Time greedy generation (forced new tokens) of a model folder, as the peer benchmarks do.
     BenchGenerate(BenchGenerateArgs),
+    /// Time SFT and MaRio updates (forward, backward, clip, AdamW) on synthetic batches, as
+    /// bench/train_throughput/torch_train.py times transformers.
+    BenchTrain(BenchTrainArgs),
     /// Generate a knowledge world (data folder with world.json): invented entities, questions
     /// chaining two or more facts, and an imperfect teacher with known flaws.
     World(WorldArgs),
@@ -439,6 +442,45 @@ struct BenchGenerateArgs {
     /// Timed runs per configuration (the median is reported).
     #[arg(long, default_value_t = 3)]
     repeats: usize,
+    #[command(flatten)]
+    device: DeviceFlag,
+    /// Also write all rows here as JSON Lines.
+    #[arg(long)]
+    json_out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct BenchTrainArgs {
+    /// Model folders (comma-separated), each with config.json, weights and tokenizer.json.
+    #[arg(long, value_delimiter = ',', required = true)]
+    model: Vec<PathBuf>,
+    /// Updates to time: sft, mario.
+    #[arg(long, value_delimiter = ',', default_value = "sft,mario")]
+    steps: Vec<mario_training::bench::train::TrainStep>,
+    /// Examples per update.
+    #[arg(long, value_delimiter = ',', default_value = "4,32")]
+    batch_sizes: Vec<usize>,
+    /// Encoder tokens per example.
+    #[arg(long, default_value_t = 32)]
+    src: usize,
+    /// Target tokens per example (the last one is EOS).
+    #[arg(long, default_value_t = 48)]
+    tgt: usize,
+    /// Control tokens the MaRio policy reads (one per reward).
+    #[arg(long, default_value_t = 4)]
+    controls: usize,
+    /// Untimed updates per configuration.
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    /// Timed updates per configuration (medians are reported).
+    #[arg(long, default_value_t = 10)]
+    repeats: usize,
+    /// Dropout during the updates.
+    #[arg(long, default_value_t = 0.1)]
+    dropout: f64,
+    /// Weight type: only fp32 (training keeps f32 weights; there is no mixed precision yet).
+    #[arg(long, default_value = "fp32")]
+    dtype: WeightType,
     #[command(flatten)]
     device: DeviceFlag,
     /// Also write all rows here as JSON Lines.
@@ -787,6 +829,7 @@ fn resolve_models(cli: &mut Cli) -> Result<()> {
         Command::Plausibility(a) => resolve("--model", &mut a.flags.model),
         Command::Sweep(a) => resolve("--model", &mut a.model),
         Command::BenchGenerate(a) => a.model.iter_mut().try_for_each(|m| resolve("--model", m)),
+        Command::BenchTrain(a) => a.model.iter_mut().try_for_each(|m| resolve("--model", m)),
         Command::Mario(a) => {
             resolve("--sft", &mut a.sft)?;
             a.init.as_mut().map_or(Ok(()), |m| resolve("--init", m))
@@ -811,6 +854,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Sweep(a) => cmd_sweep(a),
         Command::Pipeline(a) => cmd_pipeline(a, g),
         Command::BenchGenerate(a) => cmd_bench_generate(a),
+        Command::BenchTrain(a) => cmd_bench_train(a),
         Command::World(a) => cmd_world(a),
         Command::Probe(ProbeCommand::Copy(a)) => cmd_probe_copy(a),
     }
@@ -966,6 +1010,44 @@ fn cmd_bench_generate(a: &BenchGenerateArgs) -> Result<()> {
     let all = bench_models(&a.model, &a.inputs, &a.dtypes, &bench, &device, |r| {
         println!("{}", serde_json::to_string(r).unwrap_or_default());
     })?;
+    print!("{}", markdown(&all));
+    if let Some(p) = &a.json_out {
+        mario_training::jsonl::write(p, &all)?;
+    }
+    Ok(())
+}
+
+fn cmd_bench_train(a: &BenchTrainArgs) -> Result<()> {
+    use anyhow::Context;
+    use mario_training::bench::train::{bench_train, markdown, TrainBench};
+    if a.dtype != WeightType::F32 {
+        bail!(
+            "--dtype {}: training keeps f32 weights and computes in f32; mixed precision is \
+             not implemented",
+            a.dtype
+        );
+    }
+    let device = a.device.open()?;
+    let bench = TrainBench {
+        steps: a.steps.clone(),
+        batch_sizes: a.batch_sizes.clone(),
+        src: a.src,
+        tgt: a.tgt,
+        controls: a.controls,
+        warmup: a.warmup,
+        repeats: a.repeats,
+        dropout: a.dropout,
+        ..TrainBench::default()
+    };
+    bench.validate()?;
+    let mut all = Vec::new();
+    for m in &a.model {
+        let rows = bench_train(m, &bench, &device, |r| {
+            println!("{}", serde_json::to_string(r).unwrap_or_default());
+        })
+        .with_context(|| format!("benchmarking {}", m.display()))?;
+        all.extend(rows);
+    }
     print!("{}", markdown(&all));
     if let Some(p) = &a.json_out {
         mario_training::jsonl::write(p, &all)?;

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use anyhow::{bail, Result};
+use candle_core::backprop::GradStore;
 use candle_core::Tensor;
 use serde::Serialize;
 
@@ -48,10 +49,16 @@ impl Updater {
     /// optimizer at the learning rate of update `step` (0-based: the updates done before).
     pub fn update(&mut self, loss: &Tensor, step: u64) -> Result<Update> {
         let grads = loss.backward()?;
-        let grad_norm = self.opt.grad_norm(&grads)?;
+        self.apply(&grads, step)
+    }
+
+    /// The second half of [`Updater::update`], for callers that time backpropagation apart
+    /// (`mario-train bench-train`): clips `grads` and steps the optimizer.
+    pub fn apply(&mut self, grads: &GradStore, step: u64) -> Result<Update> {
+        let grad_norm = self.opt.grad_norm(grads)?;
         let lr = self.schedule.lr(step);
         self.opt.step(
-            &grads,
+            grads,
             lr,
             super::optim::clip_factor(grad_norm, self.max_grad_norm),
         )?;

@@ -17,6 +17,8 @@ use mario::device::WeightType;
 use mario::generate::{generate, GenerationParams, GenerationRequest};
 use serde::Serialize;
 
+use super::median;
+
 /// One timed configuration.
 #[derive(Debug, Clone, Serialize)]
 pub struct GenerateRow {
@@ -89,12 +91,6 @@ pub fn read_inputs(path: &Path, ckpt: &Checkpoint) -> Result<Vec<Vec<u32>>> {
         rows.push(ids);
     }
     Ok(rows)
-}
-
-fn median(xs: &[f64]) -> f64 {
-    let mut v = xs.to_vec();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// Times greedy generation of `model_dir` in `dtype` for every batch size.
