@@ -10,8 +10,9 @@
 #      steps/s and tokens/s from their metrics.jsonl;
 #   4. training throughput of mario and of transformers (torch AdamW) on the same folders
 #      (t5-base, t5-large): the SFT update and the MaRio update (policy forward/backward,
-#      frozen reference forward, KL), batch 4 and 32, transformers in fp32 and bf16 (autocast);
-#      mario trains in f32 only (`mario-train bench-train`, bench/train_throughput/torch_train.py);
+#      frozen reference forward, KL), batch 4 and 32, fp32 and bf16 (mixed precision: mario's
+#      bf16 casts of f32 variables, torch.autocast) (`mario-train bench-train`,
+#      bench/train_throughput/torch_train.py);
 #   5. mario-server on the GPU under load (bench/server_load's client, 1/16/64 clients);
 # and writes one markdown table, $OUT/gpu.md (with the raw rows beside it).
 # GPU_CHECK_STAGES picks stages (default parity,generate,train,trainbench,server); trainbench
@@ -118,33 +119,34 @@ mt, tt = rows("mario_train.jsonl"), rows("torch_train.jsonl")
 if mt or tt:
     print("\n## Training throughput: mario vs transformers (torch AdamW), same folders, synthetic batches\n")
     print("One update = forward (MaRio: policy with 4 control tokens + frozen reference) + backward + clip + "
-          "AdamW; 32 encoder + 48 target tokens per example; median of the timed updates. mario trains in "
-          "f32 only, so its f32 rows are compared with transformers in fp32 and in bf16 (autocast).\n")
-    print("| model | step | batch | transformers dtype | transformers tokens/s | mario tokens/s (f32) | mario / transformers | transformers updates/s | mario updates/s |")
+          "AdamW; 32 encoder + 48 target tokens per example; median of the timed updates. bf16 is mixed "
+          "precision on both sides (f32 variables and AdamW; mario: bf16 casts rebuilt every update, "
+          "transformers: torch.autocast).\n")
+    print("| model | step | batch | dtype | transformers tokens/s | mario tokens/s | mario / transformers | transformers updates/s | mario updates/s |")
     print("|---|---|---:|---|---:|---:|---:|---:|---:|")
-    mi = {(r["model"], r["step"], r["batch"]): r for r in mt}
+    mi = {(r["model"], r["step"], r["batch"], r["dtype"]): r for r in mt}
     for t in tt:
-        m = mi.get((t["model"], t["step"], t["batch"]))
+        m = mi.get((t["model"], t["step"], t["batch"], t["dtype"]))
         print(f"| {t['model']} | {t['step']} | {t['batch']} | {t['dtype']} | {t['tokens_per_s']:.0f} | "
               + (f"{m['tokens_per_s']:.0f} | {m['tokens_per_s'] / t['tokens_per_s']:.2f}x | {t['updates_per_s']:.2f} | {m['updates_per_s']:.2f} |"
                  if m else f"- | - | {t['updates_per_s']:.2f} | - |"))
     print("\nmario's phases (median s per update): " + "; ".join(
-        f"{r['model']} {r['step']} b{r['batch']}: forward {r['forward_s']:.4f}, backward {r['backward_s']:.4f}, "
+        f"{r['model']} {r['dtype']} {r['step']} b{r['batch']}: forward {r['forward_s']:.4f}, backward {r['backward_s']:.4f}, "
         f"optimizer {r['optimizer_s']:.4f}" for r in mt))
     # the paper's recipe: StrategyQA SFT 25 epochs at batch 4 (34,325 updates), MaRio 50,000
     # updates at batch 4 (design/method.md); sampling, scoring and evaluation not counted
-    def ups(rs, model, step, dtype=None):
+    def ups(rs, model, step, dtype):
         r = [x for x in rs if x["model"] == model and x["step"] == step and x["batch"] == 4
-             and (dtype is None or x["dtype"] == dtype)]
+             and x["dtype"] == dtype]
         return r[0]["updates_per_s"] if r else None
     print("\nThe paper's recipe (StrategyQA: 34,325 SFT updates + 50,000 MaRio updates, batch 4; "
           "sampling and scoring not counted), projected from the batch-4 rows, hours:\n")
-    print("| model | mario (f32) | transformers fp32 | transformers bf16 |\n|---|---:|---:|---:|")
+    print("| model | mario fp32 | transformers fp32 | mario bf16 | transformers bf16 |\n|---|---:|---:|---:|---:|")
     for model in sorted({r["model"] for r in mt + tt}):
-        def hours(rs, dtype=None):
+        def hours(rs, dtype):
             a, b = ups(rs, model, "sft", dtype), ups(rs, model, "mario", dtype)
             return f"{(34325 / a + 50000 / b) / 3600:.1f}" if a and b else "-"
-        print(f"| {model} | {hours(mt)} | {hours(tt, 'fp32')} | {hours(tt, 'bf16')} |")
+        print(f"| {model} | {hours(mt, 'fp32')} | {hours(tt, 'fp32')} | {hours(mt, 'bf16')} | {hours(tt, 'bf16')} |")
 print("\n## Server under load (models/default, greedy, 64 new tokens)\n")
 print("| clients | requests/s | generated tokens/s | p50 latency (s) | p99 latency (s) | errors | 5xx or lost | mismatched |")
 print("|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -247,13 +249,14 @@ if stage trainbench; then
     timeout 150 "$PY" scripts/gpu_peer.py make --out "$WORK/models" --archs "$BENCH_ARCHS" >> "$LOG" 2>&1 || log "make failed"
   fi
   log "transformers training updates ($BENCH_ARCHS, batch $BENCH_BATCHES)"
+  : > "$OUT/torch_train.jsonl"  # torch_train.py appends
   timeout 240 "$PY" bench/train_throughput/torch_train.py --model "$BENCH_MODELS" --steps sft,mario \
     --batch-sizes "$BENCH_BATCHES" --repeats "$BENCH_REPEATS" --dtypes fp32,bf16 --device "$DEVICE" \
     --json-out "$OUT/torch_train.jsonl" >> "$LOG" 2>&1 || log "torch training timing failed"
   write_table
   log "mario training updates"
   timeout 240 "$BIN/mario-train" --no-progress bench-train --model "$BENCH_MODELS" --steps sft,mario \
-    --batch-sizes "$BENCH_BATCHES" --repeats "$BENCH_REPEATS" --device "$DEVICE" \
+    --batch-sizes "$BENCH_BATCHES" --repeats "$BENCH_REPEATS" --dtypes fp32,bf16 --device "$DEVICE" \
     --json-out "$OUT/mario_train.jsonl" >> "$LOG" 2>&1 || log "mario training timing failed"
   write_table
 fi

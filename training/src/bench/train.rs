@@ -15,6 +15,11 @@
 //! the folder's vocabulary stays as it is, so the peer runs the same shapes). Tokens per update
 //! are `batch * (src + tgt)` for both steps, as the peer counts them.
 //!
+//! Precision: `fp32`, or `bf16` as mixed precision ([`TrainableModel::cast_network`]: the
+//! forward and backward passes run on bf16 casts of the f32 variables, rebuilt before every
+//! update and timed as part of its forward phase; losses, variables and AdamW stay f32), as
+//! the peer's `torch.autocast` does.
+//!
 //! Timing: `warmup` untimed updates, then `repeats` timed ones; the device is synchronised at
 //! the end of each phase (forward and loss, backward, clip and AdamW), so the phases add up to
 //! the update and GPU times are not cut short by asynchronous launches.
@@ -24,8 +29,8 @@ use std::str::FromStr;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use candle_core::Device;
-use mario::model::{DropoutRng, Mode};
+use candle_core::{DType, Device};
+use mario::model::{DropoutRng, Mode, T5Model};
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
@@ -67,6 +72,8 @@ impl TrainStep {
 /// What to time.
 #[derive(Debug, Clone)]
 pub struct TrainBench {
+    /// Compute types, in order: `F32`, or `BF16` (mixed precision).
+    pub dtypes: Vec<DType>,
     /// Updates to time, in order.
     pub steps: Vec<TrainStep>,
     /// Examples per update.
@@ -92,6 +99,7 @@ pub struct TrainBench {
 impl Default for TrainBench {
     fn default() -> Self {
         Self {
+            dtypes: vec![DType::F32],
             steps: vec![TrainStep::Sft, TrainStep::Mario],
             batch_sizes: vec![4, 32],
             src: 32,
@@ -119,6 +127,16 @@ impl TrainBench {
         if self.batch_sizes.is_empty() || self.batch_sizes.contains(&0) {
             bail!("--batch-sizes: every batch size must be at least 1");
         }
+        if self.dtypes.is_empty() {
+            bail!("--dtypes: name at least one of fp32, bf16");
+        }
+        if let Some(d) = self
+            .dtypes
+            .iter()
+            .find(|d| !matches!(d, DType::F32 | DType::BF16))
+        {
+            bail!("--dtypes: {d:?} is not a training type (use fp32 or bf16)");
+        }
         if self.steps.is_empty() {
             bail!("--steps: name at least one of sft, mario");
         }
@@ -143,7 +161,7 @@ pub struct TrainRow {
     pub params: usize,
     /// `cpu` or `cuda`.
     pub device: String,
-    /// Weight and compute type (training runs f32).
+    /// Compute type: `fp32`, or `bf16` (mixed precision: f32 variables and optimizer).
     pub dtype: String,
     /// The update timed.
     pub step: TrainStep,
@@ -234,110 +252,120 @@ pub fn bench_train(
     let (start, pad) = (policy.config.decoder_start(), policy.tokenizer.pad_id());
     let dropout = DropoutRng::new(bench.dropout, bench.seed);
     let mut rows = Vec::new();
-    for &step in &bench.steps {
-        for &b in &bench.batch_sizes {
-            let controls = if step == TrainStep::Mario {
-                bench.controls
-            } else {
-                0
-            };
-            let examples = synthetic_examples(
-                policy.config.vocab_size,
-                b,
-                bench.src,
-                bench.tgt,
-                controls,
-                bench.seed,
-            )?;
-            let refs: Vec<&Seq2SeqExample> = examples.iter().collect();
-            let sft_batch = Seq2SeqBatch::new(&refs, start, pad, device)?;
-            // a fresh optimizer per row, so that no row starts from another's moments
-            let mut updater = Updater::new(
-                &policy,
-                AdamWConfig {
-                    weight_decay: 0.01,
-                    ..Default::default()
-                },
-                LinearSchedule {
-                    peak: bench.lr,
-                    warmup_steps: 0,
-                    total_steps: u64::MAX,
-                },
-                1.0,
-            )?;
-            let mode = Mode::Training(&dropout);
-            let (mut fwd, mut bwd, mut opt, mut total) = (vec![], vec![], vec![], vec![]);
-            let (mut loss_first, mut loss_last) = (f64::NAN, f64::NAN);
-            for i in 0..bench.warmup + bench.repeats {
-                let t0 = Instant::now();
-                let (loss, value) = match step {
-                    TrainStep::Sft => {
-                        let l = nll_loss(&policy.model, &sft_batch, mode)?;
-                        let v = l.to_scalar::<f32>()? as f64;
-                        (l, v)
-                    }
-                    TrainStep::Mario => {
-                        let reference = reference.as_ref().expect("loaded for MaRio rows");
-                        let l = step_loss(
-                            &policy.model,
-                            &reference.model,
-                            &refs,
-                            controls,
-                            &settings,
-                            mode,
-                            start,
-                            pad,
-                        )?;
-                        let v = l.total.to_scalar::<f32>()? as f64;
-                        (l.total, v)
-                    }
+    for &dtype in &bench.dtypes {
+        // the frozen reference in the compute type, cast once
+        let reference_cast = match &reference {
+            Some(r) if dtype != DType::F32 => Some(r.cast_network(dtype)?),
+            _ => None,
+        };
+        let reference_net: Option<&T5Model> = reference_cast
+            .as_ref()
+            .or(reference.as_ref().map(|r| &r.model));
+        for &step in &bench.steps {
+            for &b in &bench.batch_sizes {
+                let controls = if step == TrainStep::Mario {
+                    bench.controls
+                } else {
+                    0
                 };
-                device.synchronize()?;
-                let t1 = Instant::now();
-                let grads = loss.backward()?;
-                device.synchronize()?;
-                let t2 = Instant::now();
-                updater.apply(&grads, i as u64)?;
-                device.synchronize()?;
-                let t3 = Instant::now();
-                if i == 0 {
-                    loss_first = value;
+                let examples = synthetic_examples(
+                    policy.config.vocab_size,
+                    b,
+                    bench.src,
+                    bench.tgt,
+                    controls,
+                    bench.seed,
+                )?;
+                let refs: Vec<&Seq2SeqExample> = examples.iter().collect();
+                let sft_batch = Seq2SeqBatch::new(&refs, start, pad, device)?;
+                // a fresh optimizer per row, so that no row starts from another's moments
+                let mut updater = Updater::new(
+                    &policy,
+                    AdamWConfig {
+                        weight_decay: 0.01,
+                        ..Default::default()
+                    },
+                    LinearSchedule {
+                        peak: bench.lr,
+                        warmup_steps: 0,
+                        total_steps: u64::MAX,
+                    },
+                    1.0,
+                )?;
+                let mode = Mode::Training(&dropout);
+                let (mut fwd, mut bwd, mut opt, mut total) = (vec![], vec![], vec![], vec![]);
+                let (mut loss_first, mut loss_last) = (f64::NAN, f64::NAN);
+                for i in 0..bench.warmup + bench.repeats {
+                    let t0 = Instant::now();
+                    let cast;
+                    let net: &T5Model = if dtype == DType::F32 {
+                        &policy.model
+                    } else {
+                        cast = policy.cast_network(dtype)?;
+                        &cast
+                    };
+                    let (loss, value) = match step {
+                        TrainStep::Sft => {
+                            let l = nll_loss(net, &sft_batch, mode)?;
+                            let v = l.to_scalar::<f32>()? as f64;
+                            (l, v)
+                        }
+                        TrainStep::Mario => {
+                            let reference = reference_net.expect("loaded for MaRio rows");
+                            let l = step_loss(
+                                net, reference, &refs, controls, &settings, mode, start, pad,
+                            )?;
+                            let v = l.total.to_scalar::<f32>()? as f64;
+                            (l.total, v)
+                        }
+                    };
+                    device.synchronize()?;
+                    let t1 = Instant::now();
+                    let grads = loss.backward()?;
+                    device.synchronize()?;
+                    let t2 = Instant::now();
+                    updater.apply(&grads, i as u64)?;
+                    device.synchronize()?;
+                    let t3 = Instant::now();
+                    if i == 0 {
+                        loss_first = value;
+                    }
+                    loss_last = value;
+                    if !value.is_finite() {
+                        bail!("{name}, {} batch {b}: the loss is {value}", step.name())
+                    }
+                    if i >= bench.warmup {
+                        fwd.push((t1 - t0).as_secs_f64());
+                        bwd.push((t2 - t1).as_secs_f64());
+                        opt.push((t3 - t2).as_secs_f64());
+                        total.push((t3 - t0).as_secs_f64());
+                    }
                 }
-                loss_last = value;
-                if !value.is_finite() {
-                    bail!("{name}, {} batch {b}: the loss is {value}", step.name());
-                }
-                if i >= bench.warmup {
-                    fwd.push((t1 - t0).as_secs_f64());
-                    bwd.push((t2 - t1).as_secs_f64());
-                    opt.push((t3 - t2).as_secs_f64());
-                    total.push((t3 - t0).as_secs_f64());
-                }
+                let step_s = median(&total);
+                let row = TrainRow {
+                    engine: "mario".into(),
+                    model: name.clone(),
+                    params: policy.num_params(),
+                    device: if device.is_cuda() { "cuda" } else { "cpu" }.into(),
+                    dtype: if dtype == DType::BF16 { "bf16" } else { "fp32" }.into(),
+                    step,
+                    batch: b,
+                    src: bench.src,
+                    tgt: bench.tgt,
+                    controls,
+                    step_s_median: step_s,
+                    updates_per_s: 1.0 / step_s,
+                    tokens_per_s: (b * (bench.src + bench.tgt)) as f64 / step_s,
+                    forward_s: median(&fwd),
+                    backward_s: median(&bwd),
+                    optimizer_s: median(&opt),
+                    times_s: total,
+                    loss_first,
+                    loss_last,
+                };
+                on_row(&row);
+                rows.push(row);
             }
-            let step_s = median(&total);
-            let row = TrainRow {
-                engine: "mario".into(),
-                model: name.clone(),
-                params: policy.num_params(),
-                device: if device.is_cuda() { "cuda" } else { "cpu" }.into(),
-                dtype: "fp32".into(),
-                step,
-                batch: b,
-                src: bench.src,
-                tgt: bench.tgt,
-                controls,
-                step_s_median: step_s,
-                updates_per_s: 1.0 / step_s,
-                tokens_per_s: (b * (bench.src + bench.tgt)) as f64 / step_s,
-                forward_s: median(&fwd),
-                backward_s: median(&bwd),
-                optimizer_s: median(&opt),
-                times_s: total,
-                loss_first,
-                loss_last,
-            };
-            on_row(&row);
-            rows.push(row);
         }
     }
     Ok(rows)

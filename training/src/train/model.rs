@@ -67,6 +67,21 @@ impl TrainableModel {
         })
     }
 
+    /// The network computing in `dtype` on this model's variables (mixed precision): each
+    /// weight is a cast of its f32 variable, so gradients flow back through the casts into the
+    /// variables, which stay f32 (as do the optimizer's moments). The casts are copies: build
+    /// the network again after every update. `F32` gives a copy of [`TrainableModel::model`].
+    pub fn cast_network(&self, dtype: DType) -> Result<T5Model> {
+        let device = self.model.device().clone();
+        let tensors = self
+            .vars()
+            .into_iter()
+            .map(|(k, v)| Ok((k, v.as_tensor().to_dtype(dtype)?)))
+            .collect::<Result<HashMap<String, Tensor>>>()?;
+        let vb = VarBuilder::from_tensors(tensors, dtype, &device);
+        Ok(T5Model::load(vb, &self.config)?)
+    }
+
     /// The variables by name.
     pub fn vars(&self) -> HashMap<String, Var> {
         self.varmap
