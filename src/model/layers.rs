@@ -13,7 +13,11 @@ use super::config::Activation;
 /// Seeded source of dropout masks, shared by every dropout site of a model during training.
 ///
 /// The state can be saved and restored, so that a resumed training run draws exactly the
-/// masks the uninterrupted run would have drawn.
+/// masks the uninterrupted run would have drawn. That holds on the CPU, where the masks come
+/// from this generator. On a GPU they are drawn on the device instead (candle's `Tensor::rand`,
+/// the device's own generator): drawing millions of numbers per step on one host thread and
+/// copying them over would cost more than the step itself; a resumed GPU run then draws fresh
+/// masks, not the same sequence.
 #[derive(Debug)]
 pub struct DropoutRng {
     rate: f32,
@@ -67,6 +71,9 @@ impl DropoutRng {
         if self.rate <= 0.0 {
             return Ok(xs.clone());
         }
+        if !xs.device().is_cpu() {
+            return device_dropout(xs, self.rate);
+        }
         let n = xs.elem_count();
         let scale = 1.0 / (1.0 - self.rate);
         let mut mask = Vec::with_capacity(n);
@@ -80,6 +87,14 @@ impl DropoutRng {
         let mask = Tensor::from_vec(mask, xs.shape(), xs.device())?.to_dtype(xs.dtype())?;
         xs.mul(&mask)
     }
+}
+
+/// Dropout with the mask drawn on `xs`'s device: each element is kept when a uniform draw
+/// in `[0, 1)` is at least `rate`, and kept elements are scaled by `1 / (1 - rate)`.
+fn device_dropout(xs: &Tensor, rate: f32) -> Result<Tensor> {
+    let u = Tensor::rand(0f32, 1f32, xs.shape(), xs.device())?;
+    let mask = (u.ge(rate)?.to_dtype(DType::F32)? * (1.0 / (1.0 - rate as f64)))?;
+    xs.mul(&mask.to_dtype(xs.dtype())?)
 }
 
 /// Whether a forward pass is for inference or for training.
@@ -248,5 +263,41 @@ impl FeedForward {
         };
         let h = mode.dropout(&h)?;
         self.wo.forward(&h)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// The GPU's dropout path, run on the CPU: the share dropped is the rate, kept elements are
+    /// scaled so the mean is kept, the dtype is the input's.
+    #[test]
+    fn device_dropout_drops_the_rate_and_keeps_the_mean() {
+        for dtype in [DType::F32, DType::BF16] {
+            let xs = Tensor::ones((200, 200), dtype, &Device::Cpu).unwrap();
+            let ys = device_dropout(&xs, 0.25).unwrap();
+            assert_eq!(ys.dtype(), dtype);
+            let v: Vec<f32> = ys
+                .to_dtype(DType::F32)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let dropped = v.iter().filter(|&&x| x == 0.0).count() as f64 / v.len() as f64;
+            assert!(
+                (dropped - 0.25).abs() < 0.02,
+                "{dtype:?}: dropped {dropped}"
+            );
+            let kept_ok = v
+                .iter()
+                .filter(|&&x| x != 0.0)
+                .all(|&x| (x - 4.0 / 3.0).abs() < 1e-2);
+            assert!(kept_ok, "{dtype:?}: kept elements scaled by 1 / (1 - rate)");
+            let mean = v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
+            assert!((mean - 1.0).abs() < 0.03, "{dtype:?}: mean {mean}");
+        }
     }
 }

@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 use crate::data::{load_examples, Example};
 use crate::eval::{add_measures, aggregate, evaluate_model, EvalOptions};
 use crate::train::loss::{nll_loss, Seq2SeqBatch, Seq2SeqExample};
-use crate::train::{AdamWConfig, Metrics, Selection, TrainOptions, TrainTask, TrainableModel};
+use crate::train::{
+    AdamWConfig, Metrics, Precision, Selection, TrainOptions, TrainTask, TrainableModel,
+};
 
 /// Settings of `mario-train sft` (the `[sft]` section of a config file; flags override it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,6 +65,8 @@ pub struct SftSettings {
     pub max_input_tokens: usize,
     /// Training pairs with longer targets are skipped (cutting would drop the answer).
     pub max_target_tokens: usize,
+    /// `f32`, or `bf16` mixed precision (for GPUs; see [`Precision`]).
+    pub precision: Precision,
 }
 
 impl Default for SftSettings {
@@ -91,6 +95,7 @@ impl Default for SftSettings {
             eval_no_repeat_ngram_size: 0,
             max_input_tokens: 256,
             max_target_tokens: 192,
+            precision: Precision::F32,
         }
     }
 }
@@ -125,6 +130,7 @@ impl SftSettings {
             stop_after: None,
             max_minutes: None,
             progress: false,
+            precision: self.precision,
         }
     }
 }

@@ -54,7 +54,9 @@ use crate::decoding::Decoding;
 use crate::report::rounds::reward_rounds;
 use crate::sft::truncate_input;
 use crate::train::loss::{forward, Seq2SeqBatch, Seq2SeqExample};
-use crate::train::{ensure_finite, save_checkpoint, LinearSchedule, TrainableModel, Updater};
+use crate::train::{
+    ensure_finite, save_checkpoint, LinearSchedule, Precision, TrainableModel, Updater,
+};
 
 pub use super::dev_eval::DevEval;
 pub use super::rewards::{
@@ -302,6 +304,8 @@ struct MarioLoop<'a> {
     /// Unique training questions, in file order.
     questions: Vec<&'a Example>,
     reference: Checkpoint,
+    /// The reference in bf16 for the loss's KL term under `precision = "bf16"`.
+    reference_cast: Option<mario::model::T5Model>,
     policy: TrainableModel,
     updater: Updater,
     dropout: DropoutRng,
@@ -590,9 +594,12 @@ impl MarioLoop<'_> {
                 .collect();
             window_tokens += rows.iter().map(|e| e.tokens()).sum::<usize>();
             let mode = Mode::Training(&self.dropout);
+            let net = self.policy.network(s.precision)?;
             let l = step_loss(
-                &self.policy.model,
-                &self.reference.model,
+                &net,
+                self.reference_cast
+                    .as_ref()
+                    .unwrap_or(&self.reference.model),
                 &rows,
                 active,
                 s,
@@ -888,6 +895,13 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<MarioOutcome> {
     let rewards = build_rewards(&s.rewards, &run.reward_models, run.device)?;
     let reference = Checkpoint::load(&run.sft, DType::F32, run.device)
         .with_context(|| format!("loading the SFT reference {}", run.sft.display()))?;
+    let reference_cast = match s.precision {
+        Precision::F32 => None,
+        p => Some(
+            mario::model::load_t5(&run.sft, p.dtype(), run.device)
+                .with_context(|| format!("loading the SFT reference {}", run.sft.display()))?,
+        ),
+    };
     let mut train_examples = load_examples_of(&run.train_files)?;
     if s.sample_unsolved {
         if run.teacher_files.is_empty() {
@@ -1000,6 +1014,7 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<MarioOutcome> {
         teacher_wrong: &teacher_wrong,
         questions,
         reference,
+        reference_cast,
         policy,
         updater,
         dropout,

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::bins::{Binning, TiedScores};
 use super::rewards::RewardName;
 use super::selection::SelectionMetric;
-use crate::train::AdamWConfig;
+use crate::train::{AdamWConfig, Precision};
 
 /// How rewards enter the control prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,6 +130,9 @@ pub struct MarioSettings {
     /// Dropout of the policy while training (default 0, as the released policy trains: with
     /// dropout the KL term is never 0 and the control tokens compete with noise).
     pub dropout: f64,
+    /// `f32`, or `bf16` mixed precision for the policy's updates and the reference's forward
+    /// pass in the loss (for GPUs; see [`Precision`]); sampling and evaluation run in f32.
+    pub precision: Precision,
     /// CANONICAL or ADDITIVE.
     pub variant: Variant,
     /// ADDITIVE: rounds between switching on the next reward.
@@ -192,6 +195,7 @@ impl Default for MarioSettings {
             kl_coef: 0.1,
             entropy_coef: 0.0,
             dropout: 0.0,
+            precision: Precision::F32,
             variant: Variant::Canonical,
             stage_rounds: 1,
             policy_from_sft: true,

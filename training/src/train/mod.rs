@@ -15,6 +15,7 @@ pub mod kernels;
 pub mod loss;
 pub mod model;
 pub mod optim;
+pub mod precision;
 pub mod schedule;
 pub mod update;
 
@@ -31,6 +32,7 @@ use crate::metrics_log::{self, metric_values, EvalRecord, TrainRecord, TrainWind
 
 pub use model::TrainableModel;
 pub use optim::{AdamW, AdamWConfig};
+pub use precision::{Network, Precision};
 pub use schedule::LinearSchedule;
 pub use update::{ensure_finite, save_checkpoint, Update, Updater};
 
@@ -67,6 +69,9 @@ pub struct TrainOptions {
     pub max_minutes: Option<f64>,
     /// Draw a progress bar.
     pub progress: bool,
+    /// f32, or bf16 mixed precision.
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 /// What a task reports from an evaluation: named metrics.
@@ -385,6 +390,7 @@ impl<T: TrainTask> Trainer<'_, T> {
         let opts = self.opts;
         let mut losses = Vec::with_capacity(opts.grad_accum);
         let mut tokens = 0;
+        let net = model.network(opts.precision)?;
         for _ in 0..opts.grad_accum.max(1) {
             if state.batch_in_epoch >= self.epoch_batches.len() {
                 state.epoch += 1;
@@ -394,9 +400,7 @@ impl<T: TrainTask> Trainer<'_, T> {
             }
             let batch = &self.epoch_batches[state.batch_in_epoch];
             state.batch_in_epoch += 1;
-            let (loss, n) = self
-                .task
-                .loss(&model.model, batch, Mode::Training(dropout))?;
+            let (loss, n) = self.task.loss(&net, batch, Mode::Training(dropout))?;
             losses.push(loss);
             tokens += n;
         }
