@@ -895,6 +895,7 @@ pub fn run_mario(run: MarioRun<'_>) -> Result<MarioOutcome> {
     let rewards = build_rewards(&s.rewards, &run.reward_models, run.device)?;
     let reference = Checkpoint::load(&run.sft, DType::F32, run.device)
         .with_context(|| format!("loading the SFT reference {}", run.sft.display()))?;
+    s.precision.warn_if_slow_on(run.device);
     let reference_cast = match s.precision {
         Precision::F32 => None,
         p => Some(

@@ -205,6 +205,7 @@ pub fn train<T: TrainTask>(
         bail!("no training examples");
     }
     let dropout_rate = opts.dropout.unwrap_or(model.config.dropout_rate);
+    opts.precision.warn_if_slow_on(model.model.device());
     let mut state = start_or_resume(model, opts, run, resume)?;
     let schedule = LinearSchedule {
         peak: opts.lr,

@@ -26,6 +26,16 @@ pub enum Precision {
 }
 
 impl Precision {
+    /// Logs a warning when this precision is slow on `device` (bf16 on the CPU).
+    pub fn warn_if_slow_on(self, device: &candle_core::Device) {
+        if self == Self::Bf16 && device.is_cpu() {
+            tracing::warn!(
+                "precision = \"bf16\" on the CPU: bf16 is several times slower than f32 here; \
+                 it is meant for GPUs"
+            );
+        }
+    }
+
     /// The dtype the network computes in.
     pub fn dtype(self) -> DType {
         match self {
