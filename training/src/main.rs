@@ -1034,7 +1034,6 @@ fn cmd_bench_train(a: &BenchTrainArgs) -> Result<()> {
         dropout: a.dropout,
         ..TrainBench::default()
     };
-    bench.validate()?;
     let mut all = Vec::new();
     for m in &a.model {
         let rows = bench_train(m, &bench, &device, |r| {

@@ -5,7 +5,7 @@
 //! - **SFT**: teacher-forced NLL over the target, backward, global-norm clip, AdamW; exactly
 //!   what `mario-train sft` does per update ([`nll_loss`] then [`Updater::update`]).
 //! - **MaRio**: the policy reads `controls` control tokens before the target, the frozen
-//!   reference (a second copy of the folder) reads the target alone; NLL + KL (+ entropy) over
+//!   reference (the folder loaded again, in the compute type) reads the target alone; NLL + KL (+ entropy) over
 //!   the target, backward, clip, AdamW; exactly what `mario-train mario` does per update
 //!   ([`step_loss`] with the default [`MarioSettings`]).
 //!
@@ -243,24 +243,17 @@ pub fn bench_train(
         .unwrap_or_default();
     let policy =
         TrainableModel::load(dir, device).with_context(|| format!("loading {}", dir.display()))?;
-    let reference = if bench.steps.contains(&TrainStep::Mario) {
-        Some(TrainableModel::load(dir, device)?)
-    } else {
-        None
-    };
     let settings = MarioSettings::default();
     let (start, pad) = (policy.config.decoder_start(), policy.tokenizer.pad_id());
     let dropout = DropoutRng::new(bench.dropout, bench.seed);
     let mut rows = Vec::new();
     for &dtype in &bench.dtypes {
-        // the frozen reference in the compute type, cast once
-        let reference_cast = match &reference {
-            Some(r) if dtype != DType::F32 => Some(r.cast_network(dtype)?),
-            _ => None,
+        // the frozen reference in the compute type, loaded as the MaRio stage loads it
+        let reference: Option<T5Model> = if bench.steps.contains(&TrainStep::Mario) {
+            Some(mario::model::load_t5(dir, dtype, device)?)
+        } else {
+            None
         };
-        let reference_net: Option<&T5Model> = reference_cast
-            .as_ref()
-            .or(reference.as_ref().map(|r| &r.model));
         for &step in &bench.steps {
             for &b in &bench.batch_sizes {
                 let controls = if step == TrainStep::Mario {
@@ -311,7 +304,7 @@ pub fn bench_train(
                             (l, v)
                         }
                         TrainStep::Mario => {
-                            let reference = reference_net.expect("loaded for MaRio rows");
+                            let reference = reference.as_ref().expect("loaded for MaRio rows");
                             let l = step_loss(
                                 net, reference, &refs, controls, &settings, mode, start, pad,
                             )?;
